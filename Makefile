@@ -1,0 +1,19 @@
+# Bellhop's front door. `make test` is what CI runs (see .ci/run).
+# The tests need a PostgreSQL: TEST_DATABASE_URL or DATABASE_URL if set, else
+# testcontainers (Docker), else a throwaway cluster from local binaries.
+
+GO ?= go
+
+.PHONY: test test-go test-js test-e2e lint generate build demo bench bench-smoke
+
+test: test-go
+
+test-go:
+	$(GO) test -count=1 -race ./...
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: the files above need formatting" && exit 1)
+
+build:
+	$(GO) build -o bin/relay ./cmd/relay

@@ -1,0 +1,286 @@
+// Package inbox is Bellhop's read side: the unread count, the list, and the
+// changes a reader makes (read, unread, read all, delete). Every call is
+// scoped to one recipient; an id that is not theirs is ErrNotFound.
+package inbox
+
+import (
+	"context"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bellhophq/bellhop/internal/sqlq"
+	"github.com/bellhophq/bellhop/outbox"
+)
+
+// Errors a caller can tell apart with errors.Is.
+var (
+	// ErrNotFound: no such notification for this recipient.
+	ErrNotFound = errors.New("notification not found")
+	// ErrBadID: the id is not a UUID.
+	ErrBadID = errors.New("notification id is not a UUID")
+	// ErrBadCursor: the cursor was not made by List.
+	ErrBadCursor = errors.New("cursor is not valid")
+	// ErrBadLimit: the limit is out of range.
+	ErrBadLimit = errors.New("limit is out of range")
+)
+
+// Limits of List.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// Notification is one row of a recipient's inbox.
+type Notification struct {
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	Data        json.RawMessage `json:"data"`
+	DatabaseKey *string         `json:"database_key"`
+	ReadAt      *time.Time      `json:"read_at"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+}
+
+// Count is an unread count. When Capped, the real count is Count or more.
+type Count struct {
+	Count  int64 `json:"count"`
+	Capped bool  `json:"capped"`
+}
+
+// ListOptions filter and page List.
+type ListOptions struct {
+	// Limit is the page size, 1 to MaxLimit; 0 means DefaultLimit.
+	Limit int
+	// Cursor is a previous page's NextCursor; "" starts at the newest.
+	Cursor string
+	// UnreadOnly leaves out read notifications.
+	UnreadOnly bool
+	// Types keeps only these types; empty keeps all.
+	Types []string
+}
+
+// Page is one page of List.
+type Page struct {
+	Notifications []Notification `json:"notifications"`
+	// NextCursor is nil on the last page.
+	NextCursor *string `json:"next_cursor"`
+}
+
+// Config configures an Inbox.
+type Config struct {
+	// Schema is Bellhop's schema; "" means "bellhop".
+	Schema string
+	// CountCap bounds UnreadCount; 0 means 1000.
+	CountCap int64
+}
+
+// Inbox reads and changes recipients' notifications.
+type Inbox struct {
+	pool     *pgxpool.Pool
+	countCap int64
+	q        struct {
+		count, list, markRead, markUnread, quiet, markAll, readAll, delete string
+	}
+}
+
+//go:embed sql/*.sql
+var queryFiles embed.FS
+
+// New returns an Inbox over pool.
+func New(pool *pgxpool.Pool, cfg Config) (*Inbox, error) {
+	if cfg.Schema == "" {
+		cfg.Schema = sqlq.DefaultSchema
+	}
+	if cfg.CountCap <= 0 {
+		cfg.CountCap = 1000
+	}
+	sub, err := fs.Sub(queryFiles, "sql")
+	if err != nil {
+		return nil, err
+	}
+	set, err := sqlq.Load(sub, cfg.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: %w", err)
+	}
+	in := &Inbox{pool: pool, countCap: cfg.CountCap}
+	in.q.count = set.Get("UnreadCount")
+	in.q.list = set.Get("List")
+	in.q.markRead = set.Get("MarkRead")
+	in.q.markUnread = set.Get("MarkUnread")
+	in.q.quiet = set.Get("Quiet")
+	in.q.markAll = set.Get("MarkAllRead")
+	in.q.readAll = set.Get("InsertReadAll")
+	in.q.delete = set.Get("Delete")
+	return in, set.Err()
+}
+
+// UnreadCount counts to's unread notifications, up to the configured cap.
+func (in *Inbox) UnreadCount(ctx context.Context, to outbox.Recipient) (Count, error) {
+	var n int64
+	if err := in.pool.QueryRow(ctx, in.q.count, to.Tenant, to.Type, to.ID, in.countCap).Scan(&n); err != nil {
+		return Count{}, fmt.Errorf("inbox: unread count: %w", err)
+	}
+	return Count{Count: n, Capped: n >= in.countCap}, nil
+}
+
+// The position before every row, for the first page.
+var (
+	firstTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	firstID   = uuid.Max.String()
+)
+
+// List returns one page of to's notifications, newest first.
+func (in *Inbox) List(ctx context.Context, to outbox.Recipient, opts ListOptions) (Page, error) {
+	limit := opts.Limit
+	if limit == 0 {
+		limit = DefaultLimit
+	}
+	if limit < 1 || limit > MaxLimit {
+		return Page{}, fmt.Errorf("%w: %d (want 1 to %d)", ErrBadLimit, limit, MaxLimit)
+	}
+	at, id := firstTime, firstID
+	if opts.Cursor != "" {
+		var err error
+		if at, id, err = decodeCursor(opts.Cursor); err != nil {
+			return Page{}, err
+		}
+	}
+	types := opts.Types
+	if types == nil {
+		types = []string{}
+	}
+	// One row more than asked tells whether there is a next page.
+	rows, err := in.pool.Query(ctx, in.q.list, to.Tenant, to.Type, to.ID, at, id, opts.UnreadOnly, types, limit+1)
+	if err != nil {
+		return Page{}, fmt.Errorf("inbox: list: %w", err)
+	}
+	items, err := pgx.CollectRows(rows, scanNotification)
+	if err != nil {
+		return Page{}, fmt.Errorf("inbox: list: %w", err)
+	}
+	page := Page{Notifications: items}
+	if len(items) > limit {
+		page.Notifications = items[:limit]
+		last := items[limit-1]
+		next := encodeCursor(last.CreatedAt, last.ID)
+		page.NextCursor = &next
+	}
+	return page, nil
+}
+
+// MarkRead marks one notification read. Marking a read one again is a no-op.
+func (in *Inbox) MarkRead(ctx context.Context, to outbox.Recipient, id string) (Notification, error) {
+	return in.change(ctx, in.q.markRead, to, id)
+}
+
+// MarkUnread marks one notification unread.
+func (in *Inbox) MarkUnread(ctx context.Context, to outbox.Recipient, id string) (Notification, error) {
+	return in.change(ctx, in.q.markUnread, to, id)
+}
+
+func (in *Inbox) change(ctx context.Context, query string, to outbox.Recipient, id string) (Notification, error) {
+	if err := checkID(id); err != nil {
+		return Notification{}, err
+	}
+	rows, err := in.pool.Query(ctx, query, id, to.Tenant, to.Type, to.ID)
+	if err != nil {
+		return Notification{}, fmt.Errorf("inbox: update %s: %w", id, err)
+	}
+	n, err := pgx.CollectExactlyOneRow(rows, scanNotification)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Notification{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return Notification{}, fmt.Errorf("inbox: update %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// MarkAllRead marks every unread notification of to read and returns how
+// many changed. The stream carries one read_all event for it, not one per
+// row.
+func (in *Inbox) MarkAllRead(ctx context.Context, to outbox.Recipient) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, in.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, in.q.quiet, "on"); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, in.q.markAll, to.Tenant, to.Type, to.ID)
+		if err != nil {
+			return err
+		}
+		if n = tag.RowsAffected(); n == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, in.q.quiet, "off"); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, in.q.readAll, to.Tenant, to.Type, to.ID)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("inbox: mark all read: %w", err)
+	}
+	return n, nil
+}
+
+// Delete removes one notification from to's inbox.
+func (in *Inbox) Delete(ctx context.Context, to outbox.Recipient, id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	tag, err := in.pool.Exec(ctx, in.q.delete, id, to.Tenant, to.Type, to.ID)
+	if err != nil {
+		return fmt.Errorf("inbox: delete %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return nil
+}
+
+func scanNotification(row pgx.CollectableRow) (Notification, error) {
+	var n Notification
+	err := row.Scan(&n.ID, &n.Type, &n.Data, &n.DatabaseKey, &n.ReadAt, &n.CreatedAt, &n.UpdatedAt)
+	return n, err
+}
+
+func checkID(id string) error {
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		return fmt.Errorf("%w: %q", ErrBadID, id)
+	}
+	return nil
+}
+
+// A cursor is the position of the last row of a page: its created_at in
+// microseconds (Postgres' precision) and its id, base64url-encoded.
+func encodeCursor(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixMicro(), 10) + "." + id))
+}
+
+func decodeCursor(s string) (time.Time, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return time.Time{}, "", ErrBadCursor
+	}
+	micros, id, ok := strings.Cut(string(b), ".")
+	if !ok || checkID(id) != nil {
+		return time.Time{}, "", ErrBadCursor
+	}
+	us, err := strconv.ParseInt(micros, 10, 64)
+	if err != nil {
+		return time.Time{}, "", ErrBadCursor
+	}
+	return time.UnixMicro(us).UTC(), id, nil
+}

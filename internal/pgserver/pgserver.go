@@ -1,0 +1,199 @@
+// Package pgserver finds or starts a PostgreSQL server for tests, benchmarks
+// and the demo, in this order:
+//
+//  1. the URL in TEST_DATABASE_URL, then DATABASE_URL;
+//  2. a container from testcontainers-go when a Docker engine answers;
+//  3. a throwaway cluster started from local PostgreSQL binaries (initdb and
+//     pg_ctl on PATH or under /usr/lib/postgresql/*/bin).
+//
+// When none works, Start fails with a message that says how to provide one.
+package pgserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/modules/postgres"
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+// Server is a reachable PostgreSQL server.
+type Server struct {
+	// URL connects to a database on the server as a superuser-capable role.
+	URL string
+	// Source says where the server came from: "env", "testcontainers" or
+	// "local binaries".
+	Source string
+	// DataDir is set for a local cluster; it can be restarted with Restart.
+	DataDir string
+	pgCtl   string
+	stop    func() error
+}
+
+// HowToProvide is what to tell a user when no server can be had.
+const HowToProvide = `no PostgreSQL server for the tests:
+  - set TEST_DATABASE_URL (or DATABASE_URL), e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable, or
+  - start a Docker engine so testcontainers-go can run postgres:16-alpine, or
+  - install PostgreSQL's server binaries (Debian: apt-get install postgresql) so a throwaway cluster can be started`
+
+// Start finds or starts a server. Stop it with Stop when done.
+func Start(ctx context.Context) (*Server, error) {
+	for _, name := range []string{"TEST_DATABASE_URL", "DATABASE_URL"} {
+		if url := os.Getenv(name); url != "" {
+			return &Server{URL: url, Source: "env " + name, stop: func() error { return nil }}, nil
+		}
+	}
+	var tried []string
+	if s, err := startContainer(ctx); err == nil {
+		return s, nil
+	} else {
+		tried = append(tried, "testcontainers: "+err.Error())
+	}
+	if s, err := startLocal(ctx); err == nil {
+		return s, nil
+	} else {
+		tried = append(tried, "local binaries: "+err.Error())
+	}
+	return nil, fmt.Errorf("%s\n(tried %s)", HowToProvide, strings.Join(tried, "; "))
+}
+
+// Stop stops a server this package started; for one named by the
+// environment it does nothing.
+func (s *Server) Stop() error { return s.stop() }
+
+func startContainer(ctx context.Context) (*Server, error) {
+	if os.Getenv("DOCKER_HOST") == "" {
+		if _, err := os.Stat("/var/run/docker.sock"); err != nil {
+			return nil, errors.New("no Docker engine (no DOCKER_HOST, no /var/run/docker.sock)")
+		}
+	}
+	provider, err := testcontainers.NewDockerProvider()
+	if err != nil {
+		return nil, err
+	}
+	defer provider.Close()
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := provider.Health(hctx); err != nil {
+		return nil, fmt.Errorf("docker engine does not answer: %w", err)
+	}
+	ctr, err := postgres.Run(ctx, "postgres:16-alpine",
+		postgres.WithDatabase("bellhop"),
+		postgres.WithUsername("postgres"),
+		postgres.WithPassword("postgres"),
+		testcontainers.WithWaitStrategy(wait.ForLog("database system is ready to accept connections").
+			WithOccurrence(2).WithStartupTimeout(60*time.Second)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	url, err := ctr.ConnectionString(ctx, "sslmode=disable")
+	if err != nil {
+		_ = testcontainers.TerminateContainer(ctr)
+		return nil, err
+	}
+	return &Server{URL: url, Source: "testcontainers", stop: func() error { return testcontainers.TerminateContainer(ctr) }}, nil
+}
+
+// binDir finds a directory holding initdb and pg_ctl.
+func binDir() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if _, err := exec.LookPath("pg_ctl"); err == nil {
+			return filepath.Dir(p), nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	return "", errors.New("initdb and pg_ctl not found on PATH or under /usr/lib/postgresql/*/bin")
+}
+
+func versionOf(dir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return v
+}
+
+func startLocal(ctx context.Context) (*Server, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "bellhop-pg-")
+	if err != nil {
+		return nil, err
+	}
+	// initdb refuses to run as root; run the cluster as the postgres user then.
+	var asUser []string
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return nil, errors.New("running as root and there is no postgres user to own the cluster")
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return nil, err
+		}
+		asUser = []string{"runuser", "-u", "postgres", "--"}
+	}
+	run := func(args ...string) error {
+		full := append(append([]string{}, asUser...), args...)
+		cmd := exec.CommandContext(ctx, full[0], full[1:]...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %w: %s", filepath.Base(args[0]), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	data := filepath.Join(dir, "data")
+	if err := run(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=500", port, dir)
+	pgCtl := filepath.Join(bin, "pg_ctl")
+	if err := run(pgCtl, "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "start"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s := &Server{
+		URL:     fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+		Source:  "local binaries",
+		DataDir: data,
+		pgCtl:   pgCtl,
+	}
+	s.stop = func() error {
+		err := run(pgCtl, "-D", data, "-m", "immediate", "-w", "stop")
+		os.RemoveAll(dir)
+		return err
+	}
+	return s, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

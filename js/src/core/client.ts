@@ -1,0 +1,117 @@
+import { BellhopError, errorFromResponse } from './errors';
+import { subscribeStream } from './subscribe';
+import type {
+  BellhopClient,
+  ClientOptions,
+  ListOptions,
+  Notification,
+  NotificationPage,
+  RequestOptions,
+  UnreadCount,
+} from './types';
+
+type Query = Record<string, string | number | boolean | string[] | null | undefined>;
+
+function buildQuery(q: Query): string {
+  const sp = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (Array.isArray(v)) for (const item of v) sp.append(k, item);
+    else sp.append(k, String(v));
+  }
+  const s = sp.toString();
+  return s ? `?${s}` : '';
+}
+
+function isAbort(e: unknown): boolean {
+  return !!e && typeof e === 'object' && (e as { name?: string }).name === 'AbortError';
+}
+
+/** Create a headless Bellhop client. */
+export function createClient(options: ClientOptions): BellhopClient {
+  const baseUrl = (options.baseUrl ?? '').replace(/\/+$/, '');
+  const doFetch: typeof fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const credentials = options.credentials;
+
+  const resolveToken = async (): Promise<string | null | undefined> => {
+    if (options.getToken) return options.getToken();
+    return options.token;
+  };
+
+  async function request<T>(method: string, path: string, query: Query = {}, opts: RequestOptions = {}): Promise<T> {
+    const headers: Record<string, string> = { Accept: 'application/json' };
+    const token = await resolveToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let res: Response;
+    try {
+      res = await doFetch(baseUrl + path + buildQuery(query), {
+        method,
+        headers,
+        credentials,
+        signal: opts.signal,
+      });
+    } catch (e) {
+      if (isAbort(e)) throw e;
+      throw new BellhopError(0, 'network_error', e instanceof Error ? e.message : 'network error', { cause: e });
+    }
+    if (!res.ok) throw await errorFromResponse(res);
+    if (res.status === 204) return undefined as T;
+    const text = await res.text();
+    if (!text) return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch (e) {
+      throw new BellhopError(res.status, 'bad_response', 'response is not valid JSON', { cause: e });
+    }
+  }
+
+  const idPath = (id: string) => `/notifications/${encodeURIComponent(id)}`;
+
+  return {
+    baseUrl,
+    list(opts: ListOptions = {}) {
+      const { limit, cursor, unread, type, signal } = opts;
+      return request<NotificationPage>(
+        'GET',
+        '/notifications',
+        {
+          limit,
+          cursor: cursor ?? undefined,
+          unread: unread ? 'true' : undefined,
+          type: type === undefined ? undefined : Array.isArray(type) ? type : [type],
+        },
+        { signal },
+      ).then((page) => ({
+        notifications: page?.notifications ?? [],
+        next_cursor: page?.next_cursor ?? null,
+      }));
+    },
+    unreadCount(opts) {
+      return request<UnreadCount>('GET', '/notifications/unread/count', {}, opts).then((r) => ({
+        count: r?.count ?? 0,
+        capped: !!r?.capped,
+      }));
+    },
+    markRead(id, opts) {
+      return request<Notification>('POST', `${idPath(id)}/read`, {}, opts);
+    },
+    markUnread(id, opts) {
+      return request<Notification>('POST', `${idPath(id)}/unread`, {}, opts);
+    },
+    markAllRead(opts) {
+      return request<{ updated: number }>('POST', '/notifications/read-all', {}, opts).then((r) => ({
+        updated: r?.updated ?? 0,
+      }));
+    },
+    async remove(id, opts) {
+      await request<void>('DELETE', idPath(id), {}, opts);
+    },
+    subscribe(listener, opts) {
+      return subscribeStream(
+        { url: `${baseUrl}/notifications/stream`, fetch: doFetch, credentials, resolveToken },
+        listener,
+        opts,
+      );
+    },
+  };
+}

@@ -1,0 +1,104 @@
+/** A notification as returned by the relay. */
+export interface Notification<TData extends Record<string, unknown> = Record<string, any>> {
+  id: string;
+  type: string;
+  data: TData;
+  /** Non-null for progress notifications (upserted under this key). */
+  database_key: string | null;
+  read_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface NotificationPage {
+  notifications: Notification[];
+  next_cursor: string | null;
+}
+
+export interface ListFilters {
+  /** Page size, 1..100 (server default 20). */
+  limit?: number;
+  /** Only unread notifications. */
+  unread?: boolean;
+  /** Only these notification types. */
+  type?: string | string[];
+}
+
+export interface ListOptions extends ListFilters {
+  cursor?: string | null;
+  signal?: AbortSignal;
+}
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+}
+
+export interface UnreadCount {
+  count: number;
+  /** When true, the real count is >= count. */
+  capped: boolean;
+}
+
+export type StreamOp = 'created' | 'updated' | 'read' | 'unread' | 'deleted' | 'read_all' | 'refetch';
+
+/** A live event received from `GET /notifications/stream` (event name `notification`). */
+export interface BellhopEvent {
+  /** Strictly increasing per stream; also the SSE `id:`. */
+  seq: number;
+  op: StreamOp | (string & {});
+  /** Notification id (for `read_all`/`refetch` not a notification of the list). */
+  id: string;
+  type?: string;
+  database_key?: string | null;
+  read_at?: string | null;
+  /** Live payload, e.g. `{ progress: 40 }` for `updated`. */
+  sse?: Record<string, unknown> | null;
+}
+
+export type StreamStatus = 'connecting' | 'open' | 'closed' | 'error';
+
+export type TokenSource = () => string | null | undefined | Promise<string | null | undefined>;
+
+export interface ClientOptions {
+  /** e.g. `http://localhost:8080`, or `''` for same origin. */
+  baseUrl: string;
+  /** Static bearer token. */
+  token?: string;
+  /** Called before every request and every stream (re)connect. Wins over `token`. */
+  getToken?: TokenSource;
+  /** Use `'include'` for cookie auth (`bellhop_token`). */
+  credentials?: RequestCredentials;
+  /** Custom fetch implementation (defaults to global fetch). */
+  fetch?: typeof fetch;
+}
+
+export interface SubscribeOptions {
+  /** Batch events arriving within this window into one listener call. 0 = deliver each event right away. */
+  debounceMs?: number;
+  /** Connection status changes. */
+  onStatus?: (status: StreamStatus, error?: unknown) => void;
+  /** Start resuming from this event id. */
+  lastEventId?: string | number | null;
+  /** Initial reconnect delay in ms until the server sends `retry:` (default 1000). */
+  retryMs?: number;
+  /** Upper bound for the exponential backoff (default 30000). */
+  maxRetryMs?: number;
+  /** Aborting this signal unsubscribes. */
+  signal?: AbortSignal;
+}
+
+/** Called with one or more events (more than one only when `debounceMs` batches a burst). */
+export type StreamListener = (events: BellhopEvent[]) => void;
+
+export type Unsubscribe = () => void;
+
+export interface BellhopClient {
+  readonly baseUrl: string;
+  list(opts?: ListOptions): Promise<NotificationPage>;
+  unreadCount(opts?: RequestOptions): Promise<UnreadCount>;
+  markRead(id: string, opts?: RequestOptions): Promise<Notification>;
+  markUnread(id: string, opts?: RequestOptions): Promise<Notification>;
+  markAllRead(opts?: RequestOptions): Promise<{ updated: number }>;
+  remove(id: string, opts?: RequestOptions): Promise<void>;
+  subscribe(listener: StreamListener, opts?: SubscribeOptions): Unsubscribe;
+}

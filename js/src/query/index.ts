@@ -1,0 +1,305 @@
+import type { InfiniteData, QueryClient, QueryKey } from '@tanstack/query-core';
+import type {
+  BellhopClient,
+  BellhopEvent,
+  ListFilters,
+  Notification,
+  NotificationPage,
+  UnreadCount,
+} from '../core/types';
+
+export type NotificationFilters = ListFilters;
+
+/** Cache shape of a list query: infinite (pages) or a single page. */
+export type NotificationListData = InfiniteData<NotificationPage, string | null> | NotificationPage;
+
+function normalizeFilters(filters: NotificationFilters = {}): NotificationFilters {
+  const out: NotificationFilters = {};
+  if (filters.unread) out.unread = true;
+  if (filters.type !== undefined) {
+    const types = Array.isArray(filters.type) ? [...filters.type] : [filters.type];
+    out.type = types.sort();
+  }
+  if (filters.limit !== undefined) out.limit = filters.limit;
+  return out;
+}
+
+/** Query-key factory. `lists()` is a prefix of every `list(filters)`; `all` of everything. */
+export const bellhopKeys = {
+  all: ['bellhop'] as const,
+  count: () => ['bellhop', 'count'] as const,
+  lists: () => ['bellhop', 'list'] as const,
+  list: (filters?: NotificationFilters) => ['bellhop', 'list', normalizeFilters(filters)] as const,
+};
+
+export function unreadCountQueryOptions(client: BellhopClient) {
+  return {
+    queryKey: bellhopKeys.count(),
+    queryFn: ({ signal }: { signal?: AbortSignal }): Promise<UnreadCount> => client.unreadCount({ signal }),
+  };
+}
+
+export function notificationsInfiniteQueryOptions(client: BellhopClient, filters: NotificationFilters = {}) {
+  return {
+    queryKey: bellhopKeys.list(filters),
+    queryFn: ({ pageParam, signal }: { pageParam: string | null; signal?: AbortSignal }): Promise<NotificationPage> =>
+      client.list({ ...filters, cursor: pageParam, signal }),
+    initialPageParam: null as string | null,
+    getNextPageParam: (lastPage: NotificationPage): string | undefined => lastPage.next_cursor ?? undefined,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Cache patching
+
+function isInfinite(d: NotificationListData): d is InfiniteData<NotificationPage, string | null> {
+  return Array.isArray((d as InfiniteData<NotificationPage>).pages);
+}
+
+function mapListData(
+  data: NotificationListData | undefined,
+  fn: (items: Notification[]) => Notification[],
+): NotificationListData | undefined {
+  if (!data) return data;
+  if (isInfinite(data)) {
+    return { ...data, pages: data.pages.map((p) => ({ ...p, notifications: fn(p.notifications ?? []) })) };
+  }
+  if (Array.isArray((data as NotificationPage).notifications)) {
+    return { ...data, notifications: fn(data.notifications) };
+  }
+  return data;
+}
+
+/** Apply `fn` to the notification arrays of every cached list. */
+export function updateCachedNotifications(queryClient: QueryClient, fn: (items: Notification[]) => Notification[]): void {
+  queryClient.setQueriesData<NotificationListData>({ queryKey: bellhopKeys.lists() }, (old) => mapListData(old, fn));
+}
+
+/** Patch one notification in every cached list. Returns true if it was found anywhere. */
+export function patchCachedNotification(
+  queryClient: QueryClient,
+  id: string,
+  patch: (n: Notification) => Notification,
+): boolean {
+  let found = false;
+  updateCachedNotifications(queryClient, (items) =>
+    items.some((n) => n.id === id)
+      ? items.map((n) => {
+          if (n.id !== id) return n;
+          found = true;
+          return patch(n);
+        })
+      : items,
+  );
+  return found;
+}
+
+/** Find a notification in any cached list. */
+export function findCachedNotification(queryClient: QueryClient, id: string): Notification | undefined {
+  for (const [, data] of queryClient.getQueriesData<NotificationListData>({ queryKey: bellhopKeys.lists() })) {
+    if (!data) continue;
+    const pages = isInfinite(data) ? data.pages : [data];
+    for (const p of pages) {
+      const hit = p.notifications?.find((n) => n.id === id);
+      if (hit) return hit;
+    }
+  }
+  return undefined;
+}
+
+function adjustCount(queryClient: QueryClient, delta: number): void {
+  queryClient.setQueryData<UnreadCount>(bellhopKeys.count(), (old) =>
+    old ? { ...old, count: Math.max(0, old.count + delta) } : old,
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Optimistic mutations
+
+/** What `onMutate` returns, used to roll back on error. */
+export interface BellhopSnapshot {
+  lists: Array<[QueryKey, NotificationListData | undefined]>;
+  count: UnreadCount | undefined;
+}
+
+async function takeSnapshot(queryClient: QueryClient): Promise<BellhopSnapshot> {
+  await queryClient.cancelQueries({ queryKey: bellhopKeys.all });
+  return {
+    lists: queryClient.getQueriesData<NotificationListData>({ queryKey: bellhopKeys.lists() }),
+    count: queryClient.getQueryData<UnreadCount>(bellhopKeys.count()),
+  };
+}
+
+function rollback(queryClient: QueryClient, snapshot: BellhopSnapshot | undefined): void {
+  if (!snapshot) return;
+  for (const [key, data] of snapshot.lists) queryClient.setQueryData(key, data);
+  queryClient.setQueryData(bellhopKeys.count(), snapshot.count);
+}
+
+function settle(queryClient: QueryClient): Promise<unknown> {
+  return Promise.all([
+    queryClient.invalidateQueries({ queryKey: bellhopKeys.count() }),
+    queryClient.invalidateQueries({ queryKey: bellhopKeys.lists() }),
+  ]);
+}
+
+const nowIso = () => new Date().toISOString();
+
+export function markReadMutationOptions(client: BellhopClient, queryClient: QueryClient) {
+  return {
+    mutationKey: [...bellhopKeys.all, 'markRead'] as const,
+    mutationFn: (id: string) => client.markRead(id),
+    onMutate: async (id: string): Promise<BellhopSnapshot> => {
+      const snapshot = await takeSnapshot(queryClient);
+      const before = findCachedNotification(queryClient, id);
+      const at = nowIso();
+      patchCachedNotification(queryClient, id, (n) => (n.read_at ? n : { ...n, read_at: at }));
+      if (before && !before.read_at) adjustCount(queryClient, -1);
+      return snapshot;
+    },
+    onSuccess: (updated: Notification) => {
+      if (updated?.id) patchCachedNotification(queryClient, updated.id, () => updated);
+    },
+    onError: (_err: unknown, _id: string, snapshot: BellhopSnapshot | undefined) => rollback(queryClient, snapshot),
+    onSettled: () => settle(queryClient),
+  };
+}
+
+export function markUnreadMutationOptions(client: BellhopClient, queryClient: QueryClient) {
+  return {
+    mutationKey: [...bellhopKeys.all, 'markUnread'] as const,
+    mutationFn: (id: string) => client.markUnread(id),
+    onMutate: async (id: string): Promise<BellhopSnapshot> => {
+      const snapshot = await takeSnapshot(queryClient);
+      const before = findCachedNotification(queryClient, id);
+      patchCachedNotification(queryClient, id, (n) => ({ ...n, read_at: null }));
+      if (before && before.read_at) adjustCount(queryClient, +1);
+      return snapshot;
+    },
+    onSuccess: (updated: Notification) => {
+      if (updated?.id) patchCachedNotification(queryClient, updated.id, () => updated);
+    },
+    onError: (_err: unknown, _id: string, snapshot: BellhopSnapshot | undefined) => rollback(queryClient, snapshot),
+    onSettled: () => settle(queryClient),
+  };
+}
+
+export function markAllReadMutationOptions(client: BellhopClient, queryClient: QueryClient) {
+  return {
+    mutationKey: [...bellhopKeys.all, 'markAllRead'] as const,
+    mutationFn: (_vars: void) => client.markAllRead(),
+    onMutate: async (): Promise<BellhopSnapshot> => {
+      const snapshot = await takeSnapshot(queryClient);
+      const at = nowIso();
+      updateCachedNotifications(queryClient, (items) => items.map((n) => (n.read_at ? n : { ...n, read_at: at })));
+      queryClient.setQueryData<UnreadCount>(bellhopKeys.count(), (old) => (old ? { count: 0, capped: false } : old));
+      return snapshot;
+    },
+    onError: (_err: unknown, _vars: void, snapshot: BellhopSnapshot | undefined) => rollback(queryClient, snapshot),
+    onSettled: () => settle(queryClient),
+  };
+}
+
+export function removeMutationOptions(client: BellhopClient, queryClient: QueryClient) {
+  return {
+    mutationKey: [...bellhopKeys.all, 'remove'] as const,
+    mutationFn: (id: string) => client.remove(id),
+    onMutate: async (id: string): Promise<BellhopSnapshot> => {
+      const snapshot = await takeSnapshot(queryClient);
+      const before = findCachedNotification(queryClient, id);
+      updateCachedNotifications(queryClient, (items) => items.filter((n) => n.id !== id));
+      if (before && !before.read_at) adjustCount(queryClient, -1);
+      return snapshot;
+    },
+    onError: (_err: unknown, _id: string, snapshot: BellhopSnapshot | undefined) => rollback(queryClient, snapshot),
+    onSettled: () => settle(queryClient),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Live events
+
+/**
+ * Bring the cache up to date for one or more live events:
+ * - `refetch`: drop every bellhop query and refetch the active ones;
+ * - `created`: invalidate count + lists;
+ * - `updated` with `sse`: merge the payload into `data` of the cached row (no refetch), else invalidate;
+ * - `read` / `unread`: patch `read_at` of the row, invalidate count and unread-only lists;
+ * - `deleted`: remove the row, invalidate count;
+ * - `read_all`: mark every cached row read, invalidate count and unread-only lists.
+ */
+export async function invalidateOnEvent(queryClient: QueryClient, events: BellhopEvent | BellhopEvent[]): Promise<void> {
+  const list = Array.isArray(events) ? events : [events];
+  if (list.length === 0) return;
+  if (list.some((e) => e.op === 'refetch')) {
+    await queryClient.resetQueries({ queryKey: bellhopKeys.all });
+    return;
+  }
+  let count = false;
+  let lists = false;
+  let unreadLists = false;
+  for (const e of list) {
+    switch (e.op) {
+      case 'created':
+        count = true;
+        lists = true;
+        break;
+      case 'updated': {
+        if (e.sse && typeof e.sse === 'object') {
+          const sse = e.sse;
+          let readChanged = false;
+          const found = patchCachedNotification(queryClient, e.id, (n) => {
+            const readAt = e.read_at !== undefined ? e.read_at : n.read_at;
+            if (!!readAt !== !!n.read_at) readChanged = true;
+            return {
+              ...n,
+              data: { ...n.data, ...sse },
+              read_at: readAt,
+              database_key: e.database_key !== undefined ? e.database_key : n.database_key,
+              updated_at: nowIso(),
+            };
+          });
+          if (!found) lists = true;
+          if (!found || readChanged) count = true;
+        } else {
+          count = true;
+          lists = true;
+        }
+        break;
+      }
+      case 'read':
+      case 'unread': {
+        const readAt = e.op === 'read' ? (e.read_at ?? nowIso()) : null;
+        patchCachedNotification(queryClient, e.id, (n) => ({ ...n, read_at: readAt }));
+        count = true;
+        unreadLists = true;
+        break;
+      }
+      case 'deleted':
+        updateCachedNotifications(queryClient, (items) => items.filter((n) => n.id !== e.id));
+        count = true;
+        break;
+      case 'read_all': {
+        const at = e.read_at ?? nowIso();
+        updateCachedNotifications(queryClient, (items) => items.map((n) => (n.read_at ? n : { ...n, read_at: at })));
+        count = true;
+        unreadLists = true;
+        break;
+      }
+      default:
+        count = true;
+        lists = true;
+    }
+  }
+  const work: Promise<unknown>[] = [];
+  if (count) work.push(queryClient.invalidateQueries({ queryKey: bellhopKeys.count() }));
+  if (lists) work.push(queryClient.invalidateQueries({ queryKey: bellhopKeys.lists() }));
+  else if (unreadLists)
+    work.push(
+      queryClient.invalidateQueries({
+        queryKey: bellhopKeys.lists(),
+        predicate: (q) => (q.queryKey[2] as NotificationFilters | undefined)?.unread === true,
+      }),
+    );
+  await Promise.all(work);
+}

@@ -1,0 +1,63 @@
+import { useInfiniteQuery, useMutation, useQuery } from '@tanstack/react-query';
+import { useEffect, useMemo, useRef, useSyncExternalStore } from 'react';
+import type { BellhopEvent, Notification, StreamStatus } from '../core/types';
+import {
+  markAllReadMutationOptions,
+  markReadMutationOptions,
+  markUnreadMutationOptions,
+  notificationsInfiniteQueryOptions,
+  removeMutationOptions,
+  unreadCountQueryOptions,
+  type NotificationFilters,
+} from '../query';
+import { useBellhop } from './context';
+
+export function useUnreadCount(options: { enabled?: boolean } = {}) {
+  const { client } = useBellhop();
+  return useQuery({ ...unreadCountQueryOptions(client), enabled: options.enabled ?? true });
+}
+
+export function useNotifications(filters: NotificationFilters = {}, options: { enabled?: boolean } = {}) {
+  const { client, queryClient } = useBellhop();
+  const query = useInfiniteQuery({
+    ...notificationsInfiniteQueryOptions(client, filters),
+    enabled: options.enabled ?? true,
+  });
+  const read = useMutation(markReadMutationOptions(client, queryClient));
+  const unread = useMutation(markUnreadMutationOptions(client, queryClient));
+  const all = useMutation(markAllReadMutationOptions(client, queryClient));
+  const remove = useMutation(removeMutationOptions(client, queryClient));
+  const notifications = useMemo<Notification[]>(
+    () => query.data?.pages.flatMap((p) => p.notifications) ?? [],
+    [query.data],
+  );
+  return {
+    ...query,
+    notifications,
+    markRead: read.mutate,
+    markUnread: unread.mutate,
+    markAllRead: () => all.mutate(),
+    remove: remove.mutate,
+    mutations: { read, unread, all, remove },
+  };
+}
+
+/**
+ * Joins the provider's single live subscription (opened on first use, closed
+ * when the last user unmounts). Every batch is applied to the query cache via
+ * `invalidateOnEvent`; `onEvent` additionally receives each event.
+ */
+export function useNotificationStream(
+  onEvent?: (event: BellhopEvent) => void,
+  options: { enabled?: boolean } = {},
+): StreamStatus {
+  const { hub } = useBellhop();
+  const enabled = options.enabled ?? true;
+  const cb = useRef(onEvent);
+  cb.current = onEvent;
+  useEffect(() => {
+    if (!enabled) return;
+    return hub.addListener((events) => events.forEach((e) => cb.current?.(e)));
+  }, [hub, enabled]);
+  return useSyncExternalStore(hub.onStatusChange, hub.getStatus, hub.getStatus);
+}

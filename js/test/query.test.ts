@@ -1,0 +1,242 @@
+import { InfiniteQueryObserver, MutationObserver, QueryClient, QueryObserver } from '@tanstack/query-core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { BellhopClient, Notification, NotificationPage, UnreadCount } from '../src';
+import { BellhopError } from '../src';
+import {
+  bellhopKeys,
+  invalidateOnEvent,
+  markAllReadMutationOptions,
+  markReadMutationOptions,
+  markUnreadMutationOptions,
+  notificationsInfiniteQueryOptions,
+  removeMutationOptions,
+  unreadCountQueryOptions,
+  type NotificationListData,
+} from '../src/query';
+import { notification, waitUntil } from './helpers/server';
+
+function deferred<T>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** In-memory fake whose mutations wait on a deferred we control. */
+function fakeClient() {
+  const calls: string[] = [];
+  let pending = deferred<unknown>();
+  const client: BellhopClient = {
+    baseUrl: '',
+    list: async (opts = {}) => {
+      calls.push(`list cursor=${opts.cursor ?? ''} unread=${!!opts.unread}`);
+      return opts.cursor
+        ? { notifications: [notification('c')], next_cursor: null }
+        : { notifications: [notification('a'), notification('b', { read_at: '2024-01-01T00:00:00Z' })], next_cursor: 'p2' };
+    },
+    unreadCount: async () => {
+      calls.push('count');
+      return { count: 4, capped: false };
+    },
+    markRead: (id) => (calls.push(`read ${id}`), pending.promise as Promise<Notification>),
+    markUnread: (id) => (calls.push(`unread ${id}`), pending.promise as Promise<Notification>),
+    markAllRead: () => (calls.push('readAll'), pending.promise as Promise<{ updated: number }>),
+    remove: (id) => (calls.push(`remove ${id}`), pending.promise as Promise<void>),
+    subscribe: () => () => {},
+  };
+  return {
+    client,
+    calls,
+    settle: () => pending,
+    reset: () => {
+      pending = deferred<unknown>();
+    },
+  };
+}
+
+let qc: QueryClient;
+beforeEach(() => {
+  qc = new QueryClient({ defaultOptions: { queries: { retry: false, staleTime: Infinity } } });
+});
+afterEach(() => qc.clear());
+
+const listKey = bellhopKeys.list({});
+function seed() {
+  const page: NotificationPage = {
+    notifications: [notification('a'), notification('b', { read_at: '2024-01-01T00:00:00Z' })],
+    next_cursor: null,
+  };
+  qc.setQueryData(listKey, { pages: [page], pageParams: [null] });
+  qc.setQueryData<UnreadCount>(bellhopKeys.count(), { count: 3, capped: false });
+}
+const rows = () => (qc.getQueryData<NotificationListData>(listKey) as { pages: NotificationPage[] }).pages.flatMap((p) => p.notifications);
+const row = (id: string) => rows().find((n) => n.id === id);
+const count = () => qc.getQueryData<UnreadCount>(bellhopKeys.count())?.count;
+
+describe('bellhopKeys', () => {
+  it('builds hierarchical keys with normalized filters', () => {
+    expect(bellhopKeys.all).toEqual(['bellhop']);
+    expect(bellhopKeys.count()).toEqual(['bellhop', 'count']);
+    expect(bellhopKeys.lists()).toEqual(['bellhop', 'list']);
+    expect(bellhopKeys.list({ type: ['b', 'a'], unread: false })).toEqual(['bellhop', 'list', { type: ['a', 'b'] }]);
+    expect(bellhopKeys.list({ type: 'a', unread: true })).toEqual(['bellhop', 'list', { unread: true, type: ['a'] }]);
+  });
+});
+
+describe('query options', () => {
+  it('unreadCountQueryOptions fetches the count', async () => {
+    const f = fakeClient();
+    expect(await qc.fetchQuery(unreadCountQueryOptions(f.client))).toEqual({ count: 4, capped: false });
+  });
+
+  it('notificationsInfiniteQueryOptions pages with the cursor and stops when next_cursor is null', async () => {
+    const f = fakeClient();
+    const obs = new InfiniteQueryObserver(qc, notificationsInfiniteQueryOptions(f.client, { unread: true }));
+    const unsub = obs.subscribe(() => {});
+    await waitUntil(() => obs.getCurrentResult().isSuccess);
+    expect(obs.getCurrentResult().hasNextPage).toBe(true);
+    await obs.fetchNextPage();
+    const r = obs.getCurrentResult();
+    expect(r.data!.pages.flatMap((p) => p.notifications.map((n) => n.id))).toEqual(['a', 'b', 'c']);
+    expect(r.hasNextPage).toBe(false);
+    expect(f.calls).toEqual(['list cursor= unread=true', 'list cursor=p2 unread=true']);
+    unsub();
+  });
+});
+
+describe('optimistic mutations', () => {
+  it('markRead patches the row and count at once, then rolls back on error', async () => {
+    seed();
+    const f = fakeClient();
+    const m = new MutationObserver(qc, markReadMutationOptions(f.client, qc));
+    const done = m.mutate('a').catch((e) => e);
+    await waitUntil(() => row('a')?.read_at);
+    expect(count()).toBe(2);
+    f.settle().reject(new BellhopError(500, 'server_error', 'boom'));
+    const err = await done;
+    expect(err).toMatchObject({ status: 500 });
+    expect(row('a')?.read_at).toBeNull();
+    expect(count()).toBe(3);
+  });
+
+  it('markRead keeps the server row on success and invalidates count + lists', async () => {
+    seed();
+    const f = fakeClient();
+    const m = new MutationObserver(qc, markReadMutationOptions(f.client, qc));
+    const done = m.mutate('a');
+    await waitUntil(() => row('a')?.read_at);
+    f.settle().resolve(notification('a', { read_at: '2030-01-01T00:00:00Z' }));
+    await done;
+    expect(row('a')?.read_at).toBe('2030-01-01T00:00:00Z');
+    expect(qc.getQueryState(bellhopKeys.count())?.isInvalidated).toBe(true);
+    expect(qc.getQueryState(listKey)?.isInvalidated).toBe(true);
+  });
+
+  it('markRead of an already read row does not change the count', async () => {
+    seed();
+    const f = fakeClient();
+    const done = new MutationObserver(qc, markReadMutationOptions(f.client, qc)).mutate('b');
+    await waitUntil(() => f.calls.length > 0);
+    expect(count()).toBe(3);
+    f.settle().resolve(notification('b', { read_at: '2024-01-01T00:00:00Z' }));
+    await done;
+  });
+
+  it('markUnread increments the count and rolls back', async () => {
+    seed();
+    const f = fakeClient();
+    const done = new MutationObserver(qc, markUnreadMutationOptions(f.client, qc)).mutate('b').catch(() => {});
+    await waitUntil(() => row('b')?.read_at === null);
+    expect(count()).toBe(4);
+    f.settle().reject(new Error('x'));
+    await done;
+    expect(row('b')?.read_at).toBe('2024-01-01T00:00:00Z');
+    expect(count()).toBe(3);
+  });
+
+  it('markAllRead zeroes the count, marks every row read, and rolls back', async () => {
+    seed();
+    const f = fakeClient();
+    const done = new MutationObserver(qc, markAllReadMutationOptions(f.client, qc)).mutate().catch(() => {});
+    await waitUntil(() => count() === 0);
+    expect(rows().every((n) => n.read_at)).toBe(true);
+    f.settle().reject(new Error('x'));
+    await done;
+    expect(count()).toBe(3);
+    expect(row('a')?.read_at).toBeNull();
+  });
+
+  it('remove drops the row and decrements the count for an unread row; rollback restores it', async () => {
+    seed();
+    const f = fakeClient();
+    const done = new MutationObserver(qc, removeMutationOptions(f.client, qc)).mutate('a').catch(() => {});
+    await waitUntil(() => !row('a'));
+    expect(count()).toBe(2);
+    expect(f.calls).toEqual(['remove a']);
+    f.settle().reject(new Error('x'));
+    await done;
+    expect(rows().map((n) => n.id)).toEqual(['a', 'b']);
+    expect(count()).toBe(3);
+  });
+});
+
+describe('invalidateOnEvent', () => {
+  const ev = (op: string, extra: Record<string, unknown> = {}) => ({ seq: 1, op, id: 'a', ...extra });
+
+  it('patches the matching row for updated + sse without refetching the lists', async () => {
+    seed();
+    await invalidateOnEvent(qc, ev('updated', { sse: { progress: 40 }, database_key: 'export-1' }));
+    expect(row('a')?.data).toMatchObject({ progress: 40, title: 'Title a' });
+    expect(row('a')?.database_key).toBe('export-1');
+    expect(qc.getQueryState(listKey)?.isInvalidated).toBe(false);
+    expect(qc.getQueryState(bellhopKeys.count())?.isInvalidated).toBe(false);
+  });
+
+  it('invalidates lists when an updated row is not cached', async () => {
+    seed();
+    await invalidateOnEvent(qc, ev('updated', { id: 'zzz', sse: { progress: 1 } }));
+    expect(qc.getQueryState(listKey)?.isInvalidated).toBe(true);
+  });
+
+  it('created invalidates count and lists', async () => {
+    seed();
+    await invalidateOnEvent(qc, [ev('created', { id: 'new' })]);
+    expect(qc.getQueryState(listKey)?.isInvalidated).toBe(true);
+    expect(qc.getQueryState(bellhopKeys.count())?.isInvalidated).toBe(true);
+  });
+
+  it('read/deleted/read_all patch rows and invalidate the count only', async () => {
+    seed();
+    const unreadKey = bellhopKeys.list({ unread: true });
+    qc.setQueryData(unreadKey, { pages: [{ notifications: [notification('a')], next_cursor: null }], pageParams: [null] });
+    await invalidateOnEvent(qc, ev('read', { read_at: '2025-05-05T00:00:00Z' }));
+    expect(row('a')?.read_at).toBe('2025-05-05T00:00:00Z');
+    expect(qc.getQueryState(bellhopKeys.count())?.isInvalidated).toBe(true);
+    expect(qc.getQueryState(listKey)?.isInvalidated).toBe(false);
+    expect(qc.getQueryState(unreadKey)?.isInvalidated).toBe(true);
+
+    await invalidateOnEvent(qc, ev('unread'));
+    expect(row('a')?.read_at).toBeNull();
+    await invalidateOnEvent(qc, ev('read_all', { id: 'batch-1' }));
+    expect(rows().every((n) => n.read_at)).toBe(true);
+    await invalidateOnEvent(qc, ev('deleted', { id: 'b' }));
+    expect(rows().map((n) => n.id)).toEqual(['a']);
+    expect(qc.getQueryState(listKey)?.isInvalidated).toBe(false);
+  });
+
+  it('refetch drops cached data and refetches active queries', async () => {
+    seed();
+    const f = fakeClient();
+    const obs = new QueryObserver(qc, { ...unreadCountQueryOptions(f.client), staleTime: Infinity });
+    const unsub = obs.subscribe(() => {});
+    expect(f.calls).toEqual([]); // seeded + fresh: no fetch yet
+    await invalidateOnEvent(qc, [ev('created'), ev('refetch', { id: '' })]);
+    expect(qc.getQueryData(listKey)).toBeUndefined();
+    await waitUntil(() => count() === 4);
+    expect(f.calls).toEqual(['count']);
+    unsub();
+  });
+});

@@ -1,0 +1,114 @@
+package outbox
+
+import (
+	"encoding/json"
+)
+
+// Notification is something to tell a recipient. ToDatabase is what the
+// inbox stores and lists; it must marshal to a JSON object (nil stores {}).
+//
+// A notification may also implement Live (a small payload pushed on the
+// stream), Routed (which channels it goes to) and Keyed (a progress
+// notification updated in place).
+type Notification interface {
+	Type() string
+	ToDatabase() any
+}
+
+// Live is implemented by a notification whose stream event carries a
+// payload of its own; it must marshal to a JSON object. Without it, the
+// event carries the notification's id and type only.
+type Live interface {
+	ToSSE() any
+}
+
+// Routed is implemented by a notification that goes to fewer than both
+// channels.
+type Routed interface {
+	Via() []Channel
+}
+
+// Keyed is implemented by a progress notification: every send with the same
+// key to the same recipient updates one row in place and pushes again.
+type Keyed interface {
+	DatabaseKey() string
+}
+
+// Channel is where a notification goes.
+type Channel string
+
+const (
+	// Database stores the notification in the inbox: listed and counted.
+	Database Channel = "database"
+	// SSE pushes it live to the recipient's open streams.
+	SSE Channel = "sse"
+)
+
+// Recipient is who a notification is for: a notifiable (Type, ID) within a
+// tenant. The zero Tenant is the single-tenant default.
+type Recipient struct {
+	Tenant string
+	Type   string
+	ID     string
+}
+
+// User is the recipient of type "User" with the given id and no tenant.
+func User(id string) Recipient { return Recipient{Type: "User", ID: id} }
+
+// Message is a Notification built from values, for callers that do not
+// define a type of their own.
+type Message struct {
+	Kind string
+	Data any
+	// SSE is the live payload; nil sends id and type only.
+	SSE any
+	// Channels defaults to both.
+	Channels []Channel
+	// Key makes this a progress notification.
+	Key string
+}
+
+func (m Message) Type() string        { return m.Kind }
+func (m Message) ToDatabase() any     { return m.Data }
+func (m Message) ToSSE() any          { return m.SSE }
+func (m Message) DatabaseKey() string { return m.Key }
+
+// Via returns m.Channels, or both channels when it is empty.
+func (m Message) Via() []Channel {
+	if len(m.Channels) == 0 {
+		return []Channel{Database, SSE}
+	}
+	return m.Channels
+}
+
+// encoded is a validated notification, ready for SQL.
+type encoded struct {
+	kind     string
+	data     []byte
+	sse      []byte // nil: NULL
+	channels []string
+	key      string // "": not keyed
+}
+
+func jsonObject(field string, v any, limit int) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	if raw, ok := v.(json.RawMessage); ok && raw == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, invalid(field, "cannot be encoded as JSON: "+err.Error())
+	}
+	if string(b) == "null" {
+		return nil, nil
+	}
+	if len(b) == 0 || b[0] != '{' {
+		return nil, invalid(field, "must be a JSON object")
+	}
+	if len(b) > limit {
+		return nil, invalid(field, "is "+itoa(len(b))+" bytes of JSON, over the limit of "+itoa(limit))
+	}
+	return b, nil
+}
