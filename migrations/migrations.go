@@ -90,4 +90,3 @@ func gooseUp(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	}
 	return nil
 }
-

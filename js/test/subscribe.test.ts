@@ -118,9 +118,8 @@ describe('subscribe (fetch + SSE against a real server)', () => {
     });
     let n = 0;
     const s = collect(createClient({ baseUrl: server.url, getToken: () => `tok${++n}` }));
-    await waitUntil(() => server!.requests.length === 3);
+    await waitUntil(() => s.statuses.filter((x) => x === 'open').length === 3, 3000, 'third open');
     expect(server.requests.map((r) => r.headers.authorization)).toEqual(['Bearer tok1', 'Bearer tok2', 'Bearer tok3']);
-    expect(s.statuses.filter((x) => x === 'open')).toHaveLength(3);
   });
 
   it('reports errors and retries with backoff after non-2xx responses', async () => {

@@ -117,7 +117,7 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
 
   const connectOnce = async (): Promise<'closed' | 'stop'> => {
     controller = new AbortController();
-    const headers: Record<string, string> = { Accept: 'text/event-stream', 'Cache-Control': 'no-cache' };
+    const headers: Record<string, string> = { Accept: 'text/event-stream' };
     const token = await conn.resolveToken();
     if (stopped) return 'stop';
     if (token) headers.Authorization = `Bearer ${token}`;

@@ -1,0 +1,43 @@
+/**
+ * Entry of the self-contained demo bundle (relay/demo/static/inbox.js):
+ * React + @bellhop/client in one ES module, cookie auth.
+ *
+ *   import { mount } from '/demo/static/inbox.js';
+ *   mount(document.getElementById('inbox'), { baseUrl: '' });
+ */
+import { QueryClient } from '@tanstack/react-query';
+import { createRoot } from 'react-dom/client';
+import { createClient } from '../src';
+import { BellhopProvider, Inbox, injectDefaultStyles, type InboxProps } from '../src/react';
+
+export interface MountOptions {
+  /** Relay base URL; '' (default) for same origin. */
+  baseUrl?: string;
+  /** Optional bearer token; by default the `bellhop_token` cookie is used. */
+  token?: string;
+  /** Inject the default stylesheet (default true). Set false if you link inbox.css yourself. */
+  injectStyles?: boolean;
+  /** Extra props for <Inbox/>. */
+  inbox?: InboxProps;
+}
+
+export function mount(element: Element, options: MountOptions = {}) {
+  if (!element) throw new Error('bellhop mount: element not found');
+  if (options.injectStyles !== false) injectDefaultStyles(element.ownerDocument);
+  const client = createClient({ baseUrl: options.baseUrl ?? '', token: options.token, credentials: 'include' });
+  const queryClient = new QueryClient({ defaultOptions: { queries: { staleTime: 30_000, retry: 1 } } });
+  const root = createRoot(element);
+  root.render(
+    <BellhopProvider client={client} queryClient={queryClient}>
+      <Inbox {...options.inbox} />
+    </BellhopProvider>,
+  );
+  return {
+    client,
+    queryClient,
+    unmount() {
+      root.unmount();
+      queryClient.clear();
+    },
+  };
+}

@@ -1,0 +1,230 @@
+// @vitest-environment jsdom
+import { QueryClient } from '@tanstack/react-query';
+import { act, cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import { StrictMode } from 'react';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createClient } from '../src';
+import { BellhopProvider, Inbox, NotificationBell, formatRelativeTime, useNotificationStream } from '../src/react';
+import { startFakeRelay } from './helpers/relay';
+import { notification, waitUntil } from './helpers/server';
+
+type Relay = Awaited<ReturnType<typeof startFakeRelay>>;
+let relay: Relay | undefined;
+
+afterEach(async () => {
+  cleanup();
+  await relay?.close();
+  relay = undefined;
+});
+
+function setup(ui: React.ReactNode, r: Relay) {
+  const client = createClient({ baseUrl: r.url, token: 'jwt' });
+  const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false } } });
+  return render(
+    <BellhopProvider client={client} queryClient={queryClient} debounceMs={0}>
+      {ui}
+    </BellhopProvider>,
+  );
+}
+
+const minutesAgo = (m: number) => new Date(Date.now() - m * 60000).toISOString();
+
+function sample() {
+  return [
+    notification('n1', { data: { title: 'Invoice paid', body: '$42' }, created_at: minutesAgo(5) }),
+    notification('n2', {
+      type: 'export.progress',
+      database_key: 'export-1',
+      data: { title: 'Exporting', progress: 40 },
+      created_at: minutesAgo(90),
+    }),
+    notification('n3', { type: 'comment.created', data: {}, read_at: minutesAgo(1), created_at: minutesAgo(60 * 24 * 3) }),
+  ];
+}
+
+async function openInbox() {
+  fireEvent.click(screen.getByTestId('bellhop-bell'));
+  const inbox = await screen.findByTestId('bellhop-inbox');
+  await waitFor(() => expect(within(inbox).getAllByTestId('bellhop-item').length).toBeGreaterThan(0));
+  return inbox;
+}
+
+describe('<NotificationBell/>', () => {
+  it('shows 99+ for counts above 99, with an accessible label and a live badge', async () => {
+    relay = await startFakeRelay([], { countOverride: 150 });
+    setup(<NotificationBell />, relay);
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('99+'));
+    const badge = screen.getByTestId('bellhop-badge');
+    expect(badge.getAttribute('aria-live')).toBe('polite');
+    expect(screen.getByTestId('bellhop-bell').getAttribute('aria-label')).toBe('Notifications, 99+ unread');
+    expect(screen.getByTestId('bellhop-bell').tagName).toBe('BUTTON');
+    expect(relay.requests.find((r) => r.path === '/notifications/unread/count')?.headers.authorization).toBe('Bearer jwt');
+  });
+
+  it('shows the exact count and an empty badge for 0', async () => {
+    relay = await startFakeRelay([], { countOverride: 7 });
+    setup(<NotificationBell />, relay);
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('7'));
+    relay.state.countOverride = 0;
+    cleanup();
+    setup(<NotificationBell />, relay);
+    await waitUntil(() => relay!.requests.filter((r) => r.path === '/notifications/unread/count').length === 2);
+    await act(() => new Promise((r) => setTimeout(r, 20)));
+    expect(screen.getByTestId('bellhop-badge').textContent).toBe('');
+    expect(screen.getByTestId('bellhop-bell').getAttribute('aria-label')).toBe('Notifications');
+  });
+});
+
+describe('<Inbox/>', () => {
+  it('opens on click and renders items with unread state, progress and relative times', async () => {
+    relay = await startFakeRelay(sample());
+    setup(<Inbox live={false} />, relay);
+    const bell = screen.getByTestId('bellhop-bell');
+    expect(bell.getAttribute('aria-expanded')).toBe('false');
+    expect(screen.queryByTestId('bellhop-inbox')).toBeNull();
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('2'));
+
+    const inbox = await openInbox();
+    expect(bell.getAttribute('aria-expanded')).toBe('true');
+    expect(bell.getAttribute('aria-controls')).toBe(inbox.id);
+    expect(document.activeElement).toBe(inbox);
+
+    const items = within(inbox).getAllByTestId('bellhop-item');
+    expect(items.map((i) => [i.dataset.id, i.dataset.unread])).toEqual([
+      ['n1', 'true'],
+      ['n2', 'true'],
+      ['n3', 'false'],
+    ]);
+    expect(items[0].textContent).toContain('Invoice paid');
+    expect(items[0].textContent).toContain('$42');
+    expect(items[0].textContent).toContain('5 minutes ago');
+    expect(items[2].textContent).toContain('comment.created'); // title falls back to type
+    expect(items[2].textContent).toContain('3 days ago');
+
+    const progress = within(inbox).getAllByTestId('bellhop-progress');
+    expect(progress).toHaveLength(1);
+    expect(items[1].contains(progress[0])).toBe(true);
+    expect(progress[0].getAttribute('aria-valuenow')).toBe('40');
+    expect(within(items[0]).queryByTestId('bellhop-progress')).toBeNull();
+  });
+
+  it('shows the empty state', async () => {
+    relay = await startFakeRelay([]);
+    setup(<Inbox live={false} />, relay);
+    fireEvent.click(screen.getByTestId('bellhop-bell'));
+    expect((await screen.findByTestId('bellhop-empty')).textContent).toBe("You're all caught up.");
+    expect(screen.queryAllByTestId('bellhop-item')).toHaveLength(0);
+    expect((screen.getByTestId('bellhop-mark-all') as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it('shows the error state with the server message and can retry', async () => {
+    relay = await startFakeRelay(sample(), { failList: true });
+    setup(<Inbox live={false} />, relay);
+    fireEvent.click(screen.getByTestId('bellhop-bell'));
+    const alert = await screen.findByRole('alert');
+    expect(alert.textContent).toContain('database unavailable');
+    relay.state.failList = false;
+    fireEvent.click(within(alert).getByRole('button', { name: 'Try again' }));
+    await waitFor(() => expect(screen.getAllByTestId('bellhop-item')).toHaveLength(3));
+    expect(screen.queryByRole('alert')).toBeNull();
+  });
+
+  it('mark all read calls the API and updates items and badge', async () => {
+    relay = await startFakeRelay(sample());
+    setup(<Inbox live={false} />, relay);
+    const inbox = await openInbox();
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('2'));
+    fireEvent.click(within(inbox).getByTestId('bellhop-mark-all'));
+    await waitFor(() =>
+      expect(within(inbox).getAllByTestId('bellhop-item').map((i) => i.dataset.unread)).toEqual(['false', 'false', 'false']),
+    );
+    expect(screen.getByTestId('bellhop-badge').textContent).toBe('');
+    await waitUntil(() => relay!.requests.some((r) => r.method === 'POST' && r.path === '/notifications/read-all'));
+    expect(relay.state.items.every((n) => n.read_at)).toBe(true);
+  });
+
+  it('marks one read and deletes one through the API', async () => {
+    relay = await startFakeRelay(sample());
+    setup(<Inbox live={false} />, relay);
+    const inbox = await openInbox();
+    const first = within(inbox).getAllByTestId('bellhop-item')[0];
+    const markRead = within(first).getByTestId('bellhop-mark-read');
+    expect(markRead.tagName).toBe('BUTTON');
+    expect(markRead.getAttribute('aria-label')).toBe('Mark read: Invoice paid');
+    fireEvent.click(markRead);
+    await waitFor(() => expect(first.dataset.unread).toBe('false'));
+    await waitUntil(() => relay!.requests.some((r) => r.method === 'POST' && r.path === '/notifications/n1/read'));
+
+    fireEvent.click(within(within(inbox).getAllByTestId('bellhop-item')[2]).getByTestId('bellhop-delete'));
+    await waitFor(() => expect(within(inbox).getAllByTestId('bellhop-item').map((i) => i.dataset.id)).toEqual(['n1', 'n2']));
+    await waitUntil(() => relay!.requests.some((r) => r.method === 'DELETE' && r.path === '/notifications/n3'));
+  });
+
+  it('Escape closes the panel and returns focus to the bell', async () => {
+    relay = await startFakeRelay(sample());
+    setup(<Inbox live={false} />, relay);
+    const inbox = await openInbox();
+    fireEvent.keyDown(inbox, { key: 'Escape' });
+    expect(screen.queryByTestId('bellhop-inbox')).toBeNull();
+    const bell = screen.getByTestId('bellhop-bell');
+    expect(bell.getAttribute('aria-expanded')).toBe('false');
+    expect(document.activeElement).toBe(bell);
+  });
+
+  it('applies live events: progress moves without a refetch, created refreshes the count', async () => {
+    relay = await startFakeRelay(sample());
+    setup(<Inbox />, relay);
+    const inbox = await openInbox();
+    await waitUntil(() => relay!.streamCount() === 1, 3000, 'stream');
+    expect(relay.requests.find((r) => r.path === '/notifications/stream')?.headers.authorization).toBe('Bearer jwt');
+    const listFetches = () => relay!.requests.filter((r) => r.path === '/notifications').length;
+    const before = listFetches();
+
+    relay.push('updated', { id: 'n2', database_key: 'export-1', sse: { progress: 75 } });
+    await waitFor(() => expect(within(inbox).getByTestId('bellhop-progress').getAttribute('aria-valuenow')).toBe('75'));
+    expect(listFetches()).toBe(before);
+
+    relay.state.items.unshift(notification('n0', { data: { title: 'Fresh' }, created_at: new Date().toISOString() }));
+    relay.push('created', { id: 'n0' });
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('3'));
+    await waitFor(() => expect(within(inbox).getAllByTestId('bellhop-item')[0].dataset.id).toBe('n0'));
+  });
+
+  it('shares one stream per provider, even in StrictMode with several consumers', async () => {
+    relay = await startFakeRelay(sample());
+    const seen: string[] = [];
+    function Listener() {
+      useNotificationStream((e) => seen.push(e.op));
+      return null;
+    }
+    const client = createClient({ baseUrl: relay.url });
+    render(
+      <StrictMode>
+        <BellhopProvider client={client} queryClient={new QueryClient()} debounceMs={0}>
+          <Inbox />
+          <Listener />
+        </BellhopProvider>
+      </StrictMode>,
+    );
+    await waitUntil(() => relay!.streamCount() === 1, 3000, 'stream');
+    await act(() => new Promise((r) => setTimeout(r, 50)));
+    expect(relay.requests.filter((r) => r.path === '/notifications/stream')).toHaveLength(1);
+    relay.push('read', { id: 'n1', read_at: new Date().toISOString() });
+    await waitFor(() => expect(seen).toEqual(['read']));
+    cleanup();
+    await waitUntil(() => relay!.streamCount() === 0, 3000, 'stream closed on unmount');
+  });
+});
+
+describe('formatRelativeTime', () => {
+  it('uses Intl.RelativeTimeFormat units', () => {
+    const now = new Date('2024-06-01T12:00:00Z');
+    expect(formatRelativeTime('2024-06-01T11:59:50Z', now, 'en')).toBe('now');
+    expect(formatRelativeTime('2024-06-01T11:55:00Z', now, 'en')).toBe('5 minutes ago');
+    expect(formatRelativeTime('2024-06-01T09:00:00Z', now, 'en')).toBe('3 hours ago');
+    expect(formatRelativeTime('2024-05-31T12:00:00Z', now, 'en')).toBe('yesterday');
+    expect(formatRelativeTime('2024-05-18T12:00:00Z', now, 'en')).toBe('2 weeks ago');
+    expect(formatRelativeTime('2022-06-01T12:00:00Z', now, 'en')).toBe('2 years ago');
+    expect(formatRelativeTime('not a date', now, 'en')).toBe('');
+  });
+});

@@ -1,0 +1,181 @@
+package relay
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/bellhophq/bellhop/outbox"
+)
+
+// Claims is what a Bellhop token carries. sub is the notifiable's id;
+// tenant and notifiable_type default to "" and "User"; exp is required.
+type Claims struct {
+	jwt.RegisteredClaims
+	Tenant         string `json:"tenant,omitempty"`
+	NotifiableType string `json:"notifiable_type,omitempty"`
+}
+
+// MinSecretBytes is the shortest HS256 secret accepted (RFC 7518 §3.2).
+const MinSecretBytes = 32
+
+// maxTokenBytes bounds a token before it is parsed.
+const maxTokenBytes = 8 << 10
+
+// authenticator verifies tokens with one key and an algorithm allowlist.
+type authenticator struct {
+	key        any
+	methods    []string
+	cookieName string
+	parser     *jwt.Parser
+}
+
+func newAuthenticator(cfg Config) (*authenticator, error) {
+	a := &authenticator{cookieName: cfg.CookieName}
+	switch {
+	case cfg.JWTSecret != "" && cfg.JWTPublicKeyFile != "":
+		return nil, errors.New("set only one of BELLHOP_JWT_SECRET and BELLHOP_JWT_PUBLIC_KEY_FILE")
+	case cfg.JWTSecret != "":
+		if len(cfg.JWTSecret) < MinSecretBytes {
+			return nil, fmt.Errorf("BELLHOP_JWT_SECRET is %d bytes; use at least %d random bytes (e.g. openssl rand -base64 32)", len(cfg.JWTSecret), MinSecretBytes)
+		}
+		a.key, a.methods = []byte(cfg.JWTSecret), []string{"HS256", "HS384", "HS512"}
+	case cfg.JWTPublicKeyFile != "":
+		key, methods, err := loadPublicKey(cfg.JWTPublicKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("BELLHOP_JWT_PUBLIC_KEY_FILE: %w", err)
+		}
+		a.key, a.methods = key, methods
+	default:
+		return nil, errors.New("no token key: set BELLHOP_JWT_SECRET (HS256, at least 32 bytes) or BELLHOP_JWT_PUBLIC_KEY_FILE (a PEM public key for RS*, PS*, ES* or EdDSA)")
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(a.methods), // never "none", never another family
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(30 * time.Second),
+	}
+	if cfg.JWTIssuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.JWTIssuer))
+	}
+	if cfg.JWTAudience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.JWTAudience))
+	}
+	a.parser = jwt.NewParser(opts...)
+	return a, nil
+}
+
+// loadPublicKey reads a PEM public key and the algorithms it may verify.
+func loadPublicKey(path string) (any, []string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, nil, errors.New("no PEM block found")
+	}
+	key, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse public key: %w", err)
+	}
+	switch key.(type) {
+	case *rsa.PublicKey:
+		return key, []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}, nil
+	case *ecdsa.PublicKey:
+		return key, []string{"ES256", "ES384", "ES512"}, nil
+	case ed25519.PublicKey:
+		return key, []string{"EdDSA"}, nil
+	}
+	return nil, nil, fmt.Errorf("unsupported key type %T", key)
+}
+
+// authError is a refusal with RFC 6750's vocabulary.
+type authError struct {
+	status      int
+	code        string // "" when no token was sent (RFC 6750 §3.1)
+	description string
+}
+
+func (e *authError) Error() string { return e.description }
+
+// recipient authenticates r and returns who it is for.
+func (a *authenticator) recipient(r *http.Request) (outbox.Recipient, *authError) {
+	token := ""
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, value, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || value == "" {
+			return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_request", "the Authorization header must be \"Bearer <token>\""}
+		}
+		token = strings.TrimSpace(value)
+	} else if c, err := r.Cookie(a.cookieName); err == nil {
+		token = c.Value
+	}
+	if token == "" {
+		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "", "a token is required: send Authorization: Bearer <token>, or the " + a.cookieName + " cookie"}
+	}
+	if len(token) > maxTokenBytes {
+		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_token", "the token is too large"}
+	}
+	var claims Claims
+	_, err := a.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.key, nil })
+	if err != nil {
+		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_token", describe(err)}
+	}
+	if claims.Subject == "" {
+		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_token", "the token has no sub claim"}
+	}
+	to := outbox.Recipient{Tenant: claims.Tenant, Type: claims.NotifiableType, ID: claims.Subject}
+	if to.Type == "" {
+		to.Type = "User"
+	}
+	return to, nil
+}
+
+// describe says what is wrong with a token without echoing any of it.
+func describe(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "the token is malformed"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "the token's signature is invalid"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "the token's algorithm is not accepted"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "the token is expired"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "the token has no exp claim"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "the token is not valid yet"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "the token's issuer is not accepted"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "the token's audience is not accepted"
+	}
+	return "the token is invalid"
+}
+
+// Mint signs an HS256 token for to, valid for ttl. It is for local testing
+// and demos (relay token); production tokens come from the application.
+func Mint(secret string, to outbox.Recipient, ttl time.Duration) (string, error) {
+	now := time.Now()
+	claims := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   to.ID,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+		Tenant:         to.Tenant,
+		NotifiableType: to.Type,
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+}

@@ -1,0 +1,84 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bellhophq/bellhop/outbox"
+)
+
+// Event is the JSON of one SSE event, the `data:` of `event: notification`.
+type Event struct {
+	// Seq is the event id: the row's relay_seq, strictly increasing on a
+	// stream. It is also the SSE `id:`.
+	Seq int64 `json:"seq"`
+	// Op is what happened: created, updated, read, unread, deleted,
+	// read_all (one event for a mark-all-read) or refetch (the stream could
+	// not replay from the client's id; reload everything).
+	Op string `json:"op"`
+	// ID is the notification's id (empty for refetch).
+	ID          string          `json:"id,omitempty"`
+	Type        string          `json:"type,omitempty"`
+	DatabaseKey *string         `json:"database_key"`
+	ReadAt      *time.Time      `json:"read_at"`
+	SSE         json.RawMessage `json:"sse"`
+}
+
+// row is an event as read from the table, with its recipient.
+type row struct {
+	Event
+	to      outbox.Recipient
+	live    bool // the notification goes to the sse channel
+	changed time.Time
+	frame   []byte // the encoded SSE frame, shared by every stream
+}
+
+// pushed reports whether streams get this row: everything a reader did
+// (read, unread, deleted, read_all) is pushed so other tabs follow; new and
+// updated notifications only when they go to the sse channel.
+func (r *row) pushed() bool {
+	return r.live || (r.Op != "created" && r.Op != "updated")
+}
+
+func scanRow(cr pgx.CollectableRow) (*row, error) {
+	r := &row{}
+	var sse []byte
+	err := cr.Scan(&r.Seq, &r.ID, &r.to.Tenant, &r.to.Type, &r.to.ID, &r.Type, &r.Op,
+		&sse, &r.DatabaseKey, &r.ReadAt, &r.live, &r.changed)
+	if err != nil {
+		return nil, err
+	}
+	if sse != nil {
+		r.SSE = sse
+	}
+	if r.Op == "read_all" {
+		// The marker row is not a notification of the inbox.
+		r.ID, r.Type = "", ""
+	}
+	r.frame = encodeFrame(r.Seq, "notification", &r.Event)
+	return r, nil
+}
+
+// encodeFrame renders one SSE event. JSON never contains a raw newline, so
+// one data: line carries it whatever the payload holds.
+func encodeFrame(id int64, event string, v any) []byte {
+	data, err := json.Marshal(v)
+	if err != nil {
+		// Event holds only types that always marshal.
+		panic(err)
+	}
+	var b bytes.Buffer
+	b.Grow(len(data) + 48)
+	b.WriteString("id: ")
+	b.WriteString(strconv.FormatInt(id, 10))
+	b.WriteString("\nevent: ")
+	b.WriteString(event)
+	b.WriteString("\ndata: ")
+	b.Write(data)
+	b.WriteString("\n\n")
+	return b.Bytes()
+}

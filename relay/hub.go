@@ -1,0 +1,201 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bellhophq/bellhop/internal/listen"
+	"github.com/bellhophq/bellhop/internal/metrics"
+	"github.com/bellhophq/bellhop/outbox"
+)
+
+// tailBatch bounds the rows one tail query reads.
+const tailBatch = 1000
+
+// hub tails stamped rows by relay_seq and fans each out to the streams of
+// its recipient. It never blocks on a stream: a stream whose buffer is full
+// is dropped and reconnects.
+type hub struct {
+	pool     *pgxpool.Pool
+	listener *listen.Listener
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	q        *queries
+	buffer   int
+
+	mu     sync.RWMutex
+	cursor int64 // every row up to here has been fanned out
+	subs   map[outbox.Recipient]map[*subscriber]struct{}
+	count  int
+
+	closed chan struct{} // closed by close: streams end, clients reconnect
+	once   sync.Once
+}
+
+// subscriber is one open stream.
+type subscriber struct {
+	to outbox.Recipient
+	ch chan *row
+	// gone is closed when the hub drops the stream (slow reader) or shuts down.
+	gone chan struct{}
+	once sync.Once
+}
+
+func (s *subscriber) drop() { s.once.Do(func() { close(s.gone) }) }
+
+func newHub(pool *pgxpool.Pool, channel string, q *queries, buffer int, m *metrics.Metrics, log *slog.Logger) *hub {
+	h := &hub{
+		pool:    pool,
+		metrics: m,
+		log:     log,
+		q:       q,
+		buffer:  buffer,
+		subs:    map[outbox.Recipient]map[*subscriber]struct{}{},
+		closed:  make(chan struct{}),
+	}
+	h.listener = listen.New(pool, channel, log)
+	h.listener.OnReconnect = func() { m.ListenerReconnects.WithLabelValues("relayed").Inc() }
+	return h
+}
+
+// start reads the current head, so the hub pushes only what comes after it
+// (a stream that wants older events asks with Last-Event-ID).
+func (h *hub) start(ctx context.Context) error {
+	var head, pruned int64
+	if err := h.pool.QueryRow(ctx, h.q.head).Scan(&head, &pruned); err != nil {
+		return fmt.Errorf("read relay head: %w", err)
+	}
+	h.cursor = head
+	return nil
+}
+
+// run tails until ctx ends.
+func (h *hub) run(ctx context.Context) {
+	go h.listener.Run(ctx)
+	// The listener wakes the hub on every relayed NOTIFY and reconnect; the
+	// ticker is a backstop that costs one indexed query a second.
+	backstop := time.NewTicker(time.Second)
+	defer backstop.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.listener.Wake:
+		case <-backstop.C:
+		}
+		for {
+			n, err := h.tail(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					h.log.Warn("tail relayed rows", "err", err)
+				}
+				break
+			}
+			if n < tailBatch {
+				break
+			}
+		}
+	}
+}
+
+// tail reads the rows after the cursor once and fans them out.
+func (h *hub) tail(ctx context.Context) (int, error) {
+	rows, err := h.pool.Query(ctx, h.q.tail, h.cursor, tailBatch)
+	if err != nil {
+		return 0, err
+	}
+	batch, err := pgx.CollectRows(rows, scanRow)
+	if err != nil {
+		return 0, err
+	}
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	var slow []*subscriber
+	h.mu.Lock()
+	for _, r := range batch {
+		if r.pushed() {
+			for s := range h.subs[r.to] {
+				select {
+				case s.ch <- r:
+				default:
+					slow = append(slow, s)
+				}
+			}
+			h.metrics.ObserveLag(r.changed)
+		}
+		h.cursor = r.Seq
+	}
+	h.mu.Unlock()
+	for _, s := range slow {
+		h.metrics.SlowConsumers.Inc()
+		h.unsubscribe(s)
+	}
+	return len(batch), nil
+}
+
+var errClosed = errors.New("relay is shutting down")
+
+// subscribe registers a stream for to and returns it with the hub's cursor
+// at that moment: the stream gets every row after it.
+func (h *hub) subscribe(to outbox.Recipient) (*subscriber, int64, error) {
+	s := &subscriber{to: to, ch: make(chan *row, h.buffer), gone: make(chan struct{})}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-h.closed:
+		return nil, 0, errClosed
+	default:
+	}
+	if h.subs[to] == nil {
+		h.subs[to] = map[*subscriber]struct{}{}
+	}
+	h.subs[to][s] = struct{}{}
+	h.count++
+	h.metrics.StreamsConnected.Inc()
+	return s, h.cursor, nil
+}
+
+func (h *hub) unsubscribe(s *subscriber) {
+	s.drop()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if set, ok := h.subs[s.to]; ok {
+		if _, ok := set[s]; ok {
+			delete(set, s)
+			h.count--
+			h.metrics.StreamsConnected.Dec()
+			if len(set) == 0 {
+				delete(h.subs, s.to)
+			}
+		}
+	}
+}
+
+// streams returns the number of open streams, and those of to.
+func (h *hub) streams(to outbox.Recipient) (all, mine int) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.count, len(h.subs[to])
+}
+
+// close ends every stream; their clients reconnect (to another replica).
+func (h *hub) close() {
+	h.once.Do(func() {
+		h.mu.Lock()
+		close(h.closed)
+		for _, set := range h.subs {
+			for s := range set {
+				s.drop()
+			}
+		}
+		h.mu.Unlock()
+	})
+}

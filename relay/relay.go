@@ -1,0 +1,259 @@
+package relay
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bellhophq/bellhop/inbox"
+	"github.com/bellhophq/bellhop/internal/metrics"
+	"github.com/bellhophq/bellhop/internal/sqlq"
+	"github.com/bellhophq/bellhop/worker"
+)
+
+// Config is the relay's configuration. cmd/relay reads it from the
+// environment (the env tags); the README documents every variable.
+type Config struct {
+	DatabaseURL string `env:"DATABASE_URL"`
+	ListenAddr  string `env:"BELLHOP_LISTEN_ADDR, default=:8080"`
+	Schema      string `env:"BELLHOP_SCHEMA, default=bellhop"`
+
+	JWTSecret        string   `env:"BELLHOP_JWT_SECRET"`
+	JWTPublicKeyFile string   `env:"BELLHOP_JWT_PUBLIC_KEY_FILE"`
+	JWTIssuer        string   `env:"BELLHOP_JWT_ISSUER"`
+	JWTAudience      string   `env:"BELLHOP_JWT_AUDIENCE"`
+	CookieName       string   `env:"BELLHOP_COOKIE_NAME, default=bellhop_token"`
+	AllowedOrigins   []string `env:"BELLHOP_ALLOWED_ORIGINS"`
+
+	Heartbeat    time.Duration `env:"BELLHOP_HEARTBEAT, default=25s"`
+	RetryHint    time.Duration `env:"BELLHOP_RETRY_HINT, default=2s"`
+	StreamBuffer int           `env:"BELLHOP_STREAM_BUFFER, default=128"`
+	// MaxStreams and MaxStreamsPerRecipient bound open streams (0: no bound).
+	MaxStreams             int   `env:"BELLHOP_MAX_STREAMS, default=20000"`
+	MaxStreamsPerRecipient int   `env:"BELLHOP_MAX_STREAMS_PER_RECIPIENT, default=16"`
+	UnreadCountCap         int64 `env:"BELLHOP_UNREAD_COUNT_CAP, default=1000"`
+	// RequestTimeout bounds every request but streams.
+	RequestTimeout time.Duration `env:"BELLHOP_REQUEST_TIMEOUT, default=10s"`
+
+	WakeMode      string        `env:"BELLHOP_WAKE_MODE, default=adaptive"`
+	PollInterval  time.Duration `env:"BELLHOP_POLL_INTERVAL, default=5ms"`
+	SweepInterval time.Duration `env:"BELLHOP_SWEEP_INTERVAL, default=1s"`
+	Retention     time.Duration `env:"BELLHOP_RETENTION, default=2160h"`
+	ReplayWindow  time.Duration `env:"BELLHOP_REPLAY_WINDOW, default=24h"`
+	PruneInterval time.Duration `env:"BELLHOP_PRUNE_INTERVAL, default=1m"`
+	MaxConns      int32         `env:"BELLHOP_DB_MAX_CONNS, default=16"`
+}
+
+// queries are the hub's and the stream's SQL.
+type queries struct {
+	head, tail, replay string
+}
+
+//go:embed sql/*.sql
+var queryFiles embed.FS
+
+// Relay is one relay process: River with the relay's workers, the hub and
+// the HTTP API.
+type Relay struct {
+	cfg     Config
+	pool    *pgxpool.Pool
+	worker  *worker.Relay
+	hub     *hub
+	inbox   *inbox.Inbox
+	auth    *authenticator
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	q       queries
+	handler http.Handler
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// New checks cfg, connects to the database and builds a Relay that logs to
+// log (nil: slog.Default()). Start runs it.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Relay, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = sqlq.DefaultSchema
+	}
+	if err := sqlq.CheckSchema(cfg.Schema); err != nil {
+		return nil, fmt.Errorf("BELLHOP_SCHEMA: %w", err)
+	}
+	if cfg.CookieName == "" {
+		cfg.CookieName = "bellhop_token"
+	}
+	cfg.Heartbeat = positive(cfg.Heartbeat, 25*time.Second)
+	cfg.RetryHint = positive(cfg.RetryHint, 2*time.Second)
+	cfg.RequestTimeout = positive(cfg.RequestTimeout, 10*time.Second)
+	if cfg.StreamBuffer <= 0 {
+		cfg.StreamBuffer = 128
+	}
+	auth, err := newAuthenticator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DatabaseURL == "" {
+		return nil, errors.New("DATABASE_URL is required, e.g. postgres://user:pass@host:5432/db (a direct or session-pooled connection: the relay LISTENs)")
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL: %w", err)
+	}
+	if cfg.MaxConns > 0 {
+		pcfg.MaxConns = cfg.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to DATABASE_URL: %w", err)
+	}
+	r, err := build(pool, cfg, auth, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger) (*Relay, error) {
+	m := metrics.New()
+	w, err := worker.New(pool, worker.Config{
+		Schema:        cfg.Schema,
+		WakeMode:      worker.WakeMode(cfg.WakeMode),
+		PollInterval:  cfg.PollInterval,
+		SweepInterval: cfg.SweepInterval,
+		Retention:     cfg.Retention,
+		ReplayWindow:  cfg.ReplayWindow,
+		PruneInterval: cfg.PruneInterval,
+		Logger:        log,
+		Metrics:       m,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("BELLHOP_WAKE_MODE or related: %w", err)
+	}
+	in, err := inbox.New(pool, inbox.Config{Schema: cfg.Schema, CountCap: cfg.UnreadCountCap})
+	if err != nil {
+		return nil, err
+	}
+	sub, err := fs.Sub(queryFiles, "sql")
+	if err != nil {
+		return nil, err
+	}
+	set, err := sqlq.Load(sub, cfg.Schema)
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{cfg: cfg, pool: pool, worker: w, inbox: in, auth: auth, metrics: m, log: log}
+	r.q = queries{head: set.Get("Head"), tail: set.Get("Tail"), replay: set.Get("Replay")}
+	if err := set.Err(); err != nil {
+		return nil, err
+	}
+	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), &r.q, cfg.StreamBuffer, m, log)
+	r.handler = r.routes()
+	return r, nil
+}
+
+func positive(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Handler is the relay's HTTP API.
+func (r *Relay) Handler() http.Handler { return r.handler }
+
+// Pool is the relay's connection pool.
+func (r *Relay) Pool() *pgxpool.Pool { return r.pool }
+
+// Start starts the hub and the workers.
+func (r *Relay) Start(ctx context.Context) error {
+	if err := r.hub.start(ctx); err != nil {
+		return err
+	}
+	if err := r.worker.Start(ctx); err != nil {
+		return err
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	r.done = make(chan struct{})
+	go func() {
+		defer close(r.done)
+		r.hub.run(hctx)
+	}()
+	return nil
+}
+
+// Stop ends every stream (clients reconnect and resume), stops the hub and
+// River, and closes the pool.
+func (r *Relay) Stop(ctx context.Context) error {
+	r.hub.close()
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+	}
+	err := r.worker.Stop(ctx)
+	r.pool.Close()
+	return err
+}
+
+// Ready reports why the relay is not ready, or nil.
+func (r *Relay) Ready(ctx context.Context) error {
+	if err := r.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("database unreachable: %w", err)
+	}
+	if !r.hub.listener.Connected() {
+		return errors.New("relayed listener is not connected")
+	}
+	return r.worker.Ready()
+}
+
+// ListenerPIDs are the backend pids of the relay's LISTEN connections, for
+// fault drills.
+func (r *Relay) ListenerPIDs() []uint32 {
+	return []uint32{r.hub.listener.PID(), r.worker.PendingListenerPID()}
+}
+
+// ListenAndServe serves the API on cfg.ListenAddr until ctx ends, then shuts
+// down gracefully: streams are told to reconnect, River stops cleanly.
+func (r *Relay) ListenAndServe(ctx context.Context) error {
+	srv := &http.Server{
+		Addr:              r.cfg.ListenAddr,
+		Handler:           r.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
+	}
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	r.log.Info("relay serving", "addr", r.cfg.ListenAddr, "schema", r.cfg.Schema, "wake_mode", r.cfg.WakeMode)
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r.hub.close() // streams end first, or Shutdown would wait for them
+	if serr := srv.Shutdown(shutdown); serr != nil && err == nil {
+		err = serr
+	}
+	if serr := r.Stop(shutdown); serr != nil && err == nil {
+		err = serr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,179 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+)
+
+// RelayArgs is the relay job: stamp what is pending until there is nothing
+// left for a while, then (adaptive mode) raise the wake flag.
+type RelayArgs struct {
+	// Sweep marks the periodic safety-net run.
+	Sweep bool `json:"sweep,omitempty"`
+}
+
+func (RelayArgs) Kind() string { return "bellhop_relay" }
+
+func (RelayArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: Queue, MaxAttempts: 3}
+}
+
+// maxJobRun bounds one relay job; a job still busy then hands over to a
+// successor, so no job runs into River's timeouts or delays a shutdown.
+const maxJobRun = 5 * time.Second
+
+// settleWait bounds how long an idling job waits for transactions that may
+// have missed the wake flag (see arm).
+const settleWait = 50 * time.Millisecond
+
+type relayWorker struct {
+	river.WorkerDefaults[RelayArgs]
+	r *Relay
+}
+
+func (w *relayWorker) Timeout(*river.Job[RelayArgs]) time.Duration { return maxJobRun + time.Minute }
+
+func (w *relayWorker) Work(ctx context.Context, job *river.Job[RelayArgs]) error {
+	r := w.r
+	r.queued.Store(0)
+	r.busy.Add(1)
+	defer r.busy.Add(-1)
+
+	deadline := time.Now().Add(maxJobRun)
+	for {
+		if err := r.drain(ctx); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			_, err := river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, RelayArgs{}, nil)
+			return err
+		}
+		if r.cfg.WakeMode != WakeAdaptive {
+			return r.idle(ctx)
+		}
+		more, err := r.arm(ctx)
+		if err != nil || !more {
+			return err
+		}
+		// A writer committed while the flag went up: busy again.
+		if err := r.setWake(ctx, false); err != nil {
+			return err
+		}
+	}
+}
+
+// drain stamps until nothing has been pending for Linger.
+func (r *Relay) drain(ctx context.Context) error {
+	idleSince := time.Time{}
+	for {
+		pending, err := r.hasPending(ctx, r.pool)
+		if err != nil {
+			return err
+		}
+		if pending {
+			n, err := r.stamp(ctx)
+			if err != nil {
+				return err
+			}
+			if n == r.cfg.BatchSize {
+				continue
+			}
+			idleSince = time.Time{}
+		} else if idleSince.IsZero() {
+			idleSince = time.Now()
+		} else if time.Since(idleSince) >= r.cfg.Linger {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(r.cfg.BusyPoll):
+		}
+	}
+}
+
+// idle ends a job in notify and poll modes: the waker may skip a wake while
+// this process is busy, so stop being busy first, then look once more.
+func (r *Relay) idle(ctx context.Context) error {
+	r.busy.Add(-1)
+	defer r.busy.Add(1)
+	pending, err := r.hasPending(ctx, r.pool)
+	if err != nil || !pending {
+		return err
+	}
+	return r.drain(ctx)
+}
+
+// arm raises the wake flag and closes the race it opens: a writer whose
+// trigger read the flag while it was down, and which commits only now, sent
+// no NOTIFY. Every such writer was running when the flag went up, so it is
+// in the snapshot taken just after; once none of those is still running,
+// their rows are visible and one last look finds them. arm reports whether
+// it found rows (the job goes on). A transaction that outlives settleWait is
+// left to the periodic sweep.
+func (r *Relay) arm(ctx context.Context) (bool, error) {
+	r.busy.Add(-1)
+	defer r.busy.Add(1)
+	if err := r.setWake(ctx, true); err != nil {
+		return false, err
+	}
+	var snapshot string
+	if err := r.pool.QueryRow(ctx, r.q.snapshot).Scan(&snapshot); err != nil {
+		return false, fmt.Errorf("take snapshot: %w", err)
+	}
+	start := time.Now()
+	for {
+		var settled bool
+		if err := r.pool.QueryRow(ctx, r.q.settled, snapshot).Scan(&settled); err != nil {
+			return false, fmt.Errorf("check snapshot: %w", err)
+		}
+		pending, err := r.hasPending(ctx, r.pool)
+		if err != nil || pending {
+			return pending, err
+		}
+		if settled || time.Since(start) > settleWait {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(r.cfg.BusyPoll):
+		}
+	}
+}
+
+// PruneArgs is the periodic prune job.
+type PruneArgs struct{}
+
+func (PruneArgs) Kind() string { return "bellhop_prune" }
+
+func (PruneArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: Queue, MaxAttempts: 3}
+}
+
+type pruneWorker struct {
+	river.WorkerDefaults[PruneArgs]
+	r *Relay
+}
+
+// pruneBatch bounds each delete, so pruning never holds many locks long.
+const pruneBatch = 5000
+
+func (w *pruneWorker) Work(ctx context.Context, job *river.Job[PruneArgs]) error {
+	r := w.r
+	for {
+		var n int64
+		err := r.pool.QueryRow(ctx, r.q.prune, r.cfg.ReplayWindow, r.cfg.Retention, pruneBatch).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+		r.metrics.Pruned.Add(float64(n))
+		if n < pruneBatch {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,322 @@
+// Package worker is the relay's write-facing half: River workers that stamp
+// committed notifications with relay_seq (the "relay" job), a safety-net
+// sweep, and pruning; and the waker that turns the pending channel (or, in
+// poll mode, a timer) into relay jobs.
+//
+// Wake modes decide how a committed row reaches the relay:
+//
+//   - adaptive (default): the writers' trigger NOTIFYs only while the wake
+//     flag is up, which the relay raises when it goes idle. While busy it
+//     polls the pending index every millisecond instead, so writers under
+//     load pay nothing for NOTIFY's commit-time lock.
+//   - notify: the flag stays up; every writing transaction NOTIFYs.
+//   - poll: the flag stays down; the relay polls the pending index.
+package worker
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/bellhophq/bellhop/internal/listen"
+	"github.com/bellhophq/bellhop/internal/metrics"
+	"github.com/bellhophq/bellhop/internal/sqlq"
+)
+
+// WakeMode is how the relay learns of committed rows.
+type WakeMode string
+
+const (
+	WakeAdaptive WakeMode = "adaptive"
+	WakeNotify   WakeMode = "notify"
+	WakePoll     WakeMode = "poll"
+)
+
+// Queue is the River queue of the relay job; maintenance jobs share it.
+const Queue = "bellhop"
+
+// Config tunes the worker. Zero values take the defaults noted.
+type Config struct {
+	// Schema is Bellhop's schema (default "bellhop").
+	Schema string
+	// WakeMode defaults to adaptive.
+	WakeMode WakeMode
+	// PollInterval is how often poll mode looks for pending rows (5 ms).
+	PollInterval time.Duration
+	// BusyPoll is how often a running relay job looks again (1 ms).
+	BusyPoll time.Duration
+	// Linger is how long a relay job keeps polling after the last row it
+	// found before it goes idle, raising the wake flag in adaptive mode
+	// (20 ms).
+	Linger time.Duration
+	// BatchSize bounds the rows stamped per transaction (1000).
+	BatchSize int
+	// SweepInterval is the safety net: a relay job this often whatever
+	// happens (1 s).
+	SweepInterval time.Duration
+	// Retention is how long read notifications are kept (90 days).
+	Retention time.Duration
+	// ReplayWindow is how long deleted and live-only rows are kept for
+	// clients resuming with Last-Event-ID (24 h).
+	ReplayWindow time.Duration
+	// PruneInterval is how often the prune job runs (1 min).
+	PruneInterval time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Metrics defaults to a fresh set.
+	Metrics *metrics.Metrics
+}
+
+func (c *Config) defaults() error {
+	if c.Schema == "" {
+		c.Schema = sqlq.DefaultSchema
+	}
+	if err := sqlq.CheckSchema(c.Schema); err != nil {
+		return err
+	}
+	switch c.WakeMode {
+	case "":
+		c.WakeMode = WakeAdaptive
+	case WakeAdaptive, WakeNotify, WakePoll:
+	default:
+		return fmt.Errorf("wake mode %q is not one of adaptive, notify, poll", c.WakeMode)
+	}
+	set := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	set(&c.PollInterval, 5*time.Millisecond)
+	set(&c.BusyPoll, time.Millisecond)
+	set(&c.Linger, 20*time.Millisecond)
+	set(&c.SweepInterval, time.Second)
+	set(&c.Retention, 90*24*time.Hour)
+	set(&c.ReplayWindow, 24*time.Hour)
+	set(&c.PruneInterval, time.Minute)
+	if c.BatchSize <= 0 {
+		c.BatchSize = 1000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New()
+	}
+	return nil
+}
+
+// Relay runs River with the relay's workers, and the waker.
+type Relay struct {
+	cfg            Config
+	pool           *pgxpool.Pool
+	river          *river.Client[pgx.Tx]
+	listener       *listen.Listener // nil in poll mode
+	metrics        *metrics.Metrics
+	log            *slog.Logger
+	relayedChannel string
+	wakeSeq        string
+	q              struct {
+		hasPending, lock, stamp, notify, setWake, snapshot, settled, prune string
+	}
+
+	// busy is up while a relay job of this process may still stamp what is
+	// pending; queued while a job this process inserted has not started.
+	busy    atomic.Int32
+	queued  atomic.Int64 // unix nanos of the insert, 0 if none
+	running atomic.Bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+//go:embed sql/*.sql
+var queryFiles embed.FS
+
+// New builds a Relay on pool; Start runs it.
+func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	sub, err := fs.Sub(queryFiles, "sql")
+	if err != nil {
+		return nil, err
+	}
+	set, err := sqlq.Load(sub, cfg.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	r := &Relay{
+		cfg:            cfg,
+		pool:           pool,
+		metrics:        cfg.Metrics,
+		log:            cfg.Logger,
+		relayedChannel: sqlq.Channel(cfg.Schema, "relayed"),
+		wakeSeq:        pgx.Identifier{cfg.Schema, "relay_wake"}.Sanitize(),
+	}
+	r.q.hasPending = set.Get("HasPending")
+	r.q.lock = set.Get("Lock")
+	r.q.stamp = set.Get("Stamp")
+	r.q.notify = set.Get("Notify")
+	r.q.setWake = set.Get("SetWake")
+	r.q.snapshot = set.Get("Snapshot")
+	r.q.settled = set.Get("Settled")
+	r.q.prune = set.Get("Prune")
+	if err := set.Err(); err != nil {
+		return nil, err
+	}
+
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &relayWorker{r: r})
+	river.AddWorker(workers, &pruneWorker{r: r})
+	r.river, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Schema: cfg.Schema,
+		Queues: map[string]river.QueueConfig{Queue: {MaxWorkers: 4}},
+		// River's defaults (100 ms, 1 s) are tuned for throughput; a relay
+		// job must start within a millisecond or two of its insert.
+		FetchCooldown:     time.Millisecond,
+		FetchPollInterval: 50 * time.Millisecond,
+		// Relay jobs are bookkeeping, thousands an hour; nothing in them is
+		// worth keeping for a day.
+		CompletedJobRetentionPeriod: time.Minute,
+		Workers:                     workers,
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return RelayArgs{Sweep: true}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.PruneInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil }, nil),
+		},
+		// River reports every job at info; the relay runs thousands.
+		Logger: slog.New(warnAndAbove{cfg.Logger.Handler()}).With("component", "river"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: river client: %w", err)
+	}
+	if cfg.WakeMode != WakePoll {
+		r.listener = listen.New(pool, sqlq.Channel(cfg.Schema, "pending"), cfg.Logger)
+		r.listener.OnReconnect = func() { r.metrics.ListenerReconnects.WithLabelValues("pending").Inc() }
+	}
+	return r, nil
+}
+
+// Start sets the wake flag for the mode, then starts River and the waker.
+func (r *Relay) Start(ctx context.Context) error {
+	if err := r.setWake(ctx, r.cfg.WakeMode == WakeNotify); err != nil {
+		return err
+	}
+	if err := r.river.Start(ctx); err != nil {
+		return fmt.Errorf("worker: start river: %w", err)
+	}
+	r.running.Store(true)
+	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	r.done = make(chan struct{})
+	go func() {
+		defer close(r.done)
+		r.wake(ctx)
+	}()
+	return nil
+}
+
+// Stop stops the waker, then River, letting running jobs finish.
+func (r *Relay) Stop(ctx context.Context) error {
+	if r.cancel == nil {
+		return nil
+	}
+	r.cancel()
+	<-r.done
+	r.running.Store(false)
+	if err := r.river.Stop(ctx); err != nil {
+		return fmt.Errorf("worker: stop river: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether River runs and, unless polling, the pending
+// listener is connected.
+func (r *Relay) Ready() error {
+	if !r.running.Load() {
+		return errors.New("river is not running")
+	}
+	if r.listener != nil && !r.listener.Connected() {
+		return errors.New("pending listener is not connected")
+	}
+	return nil
+}
+
+// PendingListenerPID is the backend pid of the pending listener, 0 if none.
+func (r *Relay) PendingListenerPID() uint32 {
+	if r.listener == nil {
+		return 0
+	}
+	return r.listener.PID()
+}
+
+// wake turns notifications, or the poll timer, into relay jobs.
+func (r *Relay) wake(ctx context.Context) {
+	if r.listener == nil {
+		t := time.NewTicker(r.cfg.PollInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if r.busy.Load() > 0 || r.recentlyQueued() {
+					continue
+				}
+				if ok, err := r.hasPending(ctx, r.pool); err != nil {
+					r.log.Warn("poll for pending rows", "err", err)
+				} else if ok {
+					r.enqueue(ctx)
+				}
+			}
+		}
+	}
+	go r.listener.Run(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.listener.Wake:
+			if r.cfg.WakeMode == WakeAdaptive {
+				// Busy from here: writers stop paying for NOTIFY.
+				if err := r.setWake(ctx, false); err != nil {
+					r.log.Warn("lower wake flag", "err", err)
+				}
+			}
+			if r.busy.Load() == 0 {
+				r.enqueue(ctx)
+			}
+		}
+	}
+}
+
+// recentlyQueued reports whether this process inserted a relay job that has
+// not started yet; after a second it assumes another replica took it.
+func (r *Relay) recentlyQueued() bool {
+	at := r.queued.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < time.Second
+}
+
+func (r *Relay) enqueue(ctx context.Context) {
+	r.queued.Store(time.Now().UnixNano())
+	if _, err := r.river.Insert(ctx, RelayArgs{}, nil); err != nil && ctx.Err() == nil {
+		r.log.Warn("insert relay job", "err", err)
+	}
+}
+
+// warnAndAbove passes on warnings and errors only.
+type warnAndAbove struct{ slog.Handler }
+
+func (h warnAndAbove) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
