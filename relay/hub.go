@@ -20,8 +20,10 @@ import (
 const tailBatch = 1000
 
 // hub tails stamped rows by relay_seq and fans each out to the streams of
-// its recipient. It never blocks on a stream: a stream whose buffer is full
-// is dropped and reconnects.
+// its recipient. It never blocks on a stream: when a stream's buffer is
+// full, the hub stops feeding it and flags it behind; the stream then
+// catches up from the database by relay_seq (see Relay.stream). A client
+// that stops reading altogether is cut by the write timeout.
 type hub struct {
 	pool     *pgxpool.Pool
 	listener *listen.Listener
@@ -43,7 +45,12 @@ type hub struct {
 type subscriber struct {
 	to outbox.Recipient
 	ch chan *row
-	// gone is closed when the hub drops the stream (slow reader) or shuts down.
+	// lagging is set (under the hub's lock) when the buffer overflowed; the
+	// hub feeds the stream nothing more until resume. behind tells the
+	// stream's goroutine.
+	lagging bool
+	behind  chan struct{}
+	// gone is closed when the hub shuts down.
 	gone chan struct{}
 	once sync.Once
 }
@@ -118,15 +125,19 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 	if len(batch) == 0 {
 		return 0, nil
 	}
-	var slow []*subscriber
 	h.mu.Lock()
 	for _, r := range batch {
 		if r.pushed() {
 			for s := range h.subs[r.to] {
+				if s.lagging {
+					continue
+				}
 				select {
 				case s.ch <- r:
 				default:
-					slow = append(slow, s)
+					s.lagging = true
+					s.behind <- struct{}{} // cap 1, empty while not lagging
+					h.metrics.StreamsBehind.Inc()
 				}
 			}
 			h.metrics.ObserveLag(r.changed)
@@ -134,10 +145,6 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 		h.cursor = r.Seq
 	}
 	h.mu.Unlock()
-	for _, s := range slow {
-		h.metrics.SlowConsumers.Inc()
-		h.unsubscribe(s)
-	}
 	return len(batch), nil
 }
 
@@ -146,7 +153,7 @@ var errClosed = errors.New("relay is shutting down")
 // subscribe registers a stream for to and returns it with the hub's cursor
 // at that moment: the stream gets every row after it.
 func (h *hub) subscribe(to outbox.Recipient) (*subscriber, int64, error) {
-	s := &subscriber{to: to, ch: make(chan *row, h.buffer), gone: make(chan struct{})}
+	s := &subscriber{to: to, ch: make(chan *row, h.buffer), behind: make(chan struct{}, 1), gone: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	select {
@@ -161,6 +168,15 @@ func (h *hub) subscribe(to outbox.Recipient) (*subscriber, int64, error) {
 	h.count++
 	h.metrics.StreamsConnected.Inc()
 	return s, h.cursor, nil
+}
+
+// resume feeds a lagging stream again from now on and returns the cursor:
+// the stream must read what it missed, up to it, from the database.
+func (h *hub) resume(s *subscriber) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s.lagging = false
+	return h.cursor
 }
 
 func (h *hub) unsubscribe(s *subscriber) {

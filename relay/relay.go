@@ -34,7 +34,9 @@ type Config struct {
 
 	Heartbeat    time.Duration `env:"BELLHOP_HEARTBEAT, default=25s"`
 	RetryHint    time.Duration `env:"BELLHOP_RETRY_HINT, default=2s"`
-	StreamBuffer int           `env:"BELLHOP_STREAM_BUFFER, default=128"`
+	StreamBuffer int           `env:"BELLHOP_STREAM_BUFFER, default=32"`
+	// WriteTimeout cuts a stream whose client stopped reading.
+	WriteTimeout time.Duration `env:"BELLHOP_WRITE_TIMEOUT, default=10s"`
 	// MaxStreams and MaxStreamsPerRecipient bound open streams (0: no bound).
 	MaxStreams             int   `env:"BELLHOP_MAX_STREAMS, default=20000"`
 	MaxStreamsPerRecipient int   `env:"BELLHOP_MAX_STREAMS_PER_RECIPIENT, default=16"`
@@ -94,8 +96,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Relay, error) {
 	cfg.Heartbeat = positive(cfg.Heartbeat, 25*time.Second)
 	cfg.RetryHint = positive(cfg.RetryHint, 2*time.Second)
 	cfg.RequestTimeout = positive(cfg.RequestTimeout, 10*time.Second)
+	cfg.WriteTimeout = positive(cfg.WriteTimeout, 10*time.Second)
 	if cfg.StreamBuffer <= 0 {
-		cfg.StreamBuffer = 128
+		cfg.StreamBuffer = 32
 	}
 	auth, err := newAuthenticator(cfg)
 	if err != nil {

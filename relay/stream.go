@@ -1,8 +1,11 @@
 package relay
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -11,15 +14,12 @@ import (
 	"github.com/bellhophq/bellhop/outbox"
 )
 
-// writeTimeout cuts a stream whose client stopped reading: its socket
-// buffer is full and a write would block.
-const writeTimeout = 10 * time.Second
-
 // replayPage bounds the rows read per replay query.
 const replayPage = 500
 
 // stream serves GET /notifications/stream: a resume from Last-Event-ID (or
-// ?last_event_id=) first, then live events, with heartbeats.
+// ?last_event_id=) first, then live events, with heartbeats. Whenever the
+// stream falls behind the hub, it catches up from the database the same way.
 func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recipient) {
 	lastID := int64(-1)
 	raw := req.Header.Get("Last-Event-ID")
@@ -59,21 +59,16 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
-	write := func(b []byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if _, err := w.Write(b); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
-	if !write([]byte("retry: " + strconv.FormatInt(r.cfg.RetryHint.Milliseconds(), 10) + "\n: connected\n\n")) {
+	out := &sink{w: w, rc: rc, timeout: r.cfg.WriteTimeout}
+	if !out.write([]byte("retry: " + strconv.FormatInt(r.cfg.RetryHint.Milliseconds(), 10) + "\n: connected\n\n")) {
 		return
 	}
 
-	sent := head // live events at or below it are covered by the replay
+	sent := head // live events up to head are history: replayed or not wanted
 	if lastID >= 0 {
 		var ok bool
-		if sent, ok = r.replay(req, write, to, lastID, head); !ok {
+		if sent, ok = r.resume(req.Context(), out, to, lastID, head); !ok {
+			r.cut(out)
 			return
 		}
 	}
@@ -87,37 +82,86 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 		case <-sub.gone:
 			return
 		case <-heartbeat.C:
-			if !write([]byte(": ping\n\n")) {
+			if !out.write([]byte(": ping\n\n")) {
+				r.cut(out)
 				return
 			}
 		case ev := <-sub.ch:
 			if ev.Seq <= sent {
 				continue
 			}
-			if !write(ev.frame) {
+			if !out.write(ev.frame) {
+				r.cut(out)
 				return
 			}
 			sent = ev.Seq
 			r.metrics.EventsPushed.Inc()
+		case <-sub.behind:
+			// What is buffered precedes the first event the hub held back.
+			for len(sub.ch) > 0 {
+				if ev := <-sub.ch; ev.Seq > sent {
+					if !out.write(ev.frame) {
+						r.cut(out)
+						return
+					}
+					sent = ev.Seq
+				}
+			}
+			head := r.hub.resume(sub)
+			if _, ok := r.replay(req.Context(), out, to, sent, head); !ok {
+				r.cut(out)
+				return
+			}
+			sent = head
 		}
 	}
 }
 
-// replay writes to's events in (lastID, head] and returns the last id
-// covered. When it cannot replay from lastID (older than what pruning kept,
-// or newer than anything the database has: another database, or a reset),
-// it sends one refetch event instead.
-func (r *Relay) replay(req *http.Request, write func([]byte) bool, to outbox.Recipient, lastID, head int64) (int64, bool) {
-	ctx := req.Context()
+// sink writes SSE frames with a deadline per write.
+type sink struct {
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	timeout  time.Duration
+	timedOut bool
+}
+
+func (s *sink) write(b []byte) bool {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	_, err := s.w.Write(b)
+	if err == nil {
+		err = s.rc.Flush()
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		s.timedOut = true
+	}
+	return err == nil
+}
+
+// cut counts a stream ended because its client stopped reading.
+func (r *Relay) cut(out *sink) {
+	if out.timedOut {
+		r.metrics.SlowConsumers.Inc()
+	}
+}
+
+// resume starts a stream from the client's Last-Event-ID. When it cannot
+// replay from there (older than what pruning kept, or newer than anything
+// the database has: another database, or a reset) it sends one refetch
+// event instead.
+func (r *Relay) resume(ctx context.Context, out *sink, to outbox.Recipient, lastID, head int64) (int64, bool) {
 	var last, pruned int64
 	if err := r.pool.QueryRow(ctx, r.q.head).Scan(&last, &pruned); err != nil {
 		r.log.Warn("read relay head for replay", "err", err)
 		return head, false
 	}
 	if lastID < pruned || lastID > last {
-		return head, write(encodeFrame(head, "notification", Event{Seq: head, Op: "refetch"}))
+		return head, out.write(encodeFrame(head, "notification", Event{Seq: head, Op: "refetch"}))
 	}
-	from := lastID
+	return r.replay(ctx, out, to, lastID, head)
+}
+
+// replay writes to's events in (from, head] from the database.
+func (r *Relay) replay(ctx context.Context, out *sink, to outbox.Recipient, from, head int64) (int64, bool) {
 	for from < head {
 		rows, err := r.pool.Query(ctx, r.q.replay, to.Tenant, to.Type, to.ID, from, head, replayPage)
 		if err != nil {
@@ -131,7 +175,7 @@ func (r *Relay) replay(req *http.Request, write func([]byte) bool, to outbox.Rec
 		}
 		for _, ev := range batch {
 			if ev.pushed() {
-				if !write(ev.frame) {
+				if !out.write(ev.frame) {
 					return head, false
 				}
 				r.metrics.EventsPushed.Inc()

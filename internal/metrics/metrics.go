@@ -16,6 +16,7 @@ type Metrics struct {
 	StreamsConnected   prometheus.Gauge
 	EventsPushed       prometheus.Counter
 	SlowConsumers      prometheus.Counter
+	StreamsBehind      prometheus.Counter
 	CommitToPush       prometheus.Histogram
 	StampBatch         prometheus.Histogram
 	ListenerReconnects *prometheus.CounterVec
@@ -33,7 +34,10 @@ func New() *Metrics {
 			Name: "bellhop_events_pushed_total", Help: "Events written to SSE streams (one per stream).",
 		}),
 		SlowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "bellhop_slow_consumers_dropped_total", Help: "Streams disconnected because their buffer was full.",
+			Name: "bellhop_slow_consumers_dropped_total", Help: "Streams cut because a write did not complete within the write timeout.",
+		}),
+		StreamsBehind: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bellhop_streams_behind_total", Help: "Times a stream's buffer overflowed and it caught up from the database.",
 		}),
 		CommitToPush: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "bellhop_change_to_push_seconds",
@@ -52,7 +56,7 @@ func New() *Metrics {
 			Name: "bellhop_pruned_rows_total", Help: "Rows deleted by the prune job.",
 		}),
 	}
-	m.Registry.MustRegister(m.StreamsConnected, m.EventsPushed, m.SlowConsumers, m.CommitToPush,
+	m.Registry.MustRegister(m.StreamsConnected, m.EventsPushed, m.SlowConsumers, m.StreamsBehind, m.CommitToPush,
 		m.StampBatch, m.ListenerReconnects, m.Pruned,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -1,0 +1,239 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/bellhophq/bellhop/integration/pgtest"
+	"github.com/bellhophq/bellhop/outbox"
+	"github.com/bellhophq/bellhop/relay"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const secret = "integration-test-secret-0123456789abcdef"
+
+type testBundle struct {
+	db *pgtest.DB
+	ob *outbox.Outbox
+}
+
+func setup(t *testing.T) (context.Context, *testBundle) {
+	t.Helper()
+	db := pgtest.New(t)
+	ob, err := outbox.New(db.Schema)
+	require.NoError(t, err)
+	return context.Background(), &testBundle{db: db, ob: ob}
+}
+
+// relayConfig is the configuration the tests run relays with.
+func (b *testBundle) relayConfig() relay.Config {
+	return relay.Config{
+		DatabaseURL:            b.db.URL,
+		Schema:                 b.db.Schema,
+		JWTSecret:              secret,
+		CookieName:             "bellhop_token",
+		Heartbeat:              25 * time.Second,
+		StreamBuffer:           128,
+		MaxStreamsPerRecipient: 16,
+		UnreadCountCap:         1000,
+		WakeMode:               "adaptive",
+		SweepInterval:          time.Second,
+		MaxConns:               6,
+	}
+}
+
+type testRelay struct {
+	*relay.Relay
+	URL string
+}
+
+// startRelay runs a relay in this process on a loopback HTTP server.
+func (b *testBundle) startRelay(t *testing.T, mutate ...func(*relay.Config)) *testRelay {
+	t.Helper()
+	cfg := b.relayConfig()
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	r, err := relay.New(ctx, cfg, log)
+	require.NoError(t, err)
+	require.NoError(t, r.Start(ctx))
+	srv := httptest.NewServer(r.Handler())
+	t.Cleanup(func() {
+		_ = r.Stop(context.Background())
+		srv.Close()
+	})
+	waitReady(t, srv.URL)
+	return &testRelay{Relay: r, URL: srv.URL}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func waitReady(t *testing.T, url string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		res, err := http.Get(url + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "relay at %s never became ready", url)
+}
+
+func token(t *testing.T, to outbox.Recipient) string {
+	t.Helper()
+	tok, err := relay.Mint(secret, to, time.Hour)
+	require.NoError(t, err)
+	return tok
+}
+
+// event is one SSE event as a client sees it.
+type event struct {
+	ID   int64
+	Name string
+	Data relay.Event
+	At   time.Time
+}
+
+// stream is an open SSE connection.
+type stream struct {
+	Events chan event
+	res    *http.Response
+	cancel context.CancelFunc
+}
+
+// openStream connects to the relay's stream as to, resuming after lastID
+// if it is >= 0, and returns once the response headers arrived (from then
+// on the stream is subscribed). base is the relay's URL, or a full stream URL.
+func openStream(t *testing.T, base string, to outbox.Recipient, lastID int64) *stream {
+	t.Helper()
+	url := base
+	if !strings.Contains(base, "/notifications/stream") {
+		url += "/notifications/stream"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token(t, to))
+	if lastID >= 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatInt(lastID, 10))
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, "text/event-stream", res.Header.Get("Content-Type"))
+	s := &stream{Events: make(chan event, 10000), res: res, cancel: cancel}
+	go s.read()
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *stream) Close() { s.cancel(); s.res.Body.Close() }
+
+func (s *stream) read() {
+	defer close(s.Events)
+	sc := bufio.NewScanner(s.res.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var ev event
+	var data []string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if len(data) > 0 {
+				ev.At = time.Now()
+				_ = json.Unmarshal([]byte(strings.Join(data, "\n")), &ev.Data)
+				s.Events <- ev
+			}
+			ev, data = event{}, nil
+		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, "id: "):
+			ev.ID, _ = strconv.ParseInt(line[4:], 10, 64)
+		case strings.HasPrefix(line, "event: "):
+			ev.Name = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			data = append(data, line[6:])
+		}
+	}
+}
+
+// next waits for the next event.
+func (s *stream) next(t *testing.T, within time.Duration) event {
+	t.Helper()
+	select {
+	case ev, ok := <-s.Events:
+		require.True(t, ok, "stream closed")
+		require.Equal(t, "notification", ev.Name)
+		require.Equal(t, ev.ID, ev.Data.Seq, "the SSE id is the event's seq")
+		return ev
+	case <-time.After(within):
+		t.Fatalf("no event within %s", within)
+	}
+	return event{}
+}
+
+// quiet asserts no event arrives for d.
+func (s *stream) quiet(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case ev, ok := <-s.Events:
+		if ok {
+			t.Fatalf("unexpected event %+v", ev.Data)
+		}
+	case <-time.After(d):
+	}
+}
+
+// api calls the inbox API as to and decodes the JSON answer into out.
+func api(t *testing.T, method, url string, to *outbox.Recipient, out any) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	require.NoError(t, err)
+	if to != nil {
+		req.Header.Set("Authorization", "Bearer "+token(t, *to))
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	if out != nil && res.StatusCode != http.StatusNoContent {
+		require.NoError(t, json.NewDecoder(res.Body).Decode(out))
+	}
+	return res
+}
+
+func (b *testBundle) unread(t *testing.T, base string, to outbox.Recipient) int64 {
+	t.Helper()
+	var c struct{ Count int64 }
+	res := api(t, http.MethodGet, base+"/notifications/unread/count", &to, &c)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	return c.Count
+}
+
+func (b *testBundle) send(t *testing.T, to outbox.Recipient, kind string) string {
+	t.Helper()
+	id, err := b.ob.Send(context.Background(), b.db.Pool, to, outbox.Message{Kind: kind, Data: map[string]string{"k": kind}, SSE: map[string]string{"k": kind}})
+	require.NoError(t, err)
+	return id
+}
