@@ -17,3 +17,17 @@ lint:
 
 build:
 	$(GO) build -o bin/relay ./cmd/relay
+
+# Benchmarks: cmd/bench builds bin/relay, runs it as a child process on a
+# fresh schema and drives it over HTTP/SSE. See docs/benchmarks.md.
+bench:
+	$(GO) run ./cmd/bench
+
+bench-smoke:
+	$(GO) run ./cmd/bench -smoke
+
+demo:
+	go run ./cmd/relay demo
+
+test-e2e:
+	bash e2e/run.sh

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -127,9 +128,13 @@ func (a *authenticator) recipient(r *http.Request) (outbox.Recipient, *authError
 		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_token", "the token is too large"}
 	}
 	var claims Claims
-	_, err := a.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.key, nil })
+	parsed, err := a.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.key, nil })
 	if err != nil {
-		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_token", describe(err)}
+		desc := describe(err)
+		if parsed != nil && parsed.Method != nil && !slices.Contains(a.methods, parsed.Method.Alg()) {
+			desc = fmt.Sprintf("the token's algorithm %q is not accepted (accepted: %s)", parsed.Method.Alg(), strings.Join(a.methods, ", "))
+		}
+		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_token", desc}
 	}
 	if claims.Subject == "" {
 		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_token", "the token has no sub claim"}

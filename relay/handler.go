@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -27,8 +28,8 @@ func (r *Relay) routes() http.Handler {
 	api.HandleFunc("POST /notifications/{id}/read", r.authed(r.markRead))
 	api.HandleFunc("POST /notifications/{id}/unread", r.authed(r.markUnread))
 	api.HandleFunc("DELETE /notifications/{id}", r.authed(r.remove))
-	api.HandleFunc("/notifications/", func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such route; see the README for the API")
+	api.HandleFunc("/notifications/", func(w http.ResponseWriter, req *http.Request) {
+		notRouted(api, w, req)
 	})
 
 	mux := http.NewServeMux()
@@ -42,6 +43,25 @@ func (r *Relay) routes() http.Handler {
 	mux.HandleFunc("GET /readyz", r.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.Registry, promhttp.HandlerOpts{}))
 	return r.cors(limitBody(mux))
+}
+
+// notRouted answers JSON for what the mux would answer in plain text: 405
+// (with Allow) when the path exists under another method, else 404.
+func notRouted(mux *http.ServeMux, w http.ResponseWriter, req *http.Request) {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		probe := req.Clone(req.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/notifications/" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", req.Method+" is not allowed here; use "+strings.Join(allowed, " or "))
+		return
+	}
+	writeError(w, http.StatusNotFound, "not_found", "no such route; see the README for the API")
 }
 
 func (r *Relay) readyz(w http.ResponseWriter, req *http.Request) {

@@ -72,6 +72,15 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 			return
 		}
 	}
+	// An id with no data moves the client's Last-Event-ID without an event
+	// (WHATWG SSE, dispatch step 1): a client that has seen nothing yet, or
+	// whose replay held nothing for it, resumes from here next time instead
+	// of from nothing (a fresh page would otherwise miss what commits while
+	// it reconnects).
+	if !out.write([]byte("id: " + strconv.FormatInt(head, 10) + "\n\n")) {
+		r.cut(out)
+		return
+	}
 
 	heartbeat := time.NewTicker(r.cfg.Heartbeat)
 	defer heartbeat.Stop()

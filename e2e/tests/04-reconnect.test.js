@@ -1,0 +1,60 @@
+// The relay dies (SIGKILL), 3 notifications are committed while it is down,
+// it comes back on the same port, schema and secret: the page catches up
+// without a reload, through the stream's Last-Event-ID resume.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import {
+  badges, badgesShow, insertNotification, killRelay, launch, notReloaded, openDemo,
+  screenshot, settle, sql, startRelay,
+} from './lib.js';
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+async function dropAndRestore(page, c0, name, timeoutMs = 20_000) {
+  const pid = await killRelay();
+  console.log(`killed relay ${pid}`);
+  sql([1, 2, 3].map((i) => insertNotification(`While the relay was down #${i}`)).join('\n'));
+  await screenshot(page, `${name}-relay-down`);
+  assert.deepEqual(await badges(page), { react: c0, vanilla: c0 }, 'a badge moved while the relay was down');
+  const newPid = await startRelay();
+  console.log(`started relay ${newPid}`);
+  const { ms } = await badgesShow(page, c0 + 3, timeoutMs, 'badges catch up with the 3 notifications');
+  console.log(`caught up ${ms} ms after the relay was ready`);
+  assert.equal(await notReloaded(page), true, 'the page was reloaded');
+}
+
+test('connection dropped and restored: the badges catch up without a reload', async () => {
+  const page = await openDemo(browser.context);
+  try {
+    const c0 = await settle(page, 2);
+    // One live event first: both clients then hold a Last-Event-ID to resume from.
+    sql(insertNotification('Before the relay went down'));
+    await badgesShow(page, c0 + 1, 1000, 'badges show the event before the drop');
+    await dropAndRestore(page, c0 + 1, '04-reconnect');
+  } finally {
+    await screenshot(page, '04-reconnect');
+    await page.close();
+  }
+});
+
+// A page that has received no event yet has no Last-Event-ID: the relay's
+// stream sends no `id:` on connect, and neither client refetches the count
+// when a stream reopens, so the missed notifications stay invisible until
+// the next event. Kept as a todo (it runs and reports, but does not fail the
+// suite) until the relay or the client covers this case.
+test('connection dropped and restored on a page that saw no event yet', { todo: 'no resume point before the first event (relay sends no id on connect; clients do not refetch on reopen)' }, async () => {
+  const page = await openDemo(browser.context);
+  try {
+    const c0 = await settle(page, 2);
+    await dropAndRestore(page, c0, '04-reconnect-fresh', 8000);
+  } finally {
+    await screenshot(page, '04-reconnect-fresh');
+    await page.close();
+  }
+});

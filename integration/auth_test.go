@@ -1,0 +1,238 @@
+package integration
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bellhophq/bellhop/relay"
+)
+
+func sign(t *testing.T, method jwt.SigningMethod, key any, claims jwt.Claims) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	require.NoError(t, err)
+	return tok
+}
+
+func claims(sub, tenant string, exp time.Time) relay.Claims {
+	return relay.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: sub, ExpiresAt: jwt.NewNumericDate(exp)},
+		Tenant:           tenant,
+	}
+}
+
+func TestBadTokensAreRefused(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	r := b.startRelay(t)
+	s := openStream(t, r.URL, alice, -1) // a legitimate stream, to prove nothing leaks into it either
+	b.send(t, alice, "secret")
+	s.next(t, 5*time.Second)
+
+	hour := time.Now().Add(time.Hour)
+	good := []byte(secret)
+	noneTok := sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims("alice", "", hour))
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	cases := []struct {
+		name   string
+		header string
+		desc   string
+	}{
+		{"no token", "", "a token is required"},
+		{"not bearer", "Basic YWxpY2U6cHc=", "Bearer <token>"},
+		{"malformed", "Bearer not.a.jwt", "malformed"},
+		{"bad signature", "Bearer " + sign(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-0123"), claims("alice", "", hour)), "signature is invalid"},
+		{"expired", "Bearer " + sign(t, jwt.SigningMethodHS256, good, claims("alice", "", time.Now().Add(-time.Hour))), "expired"},
+		{"no exp", "Bearer " + sign(t, jwt.SigningMethodHS256, good, jwt.RegisteredClaims{Subject: "alice"}), "no exp"},
+		{"not yet valid", "Bearer " + sign(t, jwt.SigningMethodHS256, good, relay.Claims{RegisteredClaims: jwt.RegisteredClaims{
+			Subject: "alice", ExpiresAt: jwt.NewNumericDate(hour), NotBefore: jwt.NewNumericDate(time.Now().Add(10 * time.Minute))}}), "not valid yet"},
+		{"alg none", "Bearer " + noneTok, `algorithm "none" is not accepted`},
+		{"wrong family", "Bearer " + sign(t, jwt.SigningMethodEdDSA, edKey, claims("alice", "", hour)), `algorithm "EdDSA" is not accepted`},
+		{"no sub", "Bearer " + sign(t, jwt.SigningMethodHS256, good, claims("", "", hour)), "no sub"},
+		{"huge", "Bearer " + strings.Repeat("a", 9000), "too large"},
+	}
+	routes := []struct{ method, path string }{
+		{http.MethodGet, "/notifications/stream"},
+		{http.MethodGet, "/notifications/unread/count"},
+		{http.MethodGet, "/notifications"},
+		{http.MethodPost, "/notifications/read-all"},
+	}
+	for _, c := range cases {
+		for _, route := range routes {
+			req, err := http.NewRequest(route.method, r.URL+route.path, nil)
+			require.NoError(t, err)
+			if c.header != "" {
+				req.Header.Set("Authorization", c.header)
+			}
+			res, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			var body struct{ Error, Message string }
+			require.NoError(t, json.NewDecoder(res.Body).Decode(&body), "%s %s", c.name, route.path)
+			res.Body.Close()
+			require.Equal(t, http.StatusUnauthorized, res.StatusCode, "%s %s", c.name, route.path)
+			require.Contains(t, body.Message, c.desc, c.name)
+			challenge := res.Header.Get("WWW-Authenticate")
+			require.True(t, strings.HasPrefix(challenge, `Bearer realm="bellhop"`), challenge)
+			if c.name != "no token" {
+				require.Contains(t, challenge, `error="invalid`, c.name)
+			}
+			require.NotContains(t, challenge+body.Message, secret, "the secret leaked")
+		}
+	}
+	require.EqualValues(t, 1, b.unread(t, r.URL, alice), "nothing was changed")
+}
+
+func TestAnotherTenantsTokenSeesNothing(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	r := b.startRelay(t)
+	intruder := openStream(t, r.URL, aliceOther, -1)
+	id := b.send(t, alice, "private")
+
+	for _, path := range []string{"/notifications/" + id + "/read", "/notifications/" + id + "/unread"} {
+		res := api(t, http.MethodPost, r.URL+path, &aliceOther, nil)
+		require.Equal(t, http.StatusNotFound, res.StatusCode, path)
+	}
+	res := api(t, http.MethodDelete, r.URL+"/notifications/"+id, &aliceOther, nil)
+	require.Equal(t, http.StatusNotFound, res.StatusCode)
+	var page struct{ Notifications []any }
+	api(t, http.MethodGet, r.URL+"/notifications", &aliceOther, &page)
+	require.Empty(t, page.Notifications)
+	require.EqualValues(t, 0, b.unread(t, r.URL, aliceOther))
+	// Replaying from the beginning as the other tenant: nothing of alice's.
+	replay := openStream(t, r.URL, aliceOther, 0)
+	intruder.quiet(t, 500*time.Millisecond)
+	replay.quiet(t, 10*time.Millisecond)
+	require.EqualValues(t, 1, b.unread(t, r.URL, alice))
+}
+
+func TestBadInputsGetDocumented4xx(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	r := b.startRelay(t)
+	id := b.send(t, alice, "mine")
+	to := alice
+	cases := []struct {
+		method, path string
+		body         string
+		status       int
+		code         string
+	}{
+		{http.MethodGet, "/notifications?limit=0", "", 400, "bad_limit"},
+		{http.MethodGet, "/notifications?limit=-5", "", 400, "bad_limit"},
+		{http.MethodGet, "/notifications?limit=1000000", "", 400, "bad_limit"},
+		{http.MethodGet, "/notifications?limit=ten", "", 400, "bad_limit"},
+		{http.MethodGet, "/notifications?cursor=%27%3B--", "", 400, "bad_cursor"},
+		{http.MethodGet, "/notifications?unread=maybe", "", 400, "bad_unread"},
+		{http.MethodGet, "/notifications?sort=asc", "", 400, "bad_parameter"},
+		{http.MethodGet, "/notifications?type=", "", 400, "bad_type"},
+		{http.MethodPost, "/notifications/not-a-uuid/read", "", 400, "bad_id"},
+		{http.MethodPost, "/notifications/00000000-0000-0000-0000-000000000000/read", "", 404, "not_found"},
+		{http.MethodDelete, "/notifications/00000000-0000-0000-0000-000000000000", "", 404, "not_found"},
+		{http.MethodPost, "/notifications/" + id + "/read", strings.Repeat("x", 2000), 413, "body_too_large"},
+		{http.MethodGet, "/notifications/stream?last_event_id=abc", "", 400, "bad_last_event_id"},
+		{http.MethodGet, "/notifications/stream?last_event_id=-1", "", 400, "bad_last_event_id"},
+		{http.MethodGet, "/notifications/nope/extra", "", 404, "not_found"},
+		{http.MethodGet, "/notifications/" + id, "", 405, "method_not_allowed"},
+	}
+	for _, c := range cases {
+		req, err := http.NewRequest(c.method, r.URL+c.path, strings.NewReader(c.body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token(t, to))
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		var body struct{ Error, Message string }
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&body), "%s %s", c.method, c.path)
+		res.Body.Close()
+		require.Equal(t, c.status, res.StatusCode, "%s %s: %s", c.method, c.path, body.Message)
+		require.Equal(t, c.code, body.Error, "%s %s", c.method, c.path)
+		require.NotEmpty(t, body.Message)
+	}
+	// Wrong methods are refused by the router.
+	for _, m := range []string{http.MethodPut, http.MethodPatch} {
+		req, _ := http.NewRequest(m, r.URL+"/notifications/"+id+"/read", nil)
+		req.Header.Set("Authorization", "Bearer "+token(t, to))
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusMethodNotAllowed, res.StatusCode)
+	}
+	require.EqualValues(t, 1, b.unread(t, r.URL, alice), "no bad request changed anything")
+}
+
+func TestPublicKeyTokens(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "key.pem")
+	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600))
+	r := b.startRelay(t, func(c *relay.Config) { c.JWTSecret, c.JWTPublicKeyFile = "", path })
+
+	good := sign(t, jwt.SigningMethodEdDSA, priv, claims("alice", "", time.Now().Add(time.Hour)))
+	req, _ := http.NewRequest(http.MethodGet, r.URL+"/notifications/unread/count", nil)
+	req.Header.Set("Authorization", "Bearer "+good)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+
+	// HS/EdDSA confusion: an HS256 token "signed" with the public key bytes.
+	forged := sign(t, jwt.SigningMethodHS256, []byte(pub), claims("alice", "", time.Now().Add(time.Hour)))
+	req.Header.Set("Authorization", "Bearer "+forged)
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, res.StatusCode)
+}
+
+func TestCookieAndCORS(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	r := b.startRelay(t, func(c *relay.Config) { c.AllowedOrigins = []string{"https://app.example"} })
+
+	req, _ := http.NewRequest(http.MethodGet, r.URL+"/notifications/unread/count", nil)
+	req.AddCookie(&http.Cookie{Name: "bellhop_token", Value: token(t, alice)})
+	req.Header.Set("Origin", "https://app.example")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, "https://app.example", res.Header.Get("Access-Control-Allow-Origin"))
+	require.Equal(t, "true", res.Header.Get("Access-Control-Allow-Credentials"))
+
+	req.Header.Set("Origin", "https://evil.example")
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Empty(t, res.Header.Get("Access-Control-Allow-Origin"))
+
+	pre, _ := http.NewRequest(http.MethodOptions, r.URL+"/notifications/stream", nil)
+	pre.Header.Set("Origin", "https://app.example")
+	pre.Header.Set("Access-Control-Request-Headers", "authorization,last-event-id")
+	res, err = http.DefaultClient.Do(pre)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusNoContent, res.StatusCode)
+	require.Contains(t, res.Header.Get("Access-Control-Allow-Headers"), "Last-Event-ID")
+	pre.Header.Set("Origin", "https://evil.example")
+	res, err = http.DefaultClient.Do(pre)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusForbidden, res.StatusCode)
+}

@@ -1,0 +1,205 @@
+// Package demo serves Bellhop's demo page: the browser bundle's bell and
+// inbox, a vanilla-JS badge built from the live unread badge recipe, and
+// buttons that write notifications from the server side: committed, rolled
+// back, and a progress notification that goes from 0 to 100%.
+//
+// Everything it does not serve goes to the relay's handler, so the page, the
+// static files and the API share one origin and the bellhop_token cookie.
+package demo
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bellhophq/bellhop/outbox"
+	"github.com/bellhophq/bellhop/relay"
+)
+
+//go:embed page.html static
+var files embed.FS
+
+// Recipient is who the demo page is signed in as.
+var Recipient = outbox.User("demo")
+
+// CookieName is the cookie the relay reads the demo's token from.
+const CookieName = "bellhop_token"
+
+// tokenTTL is how long the demo's cookie token is valid; reloading the page
+// mints a new one.
+const tokenTTL = 12 * time.Hour
+
+// Progress steps: 0, 10, ..., 100 every progressStep (about 2.5 s in all).
+const (
+	progressStep  = 250 * time.Millisecond
+	progressDelta = 10
+)
+
+type server struct {
+	ob     *outbox.Outbox
+	pool   *pgxpool.Pool
+	secret string
+	log    *slog.Logger
+	sent   atomic.Int64 // numbers the demo's notifications
+}
+
+// Handler serves the demo page on GET /, the browser bundle under
+// /demo/static/, the POST /demo/* buttons, and everything else through
+// relayHandler. The page sets the bellhop_token cookie for Recipient, signed
+// with secret (the relay's BELLHOP_JWT_SECRET).
+func Handler(ob *outbox.Outbox, pool *pgxpool.Pool, secret string, relayHandler http.Handler) http.Handler {
+	s := &server{ob: ob, pool: pool, secret: secret, log: slog.Default()}
+	static, err := fs.Sub(files, "static")
+	if err != nil {
+		panic(err) // the embed directive guarantees it
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.page)
+	mux.Handle("GET /demo/static/", http.StripPrefix("/demo/static/", noCache(http.FileServerFS(static))))
+	mux.HandleFunc("POST /demo/send", s.send)
+	mux.HandleFunc("POST /demo/send-rollback", s.sendRollback)
+	mux.HandleFunc("POST /demo/progress", s.progress)
+	mux.HandleFunc("/demo/", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "message": "no such demo route"})
+	})
+	mux.Handle("/", relayHandler)
+	return mux
+}
+
+func noCache(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *server) page(w http.ResponseWriter, r *http.Request) {
+	token, err := relay.Mint(s.secret, Recipient, tokenTTL)
+	if err != nil {
+		http.Error(w, "demo: mint token: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     CookieName,
+		Value:    token,
+		Path:     "/",
+		MaxAge:   int(tokenTTL / time.Second),
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+		Secure:   r.TLS != nil,
+	})
+	body, err := files.ReadFile("page.html")
+	if err != nil {
+		http.Error(w, "demo: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(body)
+}
+
+// send writes one notification in a committed transaction.
+func (s *server) send(w http.ResponseWriter, r *http.Request) {
+	n := s.sent.Add(1)
+	msg := outbox.Message{
+		Kind: "demo.message",
+		Data: map[string]any{"title": fmt.Sprintf("Hello #%d", n), "body": "Sent by the demo's Send button, committed."},
+		SSE:  map[string]any{"n": n},
+	}
+	var id string
+	err := pgx.BeginFunc(r.Context(), s.pool, func(tx pgx.Tx) error {
+		var err error
+		id, err = s.ob.Send(r.Context(), tx, Recipient, msg)
+		return err
+	})
+	if err != nil {
+		s.fail(w, "send", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "committed": true})
+}
+
+// sendRollback sends inside a transaction and rolls it back: nothing is
+// stored and nothing is pushed.
+func (s *server) sendRollback(w http.ResponseWriter, r *http.Request) {
+	tx, err := s.pool.Begin(r.Context())
+	if err != nil {
+		s.fail(w, "send-rollback", err)
+		return
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(r.Context())) }()
+	msg := outbox.Message{
+		Kind: "demo.rolled_back",
+		Data: map[string]any{"title": "You should never see this", "body": "This send was rolled back."},
+	}
+	id, err := s.ob.Send(r.Context(), tx, Recipient, msg)
+	if err != nil {
+		s.fail(w, "send-rollback", err)
+		return
+	}
+	if err := tx.Rollback(r.Context()); err != nil {
+		s.fail(w, "send-rollback", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "committed": false})
+}
+
+// progress starts a progress notification that goes from 0 to 100% in the
+// background, each step in its own committed transaction, all on one row
+// (one database key).
+func (s *server) progress(w http.ResponseWriter, r *http.Request) {
+	n := s.sent.Add(1)
+	key := fmt.Sprintf("demo-export:%d:%d", time.Now().UnixNano(), n)
+	title := fmt.Sprintf("Export #%d", n)
+	step := func(ctx context.Context, pct int) (string, error) {
+		msg := outbox.Message{
+			Kind: "demo.export",
+			Data: map[string]any{"title": title, "body": "A progress notification: one row, updated in place.", "progress": pct},
+			SSE:  map[string]any{"progress": pct},
+			Key:  key,
+		}
+		var id string
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var err error
+			id, err = s.ob.Send(ctx, tx, Recipient, msg)
+			return err
+		})
+		return id, err
+	}
+	id, err := step(r.Context(), 0)
+	if err != nil {
+		s.fail(w, "progress", err)
+		return
+	}
+	ctx := context.WithoutCancel(r.Context())
+	go func() {
+		for pct := progressDelta; pct <= 100; pct += progressDelta {
+			time.Sleep(progressStep)
+			if _, err := step(ctx, pct); err != nil {
+				s.log.Warn("demo: progress step failed", "key", key, "progress", pct, "err", err)
+				return
+			}
+		}
+	}()
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": id, "database_key": key})
+}
+
+func (s *server) fail(w http.ResponseWriter, what string, err error) {
+	s.log.Error("demo: "+what+" failed", "err", err)
+	writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal", "message": what + " failed: " + err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
