@@ -6,10 +6,14 @@ GO ?= go
 
 .PHONY: test test-go test-js test-e2e lint generate build demo bench bench-smoke
 
-test: test-go
+# `make test` is the README's test command: Go and JS unit tests.
+test: test-go test-js
 
 test-go:
 	$(GO) test -count=1 -race ./...
+
+test-js:
+	cd js && npm ci --no-audit --no-fund && npm run typecheck && npm test
 
 lint:
 	$(GO) vet ./...
@@ -27,7 +31,7 @@ bench-smoke:
 	$(GO) run ./cmd/bench -smoke
 
 demo:
-	go run ./cmd/relay demo
+	$(GO) run ./cmd/relay demo
 
 test-e2e:
 	bash e2e/run.sh

@@ -283,7 +283,7 @@ func TestSlowReaderIsDropped(t *testing.T) {
 	ctx, b := setup(t)
 	r := b.startRelay(t, func(c *relay.Config) {
 		c.StreamBuffer = 8
-		c.WriteTimeout = 500 * time.Millisecond
+		c.WriteTimeout = 2 * time.Second
 	})
 	healthy := openStream(t, r.URL, alice, -1)
 
@@ -317,7 +317,7 @@ func TestSlowReaderIsDropped(t *testing.T) {
 	}
 	require.Eventually(t, func() bool {
 		return strings.Contains(metrics(t, r.URL), "bellhop_slow_consumers_dropped_total 1")
-	}, 5*time.Second, 20*time.Millisecond, "the slow reader was not cut: %s", metrics(t, r.URL))
+	}, 15*time.Second, 20*time.Millisecond, "the slow reader was not cut: %s", metrics(t, r.URL))
 }
 
 func metrics(t *testing.T, base string) string {
