@@ -1,0 +1,297 @@
+// Command bench measures Bellhop end to end and prints the figures.
+//
+// It builds bin/relay, runs it as a separate process on a fresh schema per
+// scenario (migrate, then serve on a free loopback port) and talks to it over
+// HTTP and SSE the way browsers do, while writers commit notifications
+// through PostgreSQL the way applications do. Every scenario checks delivery:
+// each stream got exactly the events committed for its recipient, none twice,
+// ids increasing. Each figure is the median of several runs with its min-max.
+//
+//	go run ./cmd/bench                 # full run, writes docs/benchmarks.md
+//	go run ./cmd/bench -smoke          # a few seconds: every scenario, small
+//	go run ./cmd/bench -scenarios 1,4  # some scenarios only
+//
+// It exits non-zero when any event was lost, duplicated or out of order. It
+// asserts nothing about timing: figures that miss their target are reported.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+type bench struct {
+	dbURL    string
+	relayBin string
+	pool     *pgxpool.Pool
+	smoke    bool
+	runs     int
+
+	figures  []*figure
+	problems []string
+}
+
+// fig returns the figure named name in scenario, creating it.
+func (b *bench) fig(scenario, name, unit string) *figure {
+	for _, f := range b.figures {
+		if f.scenario == scenario && f.name == name {
+			return f
+		}
+	}
+	f := &figure{scenario: scenario, name: name, unit: unit}
+	b.figures = append(b.figures, f)
+	return f
+}
+
+// anchorFig is a figure shown in the anchor column of others, not as a row.
+func anchorFig(unit string) *figure { return &figure{unit: unit} }
+
+func (b *bench) problem(scenario string, ps ...string) {
+	for _, p := range ps {
+		b.problems = append(b.problems, scenario+": "+p)
+	}
+}
+
+func defaultDB() string {
+	for _, k := range []string{"TEST_DATABASE_URL", "DATABASE_URL"} {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+type scenario struct {
+	id    string
+	title string
+	run   func(*bench, context.Context) error
+}
+
+var scenarios = []scenario{
+	{"1", "Commit-to-event latency", (*bench).latency},
+	{"2", "Sustained throughput", (*bench).throughput},
+	{"3", "Cost to the app's transaction", (*bench).cost},
+	{"4", "Connections", (*bench).connections},
+	{"5", "Unread count", (*bench).unread},
+	{"6", "Resume", (*bench).resume},
+}
+
+func main() {
+	smoke := flag.Bool("smoke", false, "a quick pass over every scenario at small sizes (1 run); checks delivery, asserts no timing")
+	runs := flag.Int("runs", 3, "runs per figure (the median and min-max are reported)")
+	only := flag.String("scenarios", "1,2,3,4,5,6", "comma-separated scenario numbers to run")
+	db := flag.String("db", defaultDB(), "PostgreSQL URL (default TEST_DATABASE_URL, DATABASE_URL, or the local test database)")
+	out := flag.String("out", "", `markdown report to write (default docs/benchmarks.md for a full run of every scenario, none for -smoke; "-" for none)`)
+	relayBin := flag.String("relay", "bin/relay", "where to build the relay binary")
+	flag.Parse()
+
+	b := &bench{dbURL: *db, relayBin: *relayBin, smoke: *smoke, runs: *runs}
+	if b.smoke && !isFlagSet("runs") {
+		b.runs = 1
+	}
+	if b.runs < 1 {
+		b.runs = 1
+	}
+	want := strings.Split(*only, ",")
+	if *out == "" && !b.smoke && len(want) == len(scenarios) {
+		*out = "docs/benchmarks.md"
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := b.main(ctx, want, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if len(b.problems) > 0 {
+		fmt.Fprintf(os.Stderr, "\nbench: DELIVERY CHECK FAILED (%d problems):\n", len(b.problems))
+		for _, p := range b.problems {
+			fmt.Fprintln(os.Stderr, "  ", p)
+		}
+		os.Exit(2)
+	}
+	fmt.Println("\ndelivery check: every stream received exactly the events committed for it, in increasing id order")
+}
+
+func isFlagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// raiseNofile lifts RLIMIT_NOFILE for the harness and, inherited, the relay.
+// Calling Setrlimit also stops os/exec from restoring the old soft limit
+// in children.
+func raiseNofile() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	want := uint64(200000)
+	if lim.Max < want {
+		// Root may raise the hard limit; others keep theirs.
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}); err == nil {
+			return want
+		}
+		want = lim.Max
+	}
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: lim.Max})
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	return lim.Cur
+}
+
+func (b *bench) main(ctx context.Context, want []string, out string) error {
+	nofile := raiseNofile()
+	start := time.Now()
+
+	fmt.Fprintf(os.Stderr, "building %s ...\n", b.relayBin)
+	build := exec.CommandContext(ctx, "go", "build", "-o", b.relayBin, "./cmd/relay")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/relay (run from the repository root): %w", err)
+	}
+	pcfg, err := pgxpool.ParseConfig(b.dbURL)
+	if err != nil {
+		return fmt.Errorf("-db: %w", err)
+	}
+	pcfg.MaxConns = 24
+	if b.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		return err
+	}
+	defer b.pool.Close()
+	machine, err := b.machine(ctx, nofile)
+	if err != nil {
+		return fmt.Errorf("database %s: %w", b.dbURL, err)
+	}
+	fmt.Fprintln(os.Stderr, machine)
+
+	var ran []scenario
+	for _, s := range scenarios {
+		if !slices.Contains(want, s.id) {
+			continue
+		}
+		ran = append(ran, s)
+		t := time.Now()
+		fmt.Fprintf(os.Stderr, "== %s. %s\n", s.id, s.title)
+		if err := s.run(b, ctx); err != nil {
+			b.problem(s.title, "scenario failed: "+err.Error())
+			fmt.Fprintf(os.Stderr, "   FAILED: %v\n", err)
+		}
+		fmt.Fprintf(os.Stderr, "   (%.1fs)\n", time.Since(t).Seconds())
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	elapsed := time.Since(start)
+
+	table := b.table()
+	fmt.Println()
+	fmt.Println(machine)
+	fmt.Println()
+	fmt.Print(table)
+	fmt.Printf("\n%d runs per figure; whole run %.0fs.\n", b.runs, elapsed.Seconds())
+	if out != "" && out != "-" {
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		b.writeDoc(f, machine, table, ran, elapsed)
+		fmt.Fprintf(os.Stderr, "wrote %s\n", out)
+	}
+	return nil
+}
+
+func (b *bench) machine(ctx context.Context, nofile uint64) (string, error) {
+	var ver, fsync, sync, sb, maxConns string
+	err := b.pool.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('fsync'),
+		current_setting('synchronous_commit'), current_setting('shared_buffers'), current_setting('max_connections')`).
+		Scan(&ver, &fsync, &sync, &sb, &maxConns)
+	if err != nil {
+		return "", err
+	}
+	mem := ""
+	if m, err := os.ReadFile("/proc/meminfo"); err == nil {
+		f := strings.Fields(string(m))
+		if len(f) > 1 {
+			if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+				mem = fmt.Sprintf(", %.0f GiB RAM", kb/1024/1024)
+			}
+		}
+	}
+	return fmt.Sprintf("machine: %d cores%s, %s %s/%s, PostgreSQL %s (fsync=%s, synchronous_commit=%s, shared_buffers=%s, max_connections=%s), RLIMIT_NOFILE=%d; relay, PostgreSQL and the load generator share the machine",
+		runtime.NumCPU(), mem, runtime.Version(), runtime.GOOS, runtime.GOARCH, ver, fsync, sync, sb, maxConns, nofile), nil
+}
+
+// table renders every figure as one markdown table.
+func (b *bench) table() string {
+	var s strings.Builder
+	s.WriteString("| Scenario | Figure | Median | Spread (min – max) | Anchor, same runs: median (min – max) | Target | |\n")
+	s.WriteString("|---|---|---:|---|---|---|---|\n")
+	for _, f := range b.figures {
+		med, spread := f.summary()
+		anchor := ""
+		if f.anchor != nil && len(f.anchor.vals) > 0 {
+			am, as := f.anchor.summary()
+			anchor = am
+			if len(f.anchor.vals) > 1 {
+				anchor += " (" + as + ")"
+			}
+		}
+		fmt.Fprintf(&s, "| %s | %s | %s | %s | %s | %s | %s |\n", f.scenario, f.name, med, spread, anchor, f.target, f.status())
+	}
+	return s.String()
+}
+
+func (b *bench) writeDoc(w io.Writer, machine, table string, ran []scenario, elapsed time.Duration) {
+	fmt.Fprintf(w, "# Benchmarks\n\n")
+	fmt.Fprintf(w, "Generated by `make bench` (`go run ./cmd/bench`) on %s; the whole run took %.0f s.\n", time.Now().UTC().Format("2006-01-02"), elapsed.Seconds())
+	fmt.Fprintf(w, "Every figure is the median of %d runs, with the spread (min – max) across them.\n", b.runs)
+	fmt.Fprintf(w, "Every scenario also checked delivery (each stream received exactly the events committed for its recipient, none twice, ids increasing)")
+	if len(b.problems) == 0 {
+		fmt.Fprintf(w, ": no event was lost, duplicated or reordered.\n\n")
+	} else {
+		fmt.Fprintf(w, "; it FAILED:\n\n")
+		for _, p := range b.problems {
+			fmt.Fprintf(w, "- %s\n", p)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "%s.\n\n", strings.TrimPrefix(machine, "machine: "))
+	fmt.Fprint(w, table)
+	fmt.Fprintf(w, "\n## What each scenario measures\n\n")
+	fmt.Fprint(w, scenarioDoc)
+	var missed []*figure
+	for _, f := range b.figures {
+		if f.status() == "MISSED" {
+			missed = append(missed, f)
+		}
+	}
+	if len(missed) > 0 {
+		fmt.Fprintf(w, "\n## Targets missed\n\n")
+		for _, f := range missed {
+			med, _ := f.summary()
+			fmt.Fprintf(w, "- **%s, %s**: measured %s (target %s). %s\n", f.scenario, f.name, med, f.target, f.limit)
+		}
+	}
+	fmt.Fprintf(w, "\n## Running it\n\n")
+	fmt.Fprint(w, "```sh\nmake bench         # the full run (about 5-8 minutes on 2 cores); rewrites this file\nmake bench-smoke   # seconds: every scenario at small sizes; fails on any lost, duplicated or reordered event\ngo run ./cmd/bench -scenarios 1,6 -runs 5 -out -   # some scenarios, more runs, no file\n```\n\n")
+	fmt.Fprint(w, "Flags: `-smoke`, `-runs N`, `-scenarios 1,2,...`, `-db URL` (default `TEST_DATABASE_URL`, `DATABASE_URL`, then `postgres://postgres@127.0.0.1:5432/test?sslmode=disable`), `-out FILE`.\n")
+	fmt.Fprint(w, "The harness builds `bin/relay`, and runs it as a child process on a fresh schema (`bench_<pid>_<n>`, dropped afterwards) per scenario, with `BELLHOP_LOG_LEVEL=warn`.\n")
+}

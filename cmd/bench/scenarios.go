@@ -1,0 +1,846 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bellhophq/bellhop/outbox"
+)
+
+const scenarioDoc = `1. **Commit-to-event latency.** 1,000 SSE streams (one per recipient) stay connected; writers commit
+   single-row transactions (` + "`outbox.Send`" + ` in ` + "`BEGIN … COMMIT`" + `) to random recipients on an open-loop schedule
+   of 100/s and 1,000/s for 5 s per run. Latency is the time the stream read the event minus the time the writer's
+   COMMIT returned (and, in the "from COMMIT sent" rows, minus the time COMMIT was sent), over every event of a run.
+   Anchor: a bare ` + "`pg_notify`" + ` round trip on the same server (LISTEN on one connection, NOTIFY + COMMIT on another,
+   1,000 sequential pings), the floor for anything woken by Postgres.
+2. **Sustained throughput.** The same 1,000 streams; writers commit as fast as they can for 5 s: 16 writers of
+   single-row transactions, then 4 writers of ` + "`SendMany`" + ` to all 1,000 recipients (1,000 rows per transaction).
+   "Writers' commit rate" is rows committed per second; "relay delivered rate" is events received by the streams
+   per second, from the first commit to the last event received; "drain" is how long after the writers stopped
+   the last event arrived (the lag left over), and p99 lag is commit-return-to-receive. Writers run closed-loop at
+   their maximum, so when the drain stays short the relay kept up with the highest rate the writers could push,
+   with zero loss.
+3. **Cost to the app's transaction.** Closed-loop writers (1, 4, 16) each running ` + "`BEGIN; INSERT … RETURNING id; COMMIT`" + `
+   into ` + "`<schema>.notifications`" + ` (with its triggers, while the relay runs and stamps in that wake mode) and
+   into ` + "`bare`" + `, created ` + "`(LIKE <schema>.notifications INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)`" + ` —
+   same columns, indexes and checks, no triggers, nobody stamping. Each run gives each table 2 s, as four 0.5 s slices
+   alternating between the two tables (so drift in the disk's fsync speed hits both alike). Ratio = notification
+   rows/s over bare rows/s in the same run; tx latency is BEGIN to COMMIT return. Afterwards every inserted row must
+   have been stamped (nothing left pending).
+4. **Connections.** 10,000 idle SSE streams (raw HTTP/1.1 clients, one per recipient) on a fresh relay with
+   ` + "`BELLHOP_MAX_STREAMS=100000`" + `. RSS is VmRSS of the relay process from ` + "`/proc/<pid>/status`" + ` before connecting and
+   2 s after the last stream connected; per stream = the difference / 10,000. Then one ` + "`SendMany`" + ` to all 10,000
+   recipients: time from its COMMIT returning until the last (and the median) stream received its event.
+5. **Unread count.** 1,000,000 rows bulk-loaded with ` + "`INSERT … SELECT generate_series`" + ` (already stamped; half of the
+   filler rows read), then ` + "`VACUUM ANALYZE`" + `; three recipients with 10, 1,000 and 100,000 unread. 1,000 sequential
+   ` + "`GET /notifications/unread/count`" + ` per recipient over a keep-alive connection; each answer is checked (count capped
+   at 1,000). Anchor: the same count query sent directly over pgx, i.e. the database's share.
+6. **Resume.** A stream receives one event and disconnects; 1,000 events for its recipient are committed and stamped;
+   the stream reconnects with ` + "`Last-Event-ID`" + `. Time from starting the reconnect (TCP dial) until the 1,000th event
+   was read; every event must arrive once, in order.
+
+The smoke run (` + "`make bench-smoke`" + `) runs every scenario once at small sizes (fewer streams, rows and seconds).
+`
+
+var msg = outbox.Message{Kind: "bench.ping", Data: map[string]any{"n": 1}, SSE: map[string]any{"n": 1}}
+
+func userNames(prefix string, n int) []string {
+	u := make([]string, n)
+	for i := range u {
+		u[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return u
+}
+
+func (b *bench) pick(full, smoke int) int {
+	if b.smoke {
+		return smoke
+	}
+	return full
+}
+
+func (b *bench) dur(full, smoke time.Duration) time.Duration {
+	if b.smoke {
+		return smoke
+	}
+	return full
+}
+
+// sendOne commits one notification for user in its own transaction.
+func (b *bench) sendOne(ctx context.Context, ob *outbox.Outbox, user string, l *ledger) error {
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	id, err := ob.Send(ctx, tx, outbox.User(user), msg)
+	if err != nil {
+		_ = tx.Rollback(ctx)
+		return err
+	}
+	at := time.Now()
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	l.add(id, sent{to: user, commitAt: at, doneAt: time.Now()})
+	return nil
+}
+
+// sendMany commits one notification for each of users in one statement.
+func (b *bench) sendMany(ctx context.Context, ob *outbox.Outbox, users []string, l *ledger) error {
+	to := make([]outbox.Recipient, len(users))
+	for i, u := range users {
+		to[i] = outbox.User(u)
+	}
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	ids, err := ob.SendMany(ctx, tx, to, msg)
+	if err != nil {
+		_ = tx.Rollback(ctx)
+		return err
+	}
+	at := time.Now()
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	l.addMany(ids, users, at, time.Now())
+	return nil
+}
+
+// paced runs op n = rate*d times on an open-loop schedule (op i at
+// start + i/rate), spread over workers.
+func paced(ctx context.Context, rate int, d time.Duration, workers int, op func() error) error {
+	n := int64(float64(rate) * d.Seconds())
+	period := time.Second / time.Duration(rate)
+	start := time.Now()
+	var next atomic.Int64
+	g, ctx := errgroup.WithContext(ctx)
+	for range workers {
+		g.Go(func() error {
+			for {
+				i := next.Add(1) - 1
+				if i >= n || ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if wait := time.Until(start.Add(time.Duration(i) * period)); wait > 0 {
+					time.Sleep(wait)
+				}
+				if err := op(); err != nil {
+					return err
+				}
+			}
+		})
+	}
+	return g.Wait()
+}
+
+// closedLoop runs op on workers goroutines as fast as it goes for d and
+// returns each op's latency.
+func closedLoop(ctx context.Context, d time.Duration, workers int, op func() error) ([]time.Duration, error) {
+	start := time.Now()
+	var mu sync.Mutex
+	var all []time.Duration
+	g, ctx := errgroup.WithContext(ctx)
+	for range workers {
+		g.Go(func() error {
+			var mine []time.Duration
+			defer func() { mu.Lock(); all = append(all, mine...); mu.Unlock() }()
+			for time.Since(start) < d {
+				t := time.Now()
+				if err := op(); err != nil {
+					return err
+				}
+				mine = append(mine, time.Since(t))
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	return all, err
+}
+
+// deliver waits for every event in l to reach fleet f and verifies it.
+func (b *bench) deliver(scenario string, f *fleet, l *ledger, timeout time.Duration) []delivery {
+	f.wait(int64(l.len()), timeout)
+	// A moment more, to catch duplicates or strays after the last one.
+	time.Sleep(20 * time.Millisecond)
+	ds, problems := f.verify(l)
+	b.problem(scenario, problems...)
+	return ds
+}
+
+func latencies(ds []delivery) (fromDone, fromSent []time.Duration) {
+	for _, d := range ds {
+		fromDone = append(fromDone, d.recv.Sub(d.doneAt))
+		fromSent = append(fromSent, d.recv.Sub(d.commitAt))
+	}
+	return
+}
+
+// ---------------------------------------------------------------- 1
+
+func (b *bench) latency(ctx context.Context) error {
+	const s = "1. Latency"
+	anchor := map[string]*figure{}
+	for _, k := range []string{"p50", "p95", "p99", "sent p50", "sent p99"} {
+		anchor[k] = anchorFig("ms")
+	}
+	for range b.runs {
+		done, sentAt, err := b.pgNotifyRTT(ctx, b.pick(1000, 100))
+		if err != nil {
+			return fmt.Errorf("pg_notify anchor: %w", err)
+		}
+		anchor["p50"].add(pct(done, 50))
+		anchor["p95"].add(pct(done, 95))
+		anchor["p99"].add(pct(done, 99))
+		anchor["sent p50"].add(pct(sentAt, 50))
+		anchor["sent p99"].add(pct(sentAt, 99))
+	}
+
+	p, err := b.startRelay(ctx, "", "adaptive")
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	ob, err := outbox.New(p.schema)
+	if err != nil {
+		return err
+	}
+	users := userNames("u", b.pick(1000, 200))
+	f, err := connectFleet(ctx, p.addr, users, 100)
+	if err != nil {
+		return err
+	}
+	defer f.close()
+	fmt.Fprintf(os.Stderr, "   %d streams connected\n", len(users))
+
+	d := b.dur(5*time.Second, 500*time.Millisecond)
+	for _, rate := range []int{100, 1000} {
+		run := func(d time.Duration) ([]delivery, error) {
+			l := newLedger()
+			err := paced(ctx, rate, d, 8, func() error {
+				return b.sendOne(ctx, ob, users[rand.IntN(len(users))], l)
+			})
+			if err != nil {
+				return nil, err
+			}
+			return b.deliver(s, f, l, 30*time.Second), nil
+		}
+		if _, err := run(b.dur(500*time.Millisecond, 200*time.Millisecond)); err != nil { // warm-up, verified, not counted
+			return err
+		}
+		name := func(x string) string { return fmt.Sprintf("%s/s: %s", thousands(float64(rate)), x) }
+		p50 := b.fig(s, name("p50, from COMMIT return"), "ms")
+		p95 := b.fig(s, name("p95, from COMMIT return"), "ms")
+		p99 := b.fig(s, name("p99, from COMMIT return"), "ms")
+		s50 := b.fig(s, name("p50, from COMMIT sent"), "ms")
+		s99 := b.fig(s, name("p99, from COMMIT sent"), "ms")
+		p50.anchor, p95.anchor, p99.anchor = anchor["p50"], anchor["p95"], anchor["p99"]
+		s50.anchor, s99.anchor = anchor["sent p50"], anchor["sent p99"]
+		if rate == 1000 {
+			p50.target, p50.ok = "≤ 2 ms", atMost(2)
+			p99.target, p99.ok = "≤ 10 ms", atMost(10)
+			p50.limit = latencyLimit
+			p99.limit = latencyLimit
+		}
+		for range b.runs {
+			ds, err := run(d)
+			if err != nil {
+				return err
+			}
+			done, sentAt := latencies(ds)
+			p50.add(pct(done, 50))
+			p95.add(pct(done, 95))
+			p99.add(pct(done, 99))
+			s50.add(pct(sentAt, 50))
+			s99.add(pct(sentAt, 99))
+			fmt.Fprintf(os.Stderr, "   %d/s: %d events, p50 %.2f ms p99 %.2f ms\n", rate, len(ds), pct(done, 50), pct(done, 99))
+		}
+	}
+	return nil
+}
+
+const latencyLimit = "The path from COMMIT to the stream is: the writer's NOTIFY on the pending channel (only while the relay is idle) " +
+	"→ the relay inserts a River job → River fetches it → the job polls for pending rows every 1 ms (BusyPoll) → stamps them in " +
+	"their own transaction (advisory lock, UPDATE, pg_notify on the relayed channel, COMMIT with its own WAL flush) → the hub's " +
+	"LISTEN wakes → it re-reads the rows by relay_seq → fans out. That is two commits and three notify/poll hops after the " +
+	"writer's COMMIT, each at least a pg_notify round trip (the anchor), plus up to 1 ms of poll wait: about 4-5 ms at 100/s. " +
+	"At 1,000/s the machine is near its single-row commit capacity (scenario 2: ~1,200-1,700 commits/s with the relay stamping, " +
+	"WAL-flush bound), so the relay's own stamping commits queue behind the writers' and latency grows to tens of ms."
+
+// pgNotifyRTT measures n sequential LISTEN/NOTIFY round trips: NOTIFY in a
+// transaction on one connection, received on another.
+func (b *bench) pgNotifyRTT(ctx context.Context, n int) (fromDone, fromSent []time.Duration, err error) {
+	lc, err := pgx.Connect(ctx, b.dbURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer lc.Close(context.Background())
+	nc, err := pgx.Connect(ctx, b.dbURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer nc.Close(context.Background())
+	if _, err := lc.Exec(ctx, "LISTEN bench_anchor"); err != nil {
+		return nil, nil, err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	recv := make(chan time.Time, 1)
+	go func() {
+		for {
+			if _, err := lc.WaitForNotification(lctx); err != nil {
+				close(recv)
+				return
+			}
+			recv <- time.Now()
+		}
+	}()
+	for i := range n {
+		tx, err := nc.Begin(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_notify('bench_anchor', $1)", fmt.Sprint(i)); err != nil {
+			return nil, nil, err
+		}
+		at := time.Now()
+		if err := tx.Commit(ctx); err != nil {
+			return nil, nil, err
+		}
+		done := time.Now()
+		select {
+		case t, ok := <-recv:
+			if !ok {
+				return nil, nil, errors.New("listener failed")
+			}
+			fromDone = append(fromDone, t.Sub(done))
+			fromSent = append(fromSent, t.Sub(at))
+		case <-time.After(5 * time.Second):
+			return nil, nil, errors.New("notification not received in 5 s")
+		}
+	}
+	cancel()
+	for range recv {
+	}
+	return fromDone, fromSent, nil
+}
+
+// ---------------------------------------------------------------- 2
+
+func (b *bench) throughput(ctx context.Context) error {
+	const s = "2. Throughput"
+	p, err := b.startRelay(ctx, "", "adaptive")
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	ob, err := outbox.New(p.schema)
+	if err != nil {
+		return err
+	}
+	users := userNames("u", b.pick(1000, 200))
+	f, err := connectFleet(ctx, p.addr, users, 100)
+	if err != nil {
+		return err
+	}
+	defer f.close()
+
+	d := b.dur(5*time.Second, 500*time.Millisecond)
+	kinds := []struct {
+		label   string
+		writers int
+		op      func(*ledger) error
+	}{
+		{"16 writers × 1 row/tx", 16, func(l *ledger) error { return b.sendOne(ctx, ob, users[rand.IntN(len(users))], l) }},
+		{fmt.Sprintf("4 writers × SendMany(%s)", thousands(float64(len(users)))), 4, func(l *ledger) error { return b.sendMany(ctx, ob, users, l) }},
+	}
+	for _, k := range kinds {
+		run := func(d time.Duration) (commitRate, deliveredRate, drain, p99 float64, err error) {
+			l := newLedger()
+			start := time.Now()
+			if _, err := closedLoop(ctx, d, k.writers, func() error { return k.op(l) }); err != nil {
+				return 0, 0, 0, 0, err
+			}
+			stop := time.Now()
+			committed := l.len()
+			ds := b.deliver(s, f, l, 60*time.Second)
+			var last time.Time
+			for _, x := range ds {
+				if x.recv.After(last) {
+					last = x.recv
+				}
+			}
+			done, _ := latencies(ds)
+			return float64(committed) / stop.Sub(start).Seconds(),
+				float64(len(ds)) / last.Sub(start).Seconds(),
+				ms(last.Sub(stop)), pct(done, 99), nil
+		}
+		if _, _, _, _, err := run(b.dur(300*time.Millisecond, 100*time.Millisecond)); err != nil {
+			return err
+		}
+		commit := anchorFig("/s")
+		delivered := b.fig(s, k.label+": relay delivered rate (anchor: writers' commit rate)", "/s")
+		delivered.anchor = commit
+		commitRow := b.fig(s, k.label+": writers' max commit rate", "/s")
+		lag := b.fig(s, k.label+": p99 commit-to-event lag", "ms")
+		drain := b.fig(s, k.label+": last event after writers stopped", "ms")
+		if k.writers == 4 {
+			delivered.target, delivered.ok = "≥ 10,000/s", atLeast(10000)
+			delivered.limit = throughputLimit
+		}
+		for range b.runs {
+			cr, dr, dn, p99, err := run(d)
+			if err != nil {
+				return err
+			}
+			commit.add(cr)
+			commitRow.add(cr)
+			delivered.add(dr)
+			lag.add(p99)
+			drain.add(dn)
+			fmt.Fprintf(os.Stderr, "   %s: commit %.0f/s delivered %.0f/s drain %.0f ms p99 %.1f ms\n", k.label, cr, dr, dn, p99)
+		}
+	}
+	return nil
+}
+
+const throughputLimit = "Stamping, not the relay's CPU: in a system-wide perf profile of this scenario Postgres used ~52% " +
+	"of the CPU, the relay process ~14%, the load generator ~11%. Stamping is serial (one transaction of at most 1,000 rows " +
+	"at a time under an advisory lock) and each stamp is a non-HOT UPDATE (relay_seq is indexed), so every row gets a second " +
+	"heap tuple and new entries in all six indexes - as much work as the writers' INSERT, done by one backend while four " +
+	"writers insert in parallel; the backlog grows for as long as the writers push (see the drain figure)."
+
+// ---------------------------------------------------------------- 3
+
+func (b *bench) cost(ctx context.Context) error {
+	const s = "3. Cost to the app's tx"
+	d := b.dur(2*time.Second, 300*time.Millisecond)
+	writers := []int{1, 4, 16}
+	for _, mode := range []string{"adaptive", "notify", "poll"} {
+		if err := b.costMode(ctx, s, mode, writers, d); err != nil {
+			return fmt.Errorf("%s mode: %w", mode, err)
+		}
+	}
+	return nil
+}
+
+func (b *bench) costMode(ctx context.Context, s, mode string, writers []int, d time.Duration) error {
+	p, err := b.startRelay(ctx, "", mode)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	if _, err := b.pool.Exec(ctx, fmt.Sprintf(
+		"CREATE TABLE %[1]s.bare (LIKE %[1]s.notifications INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)", p.schema)); err != nil {
+		return err
+	}
+	const insert = `INSERT INTO %s (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels)
+VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id::text`
+	tables := map[string]string{
+		"notif": fmt.Sprintf(insert, p.schema+".notifications"),
+		"bare":  fmt.Sprintf(insert, p.schema+".bare"),
+	}
+	var inserted atomic.Int64
+	loop := func(table string, w int, d time.Duration) (float64, []time.Duration, error) {
+		q := tables[table]
+		start := time.Now()
+		lat, err := closedLoop(ctx, d, w, func() error {
+			tx, err := b.pool.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			var id string
+			err = tx.QueryRow(ctx, q, "", "User", fmt.Sprintf("u%d", rand.IntN(1000)), "bench.cost",
+				`{"n": 1}`, `{"n": 1}`, []string{"database", "sse"}).Scan(&id)
+			if err != nil {
+				_ = tx.Rollback(ctx)
+				return err
+			}
+			return tx.Commit(ctx)
+		})
+		if table == "notif" {
+			inserted.Add(int64(len(lat)))
+		}
+		return float64(len(lat)) / time.Since(start).Seconds(), lat, err
+	}
+	for _, t := range []string{"notif", "bare"} { // warm-up
+		if _, _, err := loop(t, 4, b.dur(500*time.Millisecond, 100*time.Millisecond)); err != nil {
+			return err
+		}
+	}
+	for run := range b.runs {
+		for _, w := range writers {
+			label := fmt.Sprintf("%s, %d writer", mode, w)
+			if w > 1 {
+				label += "s"
+			}
+			rows := b.fig(s, label+": notification rows/s (anchor: bare)", "/s")
+			ratio := b.fig(s, label+": ratio to bare", "x")
+			lat := b.fig(s, label+": tx latency p50 (anchor: bare)", "ms")
+			if rows.anchor == nil {
+				rows.anchor, lat.anchor = anchorFig("/s"), anchorFig("ms")
+			}
+			if mode == "adaptive" {
+				ratio.target, ratio.ok = "≥ 0.90", atLeast(0.9)
+				ratio.limit = costLimit
+			}
+			// Four alternating slices per table and run, so drift in the
+			// (virtual) disk's fsync speed hits both alike.
+			res := map[string]float64{}
+			lats := map[string][]time.Duration{}
+			for slice := range 4 {
+				order := []string{"notif", "bare"}
+				if (run+slice)%2 == 1 {
+					order = []string{"bare", "notif"}
+				}
+				for _, t := range order {
+					r, l, err := loop(t, w, d/4)
+					if err != nil {
+						return err
+					}
+					res[t] += r / 4
+					lats[t] = append(lats[t], l...)
+				}
+			}
+			rows.add(res["notif"])
+			rows.anchor.add(res["bare"])
+			ratio.add(res["notif"] / res["bare"])
+			lat.add(pct(lats["notif"], 50))
+			lat.anchor.add(pct(lats["bare"], 50))
+			fmt.Fprintf(os.Stderr, "   %s: notif %.0f/s bare %.0f/s ratio %.2f\n", label, res["notif"], res["bare"], res["notif"]/res["bare"])
+		}
+	}
+	// Nothing lost: every inserted notification gets stamped.
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		var pending, stamped int64
+		err := b.pool.QueryRow(ctx, fmt.Sprintf(
+			"SELECT count(*) FILTER (WHERE relay_seq IS NULL), count(relay_seq) FROM %s.notifications", p.schema)).Scan(&pending, &stamped)
+		if err != nil {
+			return err
+		}
+		if pending == 0 && stamped == inserted.Load() {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.problem(s, fmt.Sprintf("%s mode: %d inserted, %d stamped, %d still pending after 120 s", mode, inserted.Load(), stamped, pending))
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if w := p.warnings(); w != "" {
+		fmt.Fprintf(os.Stderr, "   relay (%s) logged: %s\n", mode, w)
+	}
+	return nil
+}
+
+const costLimit = "The notification insert pays a statement trigger that reads the wake sequence (and, while the relay " +
+	"is idle, queues a NOTIFY, which serializes commits on Postgres' notify queue lock), and then the relay stamps every " +
+	"row with a second UPDATE (another heap tuple, index entries and WAL) on the same 2 cores the writers use; " +
+	"the bare table has neither."
+
+// ---------------------------------------------------------------- 4
+
+func (b *bench) connections(ctx context.Context) error {
+	const s = "4. Connections"
+	n := b.pick(10000, 500)
+	label := thousands(float64(n))
+	perConn := b.fig(s, "relay RSS per idle stream at "+label+" streams", "KiB")
+	perConn.target, perConn.ok = "≤ 16 KiB", atMost(16)
+	perConn.limit = connLimit
+	before := b.fig(s, "relay RSS with no stream", "MiB")
+	after := b.fig(s, "relay RSS with "+label+" streams", "MiB")
+	connect := b.fig(s, "connect "+label+" streams (200 at a time)", "s")
+	last := b.fig(s, "SendMany to "+label+": last stream received", "ms")
+	last.target, last.ok = "≤ 1 s", atMost(1000)
+	last.limit = "The 10,000 rows are stamped in ten sequential transactions of 1,000 (the worker's BatchSize), each a non-HOT " +
+		"UPDATE of 1,000 rows touching all six indexes plus a WAL flush, and the hub tails 1,000 rows per query after each; the " +
+		"median stream waits for about half of them. Writing the frames is the cheap part."
+	median := b.fig(s, "SendMany to "+label+": median stream received", "ms")
+	commit := b.fig(s, "SendMany to "+label+": the writer's COMMIT took", "ms")
+	for range b.runs {
+		err := func() error {
+			p, err := b.startRelay(ctx, "", "adaptive")
+			if err != nil {
+				return err
+			}
+			defer p.stop()
+			time.Sleep(500 * time.Millisecond)
+			rss0, err := p.rssKiB()
+			if err != nil {
+				return err
+			}
+			users := userNames("c", n)
+			t := time.Now()
+			f, err := connectFleet(ctx, p.addr, users, 200)
+			if err != nil {
+				return err
+			}
+			defer f.close()
+			connect.add(time.Since(t).Seconds())
+			time.Sleep(b.dur(2*time.Second, 500*time.Millisecond))
+			rss1, err := p.rssKiB()
+			if err != nil {
+				return err
+			}
+			before.add(float64(rss0) / 1024)
+			after.add(float64(rss1) / 1024)
+			perConn.add(float64(rss1-rss0) / float64(n))
+
+			ob, err := outbox.New(p.schema)
+			if err != nil {
+				return err
+			}
+			l := newLedger()
+			if err := b.sendMany(ctx, ob, users, l); err != nil {
+				return err
+			}
+			ds := b.deliver(s, f, l, 30*time.Second)
+			var lat []time.Duration
+			var took time.Duration
+			for _, d := range ds {
+				lat = append(lat, d.recv.Sub(d.doneAt))
+				took = d.doneAt.Sub(d.commitAt)
+			}
+			last.add(pct(lat, 100))
+			median.add(pct(lat, 50))
+			commit.add(ms(took))
+			fmt.Fprintf(os.Stderr, "   %d streams: RSS %d → %d KiB (%.1f KiB/stream), fan-out last %.0f ms\n",
+				n, rss0, rss1, float64(rss1-rss0)/float64(n), pct(lat, 100))
+			return nil
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const connLimit = "Each stream in the relay is a net/http server connection: its goroutine (stack grown by the handler), " +
+	"the server's 4 KiB bufio reader and writer, the 2 KiB chunked-response buffer, the background-read goroutine net/http " +
+	"starts for every request with a body-less read pending, a 128-slot subscriber channel (1 KiB) and a heartbeat timer, " +
+	"plus the Go heap's headroom (GOGC=100) over the live memory."
+
+// ---------------------------------------------------------------- 5
+
+func (b *bench) unread(ctx context.Context) error {
+	const s = "5. Unread count"
+	total := b.pick(1_000_000, 30_000)
+	levels := []int{10, 1000, b.pick(100_000, 10_000)}
+	schema, err := b.migrateSchema(ctx)
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	n0, n1, n2 := levels[0], levels[0]+levels[1], levels[0]+levels[1]+levels[2]
+	load := fmt.Sprintf(`INSERT INTO %[1]s.notifications (notifiable_id, type, data, channels, read_at, relay_seq)
+SELECT CASE WHEN g <= %[2]d THEN 'unread%[5]d' WHEN g <= %[3]d THEN 'unread%[6]d' WHEN g <= %[4]d THEN 'unread%[7]d'
+            ELSE 'filler' || (g %% 10000)::text END,
+       'bench.load', '{"n": 1}', '{database}',
+       CASE WHEN g > %[4]d AND g %% 2 = 0 THEN now() END, g
+FROM generate_series(1, %[8]d) AS g`, schema, n0, n1, n2, levels[0], levels[1], levels[2], total)
+	if _, err := b.pool.Exec(ctx, load); err != nil {
+		dropSchema(b.pool, schema)
+		return fmt.Errorf("bulk load: %w", err)
+	}
+	if _, err := b.pool.Exec(ctx, fmt.Sprintf("UPDATE %s.relay_state SET last_seq = %d", schema, total)); err != nil {
+		return err
+	}
+	if _, err := b.pool.Exec(ctx, fmt.Sprintf("VACUUM ANALYZE %s.notifications", schema)); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "   loaded %d rows and vacuumed in %.1fs\n", total, time.Since(t).Seconds())
+	p, err := b.startRelay(ctx, schema, "adaptive")
+	if err != nil {
+		dropSchema(b.pool, schema)
+		return err
+	}
+	defer p.stop()
+
+	const countSQL = `SELECT count(*) FROM (
+    SELECT 1 FROM %s.notifications
+    WHERE tenant_id = $1 AND notifiable_type = $2 AND notifiable_id = $3
+      AND read_at IS NULL AND deleted_at IS NULL AND 'database' = ANY (channels)
+    LIMIT $4) AS capped`
+	q := fmt.Sprintf(countSQL, schema)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}, Timeout: 10 * time.Second}
+	reqs := b.pick(1000, 100)
+	for range b.runs {
+		for _, lv := range levels {
+			user := fmt.Sprintf("unread%d", lv)
+			name := thousands(float64(lv)) + " unread"
+			p99 := b.fig(s, name+": HTTP p99 (anchor: SQL alone)", "ms")
+			p50 := b.fig(s, name+": HTTP p50 (anchor: SQL alone)", "ms")
+			if p99.anchor == nil {
+				p99.anchor, p50.anchor = anchorFig("ms"), anchorFig("ms")
+			}
+			if lv == 1000 {
+				p99.target, p99.ok = "≤ 2 ms", atMost(2)
+				p99.limit = "The tail, not the query: HTTP p50 is under 1 ms and the same SQL sent directly has p99 under about 1 ms, " +
+					"so roughly 1 request in 100 waits ~5 ms on the HTTP/relay side. Not profiled; likely candidates are the relay's " +
+					"own background work on 2 shared cores (the 1 s sweep job polls Postgres every 1 ms for 20-70 ms, River's fetch " +
+					"loop, Go GC) and, after the 1,000,000-row load, checkpoint/autovacuum I/O."
+			}
+			want := min(lv, 1000)
+			tok := token(user)
+			var httpLat, sqlLat []time.Duration
+			for range reqs {
+				req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.addr+"/notifications/unread/count", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				t := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					return err
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				httpLat = append(httpLat, time.Since(t))
+				if err != nil {
+					return err
+				}
+				var c struct {
+					Count  int  `json:"count"`
+					Capped bool `json:"capped"`
+				}
+				if resp.StatusCode != 200 || json.Unmarshal(body, &c) != nil || c.Count != want || c.Capped != (lv >= 1000) {
+					b.problem(s, fmt.Sprintf("%s: got %d %s, want count %d", user, resp.StatusCode, body, want))
+					break
+				}
+			}
+			for range reqs {
+				var n int
+				t := time.Now()
+				if err := b.pool.QueryRow(ctx, q, "", "User", user, 1000).Scan(&n); err != nil {
+					return err
+				}
+				sqlLat = append(sqlLat, time.Since(t))
+			}
+			p99.add(pct(httpLat, 99))
+			p50.add(pct(httpLat, 50))
+			p99.anchor.add(pct(sqlLat, 99))
+			p50.anchor.add(pct(sqlLat, 50))
+			fmt.Fprintf(os.Stderr, "   %s: HTTP p50 %.2f p99 %.2f ms; SQL p50 %.2f p99 %.2f ms\n", name,
+				pct(httpLat, 50), pct(httpLat, 99), pct(sqlLat, 50), pct(sqlLat, 99))
+		}
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------- 6
+
+func (b *bench) resume(ctx context.Context) error {
+	const s = "6. Resume"
+	p, err := b.startRelay(ctx, "", "adaptive")
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	ob, err := outbox.New(p.schema)
+	if err != nil {
+		return err
+	}
+	const behind = 1000
+	caught := b.fig(s, "1,000 events behind: reconnect until caught up", "ms")
+	caught.target, caught.ok = "≤ 100 ms", atMost(100)
+	caught.limit = "Replay reads 500 rows per query and writes and flushes each event separately."
+	first := b.fig(s, "1,000 events behind: reconnect until first event", "ms")
+	for run := range b.runs + 1 { // the first run warms up
+		user := fmt.Sprintf("resume%d", run)
+		f := &fleet{addr: p.addr}
+		c, err := f.dial(ctx, user, -1)
+		if err != nil {
+			return err
+		}
+		f.clients = []*sseClient{c}
+		l := newLedger()
+		if err := b.sendOne(ctx, ob, user, l); err != nil {
+			return err
+		}
+		b.deliver(s, f, l, 10*time.Second)
+		c.mu.Lock()
+		lastID := c.lastSeq
+		c.mu.Unlock()
+		c.close()
+
+		// 1,000 more while it is away, in one transaction.
+		l = newLedger()
+		tx, err := b.pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, fmt.Sprintf(`INSERT INTO %s.notifications (notifiable_id, type, data, sse)
+SELECT $1, 'bench.resume', jsonb_build_object('n', g), jsonb_build_object('n', g) FROM generate_series(1, %d) AS g
+RETURNING id::text`, p.schema, behind), user)
+		if err != nil {
+			_ = tx.Rollback(ctx)
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			_ = tx.Rollback(ctx)
+			return err
+		}
+		at := time.Now()
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+		to := make([]string, len(ids))
+		for i := range to {
+			to[i] = user
+		}
+		l.addMany(ids, to, at, time.Now())
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+			var pending int
+			if err := b.pool.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s.notifications WHERE notifiable_id = $1 AND relay_seq IS NULL", p.schema), user).Scan(&pending); err != nil {
+				return err
+			}
+			if pending == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return errors.New("rows not stamped after 30 s")
+			}
+		}
+		start := time.Now()
+		c, err = f.dial(ctx, user, lastID)
+		if err != nil {
+			return err
+		}
+		f.clients = []*sseClient{c}
+		ds := b.deliver(s, f, l, 30*time.Second)
+		c.close()
+		if len(ds) == 0 {
+			continue
+		}
+		recv := make([]time.Time, len(ds))
+		for i, d := range ds {
+			recv[i] = d.recv
+		}
+		slices.SortFunc(recv, func(a, b time.Time) int { return a.Compare(b) })
+		if run == 0 {
+			continue
+		}
+		caught.add(ms(recv[len(recv)-1].Sub(start)))
+		first.add(ms(recv[0].Sub(start)))
+		fmt.Fprintf(os.Stderr, "   resume %d behind: first %.2f ms, caught up %.2f ms\n", len(ds), ms(recv[0].Sub(start)), ms(recv[len(recv)-1].Sub(start)))
+	}
+	return nil
+}
