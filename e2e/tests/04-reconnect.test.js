@@ -43,12 +43,12 @@ test('connection dropped and restored: the badges catch up without a reload', as
   }
 });
 
-// A page that has received no event yet has no Last-Event-ID: the relay's
-// stream sends no `id:` on connect, and neither client refetches the count
-// when a stream reopens, so the missed notifications stay invisible until
-// the next event. Kept as a todo (it runs and reports, but does not fail the
-// suite) until the relay or the client covers this case.
-test('connection dropped and restored on a page that saw no event yet', { todo: 'no resume point before the first event (relay sends no id on connect; clients do not refetch on reopen)' }, async () => {
+// A page that has received no event yet: its only resume point is the
+// `id: <head>` frame the relay sends on connect (no data, so no event; it
+// sets the stream's last event id, WHATWG SSE dispatch step 1). The vanilla
+// EventSource and the SDK both resume from it, so the 3 notifications are
+// replayed; the React widget also refetches the count when its stream reopens.
+test('a fresh page that has received no event catches up after the relay restarts', async () => {
   const page = await openDemo(browser.context);
   try {
     const c0 = await settle(page, 2);

@@ -5,6 +5,8 @@ import { BellhopError } from '../src';
 import {
   bellhopKeys,
   invalidateOnEvent,
+  invalidateOnReconnect,
+  invalidateOnReopen,
   markAllReadMutationOptions,
   markReadMutationOptions,
   markUnreadMutationOptions,
@@ -237,6 +239,54 @@ describe('invalidateOnEvent', () => {
     expect(qc.getQueryData(listKey)).toBeUndefined();
     await waitUntil(() => count() === 4);
     expect(f.calls).toEqual(['count']);
+    unsub();
+  });
+});
+
+describe('invalidateOnReopen / invalidateOnReconnect', () => {
+  const stale = () => [qc.getQueryState(bellhopKeys.count())?.isInvalidated, qc.getQueryState(listKey)?.isInvalidated];
+
+  it('invalidateOnReconnect invalidates the count and every list', async () => {
+    seed();
+    const unreadKey = bellhopKeys.list({ unread: true });
+    qc.setQueryData(unreadKey, { pages: [], pageParams: [] });
+    await invalidateOnReconnect(qc);
+    expect(stale()).toEqual([true, true]);
+    expect(qc.getQueryState(unreadKey)?.isInvalidated).toBe(true);
+  });
+
+  it('invalidates on every open after the first, and forwards each status', async () => {
+    seed();
+    const seen: string[] = [];
+    const onStatus = invalidateOnReopen(qc, (s) => seen.push(s));
+    onStatus('connecting');
+    onStatus('open');
+    expect(stale()).toEqual([false, false]); // the first open: the queries fetch on their own
+    onStatus('closed');
+    onStatus('connecting');
+    onStatus('error', new Error('down'));
+    expect(stale()).toEqual([false, false]);
+    onStatus('connecting');
+    onStatus('open');
+    await waitUntil(() => stale().every(Boolean), 1000, 'invalidated after the reopen');
+    seed(); // fresh again
+    onStatus('closed');
+    onStatus('open');
+    await waitUntil(() => stale().every(Boolean), 1000, 'invalidated after the second reopen');
+    expect(seen).toEqual(['connecting', 'open', 'closed', 'connecting', 'error', 'connecting', 'open', 'closed', 'open']);
+  });
+
+  it('refetches an active count query on a reopen', async () => {
+    const f = fakeClient();
+    const obs = new QueryObserver(qc, unreadCountQueryOptions(f.client));
+    const unsub = obs.subscribe(() => {});
+    await waitUntil(() => count() === 4, 1000, 'the first fetch');
+    const onStatus = invalidateOnReopen(qc);
+    onStatus('open');
+    onStatus('closed');
+    onStatus('open');
+    await waitUntil(() => f.calls.length === 2, 1000, 'a refetch');
+    expect(f.calls).toEqual(['count', 'count']);
     unsub();
   });
 });

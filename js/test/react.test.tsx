@@ -190,6 +190,41 @@ describe('<Inbox/>', () => {
     await waitFor(() => expect(within(inbox).getAllByTestId('bellhop-item')[0].dataset.id).toBe('n0'));
   });
 
+  it('refetches the count and the lists when the stream reopens, though no event came', async () => {
+    relay = await startFakeRelay(sample());
+    const statuses: string[] = [];
+    function Status() {
+      statuses.push(useNotificationStream());
+      return null;
+    }
+    setup(
+      <>
+        <Inbox />
+        <Status />
+      </>,
+      relay,
+    );
+    const inbox = await openInbox();
+    await waitUntil(() => relay!.streamCount() === 1, 3000, 'stream');
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('2'));
+    await act(() => new Promise((r) => setTimeout(r, 50)));
+    const counts = () => relay!.requests.filter((r) => r.path === '/notifications/unread/count').length;
+    const lists = () => relay!.requests.filter((r) => r.path === '/notifications').length;
+    const [c0, l0] = [counts(), lists()];
+    expect(c0).toBe(1); // the first open does not refetch
+
+    // Committed while the stream is down, and never replayed to this client.
+    relay.dropStreams();
+    relay.state.items.unshift(notification('n0', { data: { title: 'Missed' }, created_at: new Date().toISOString() }));
+    await waitUntil(() => relay!.requests.filter((r) => r.path === '/notifications/stream').length === 2, 3000, 'reconnect');
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('3'));
+    await waitFor(() => expect(within(inbox).getAllByTestId('bellhop-item')[0].dataset.id).toBe('n0'));
+    expect(counts()).toBe(c0 + 1);
+    expect(lists()).toBe(l0 + 1);
+    expect(statuses).toContain('closed');
+    expect(statuses.at(-1)).toBe('open');
+  });
+
   it('shares one stream per provider, even in StrictMode with several consumers', async () => {
     relay = await startFakeRelay(sample());
     const seen: string[] = [];

@@ -98,3 +98,61 @@ describe('SSEParser', () => {
     expect(JSON.parse(messages[0].data)).toEqual({ a: 'b:c' });
   });
 });
+
+describe('SSEParser: the last event id (WHATWG dispatch step 1)', () => {
+  function withIds(chunks: string[], initial = '') {
+    const messages: SSEMessage[] = [];
+    const ids: string[] = [];
+    const p = new SSEParser({ onMessage: (m) => messages.push(m), onLastEventId: (id) => ids.push(id) }, initial);
+    for (const c of chunks) p.feed(c);
+    return { messages, ids, parser: p };
+  }
+
+  it('an id-only block sets the last event id without dispatching an event', () => {
+    const { messages, ids, parser } = withIds(['retry: 2000\n: connected\n\n', 'id: 7\n\n']);
+    expect(messages).toEqual([]);
+    expect(ids).toEqual(['7']);
+    expect(parser.lastEventId).toBe('7');
+  });
+
+  it('the id takes effect at the blank line, not before', () => {
+    const { ids, parser } = withIds(['id: 7\n']);
+    expect(parser.lastEventId).toBe('');
+    expect(ids).toEqual([]);
+    parser.feed('\n');
+    expect(parser.lastEventId).toBe('7');
+    expect(ids).toEqual(['7']);
+  });
+
+  it('ignores an id containing NUL in an id-only block', () => {
+    const { ids, parser } = withIds(['id: 7\n\n', 'id: 8\u00009\n\n']);
+    expect(ids).toEqual(['7']);
+    expect(parser.lastEventId).toBe('7');
+  });
+
+  it('an empty id-only block clears the last event id', () => {
+    const { ids, parser } = withIds(['id\n\n'], '5');
+    expect(ids).toEqual(['']);
+    expect(parser.lastEventId).toBe('');
+  });
+
+  it('the id of an unterminated block at the end of the stream is discarded', () => {
+    const { ids, parser } = withIds(['id: 7\n\nid: 8\n']);
+    parser.reset();
+    expect(parser.lastEventId).toBe('7');
+    parser.feed('data: x\n\n');
+    expect(ids).toEqual(['7']);
+  });
+
+  it('a later event without an id carries the id set by an id-only block', () => {
+    const { messages, ids } = withIds(['id: 7\n\n', 'event: notification\ndata: {}\n\n']);
+    expect(ids).toEqual(['7']);
+    expect(messages).toEqual([{ event: 'notification', data: '{}', id: '7' }]);
+  });
+
+  it('does not report blocks without an id field (comments, retry, heartbeats)', () => {
+    const { ids, parser } = withIds([': ping\n\nretry: 10\n\nevent: x\n\n'], '3');
+    expect(ids).toEqual([]);
+    expect(parser.lastEventId).toBe('3');
+  });
+});

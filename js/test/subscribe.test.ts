@@ -109,6 +109,60 @@ describe('subscribe (fetch + SSE against a real server)', () => {
     expect(server.requests.map((r) => r.headers['last-event-id'])).toEqual([undefined, '10', '4']);
   });
 
+  it('an id-only frame (no data) sets the resume position: a stream that sent no event resumes with Last-Event-ID', async () => {
+    let conn = 0;
+    server = await startServer((_req, res) => {
+      conn++;
+      sseHead(res);
+      if (conn === 1) {
+        res.write('id: 7\n\n'); // what the relay sends on connect: its head, no event
+        res.end(); // then drops
+      }
+    });
+    const s = collect(createClient({ baseUrl: server.url }));
+    await waitUntil(() => server!.requests.length === 2, 3000, 'the reconnect');
+    expect(server.requests[0].headers['last-event-id']).toBeUndefined();
+    expect(server.requests[1].headers['last-event-id']).toBe('7');
+    expect(s.calls).toEqual([]); // no event for an id-only frame
+  });
+
+  it('after a replay, a trailing id-only frame moves the resume position past what the replay held', async () => {
+    let conn = 0;
+    server = await startServer((_req, res) => {
+      conn++;
+      sseHead(res);
+      if (conn === 1) {
+        res.write(sseEvent(3, 'created') + 'id: 5\n\n');
+        res.end();
+      } else if (conn === 2) {
+        // replay of (5, 9] held nothing for this recipient; head is 9
+        res.write('id: 9\n\n');
+        res.end();
+      } else {
+        res.write('id: 9\n\n' + sseEvent(10, 'created'));
+      }
+    });
+    const s = collect(createClient({ baseUrl: server.url }));
+    await waitUntil(() => s.seqs().includes(10), 3000, 'event 10');
+    expect(s.seqs()).toEqual([3, 10]);
+    expect(server.requests.map((r) => r.headers['last-event-id'])).toEqual([undefined, '5', '9']);
+  });
+
+  it('ignores an id-only frame whose id contains NUL, and the id of an unterminated block', async () => {
+    let conn = 0;
+    server = await startServer((_req, res) => {
+      conn++;
+      sseHead(res);
+      if (conn === 1) {
+        res.write('id: 7\n\nid: 8\u00009\n\nid: 11\n'); // NUL id ignored; id: 11 never dispatched
+        res.end();
+      }
+    });
+    collect(createClient({ baseUrl: server.url }));
+    await waitUntil(() => server!.requests.length === 2, 3000, 'the reconnect');
+    expect(server.requests[1].headers['last-event-id']).toBe('7');
+  });
+
   it('calls getToken on every (re)connect', async () => {
     let conn = 0;
     server = await startServer((_req, res) => {

@@ -3,9 +3,14 @@
  * "server-sent events" interpretation rules:
  * lines end in CRLF, LF or CR (also split across chunks), a leading BOM is
  * dropped, `:` lines are comments, `data` accumulates over several lines,
- * `id` sets the (persistent) last event id unless it contains NUL, `retry`
- * is honoured only when it is all ASCII digits, a blank line dispatches and
- * an unterminated event at the end of the stream is discarded.
+ * `id` sets the (persistent) last event id buffer unless it contains NUL,
+ * `retry` is honoured only when it is all ASCII digits, a blank line
+ * dispatches and an unterminated event at the end of the stream is discarded.
+ *
+ * Dispatching first sets the last event id (used for `Last-Event-ID` on
+ * reconnect) to the buffer, then fires an event only when there is data
+ * (dispatch steps 1 and 2): a block such as `id: 7\n\n` moves the resume
+ * position without an event (`onLastEventId` reports it).
  */
 
 export interface SSEMessage {
@@ -21,6 +26,12 @@ export interface SSEParserCallbacks {
   onMessage: (msg: SSEMessage) => void;
   onRetry?: (ms: number) => void;
   onComment?: (text: string) => void;
+  /**
+   * A block with an `id` field but no data was dispatched: the last event id
+   * is now `id` (no `onMessage`). For blocks with data, `SSEMessage.id`
+   * carries it instead.
+   */
+  onLastEventId?: (id: string) => void;
 }
 
 export class SSEParser {
@@ -30,11 +41,16 @@ export class SSEParser {
   private data = '';
   private hasData = false;
   private eventType = '';
-  /** The last event id buffer; persists across events as per spec. */
+  /** The last event id buffer: set by `id` fields, persists across events as per spec. */
+  private idBuffer: string;
+  /** An `id` field was seen since the last dispatch. */
+  private sawId = false;
+  /** The last event id string: the buffer as of the last dispatch (what to resume from). */
   lastEventId: string;
 
   constructor(private readonly cb: SSEParserCallbacks, initialLastEventId = '') {
     this.lastEventId = initialLastEventId;
+    this.idBuffer = initialLastEventId;
   }
 
   /** Feed decoded text. */
@@ -77,6 +93,9 @@ export class SSEParser {
     this.data = '';
     this.hasData = false;
     this.eventType = '';
+    // An id of the discarded, undispatched block never took effect.
+    this.idBuffer = this.lastEventId;
+    this.sawId = false;
   }
 
   private line(line: string): void {
@@ -108,7 +127,10 @@ export class SSEParser {
         this.hasData = true;
         break;
       case 'id':
-        if (!value.includes('\u0000')) this.lastEventId = value;
+        if (!value.includes('\u0000')) {
+          this.idBuffer = value;
+          this.sawId = true;
+        }
         break;
       case 'retry':
         if (/^[0-9]+$/.test(value)) this.cb.onRetry?.(parseInt(value, 10));
@@ -119,8 +141,14 @@ export class SSEParser {
   }
 
   private dispatch(): void {
+    // Step 1: the last event id string takes the buffer's value, data or not.
+    this.lastEventId = this.idBuffer;
+    const sawId = this.sawId;
+    this.sawId = false;
     if (!this.hasData) {
       this.eventType = '';
+      this.data = '';
+      if (sawId) this.cb.onLastEventId?.(this.lastEventId);
       return;
     }
     const data = this.data.endsWith('\n') ? this.data.slice(0, -1) : this.data;

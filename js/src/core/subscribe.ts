@@ -147,6 +147,11 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
         onRetry: (ms) => {
           retryMs = ms;
         },
+        // `id: N` with no data (the relay sends its head on connect): resume
+        // from N next time, as EventSource does, though no event was seen.
+        onLastEventId: (id) => {
+          lastId = id;
+        },
       },
       lastId,
     );

@@ -5,6 +5,7 @@ import type {
   ListFilters,
   Notification,
   NotificationPage,
+  StreamStatus,
   UnreadCount,
 } from '../core/types';
 
@@ -302,4 +303,37 @@ export async function invalidateOnEvent(queryClient: QueryClient, events: Bellho
       }),
     );
   await Promise.all(work);
+}
+
+/**
+ * The stream re-opened after a drop: events may have been missed (the server
+ * could not replay them, or the client had no resume point), so refetch the
+ * unread count and every list. Inactive queries are only marked stale.
+ */
+export async function invalidateOnReconnect(queryClient: QueryClient): Promise<void> {
+  await Promise.all([
+    queryClient.invalidateQueries({ queryKey: bellhopKeys.count() }),
+    queryClient.invalidateQueries({ queryKey: bellhopKeys.lists() }),
+  ]);
+}
+
+/**
+ * An `onStatus` handler for `subscribe` that calls `invalidateOnReconnect`
+ * each time the stream goes `open` again after its first open (every
+ * reconnect), then forwards the status to `next`. One per subscription:
+ *
+ *   client.subscribe((ev) => invalidateOnEvent(qc, ev), { onStatus: invalidateOnReopen(qc) })
+ */
+export function invalidateOnReopen(
+  queryClient: QueryClient,
+  next?: (status: StreamStatus, error?: unknown) => void,
+): (status: StreamStatus, error?: unknown) => void {
+  let opened = false;
+  return (status, error) => {
+    if (status === 'open') {
+      if (opened) void invalidateOnReconnect(queryClient);
+      opened = true;
+    }
+    next?.(status, error);
+  };
 }

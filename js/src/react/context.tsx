@@ -1,7 +1,7 @@
 import { QueryClient, QueryClientContext, QueryClientProvider } from '@tanstack/react-query';
 import { createContext, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
 import type { BellhopClient, BellhopEvent, StreamStatus, Unsubscribe } from '../core/types';
-import { invalidateOnEvent } from '../query';
+import { invalidateOnEvent, invalidateOnReopen } from '../query';
 
 type EventListener = (events: BellhopEvent[]) => void;
 
@@ -45,7 +45,9 @@ export function createStreamHub(client: BellhopClient, queryClient: QueryClient,
             void invalidateOnEvent(queryClient, events);
             listeners.forEach((l) => l(events));
           },
-          { debounceMs, onStatus: setStatus },
+          // Each reopen after the first refetches the count and lists: what
+          // happened while the stream was down may not all be replayed.
+          { debounceMs, onStatus: invalidateOnReopen(queryClient, setStatus) },
         );
       }
       return () => {

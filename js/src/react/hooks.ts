@@ -45,7 +45,9 @@ export function useNotifications(filters: NotificationFilters = {}, options: { e
 /**
  * Joins the provider's single live subscription (opened on first use, closed
  * when the last user unmounts). Every batch is applied to the query cache via
- * `invalidateOnEvent`; `onEvent` additionally receives each event.
+ * `invalidateOnEvent`, and each reconnect (open again after the first open)
+ * refetches the count and lists via `invalidateOnReconnect`; `onEvent`
+ * additionally receives each event.
  */
 export function useNotificationStream(
   onEvent?: (event: BellhopEvent) => void,

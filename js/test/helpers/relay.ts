@@ -56,5 +56,10 @@ export async function startFakeRelay(initial: N[] = [], opts: { countOverride?: 
       for (const s of streams) s.write(`id: ${state.seq}\nevent: notification\ndata: ${JSON.stringify(payload)}\n\n`);
     },
     streamCount: () => streams.size,
+    /** End every open stream (the client reconnects after `retry:`). */
+    dropStreams() {
+      for (const s of streams) s.end();
+      streams.clear();
+    },
   };
 }
