@@ -45,10 +45,11 @@ func (w *relayWorker) Work(ctx context.Context, job *river.Job[RelayArgs]) error
 
 	deadline := time.Now().Add(maxJobRun)
 	for {
-		if err := r.drain(ctx); err != nil {
+		busy, err := r.drain(ctx, deadline)
+		if err != nil {
 			return err
 		}
-		if time.Now().After(deadline) {
+		if busy {
 			_, err := river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, RelayArgs{}, nil)
 			return err
 		}
@@ -66,31 +67,33 @@ func (w *relayWorker) Work(ctx context.Context, job *river.Job[RelayArgs]) error
 	}
 }
 
-// drain stamps until nothing has been pending for Linger.
-func (r *Relay) drain(ctx context.Context) error {
+// drain stamps until nothing has been pending for Linger, or until the
+// deadline (then it reports busy). An empty stamp writes nothing, so polling
+// with it costs one round trip.
+func (r *Relay) drain(ctx context.Context, deadline time.Time) (busy bool, err error) {
 	idleSince := time.Time{}
 	for {
-		pending, err := r.hasPending(ctx, r.pool)
-		if err != nil {
-			return err
+		if time.Now().After(deadline) {
+			return true, nil
 		}
-		if pending {
-			n, err := r.stamp(ctx)
-			if err != nil {
-				return err
-			}
-			if n == r.cfg.BatchSize {
-				continue
-			}
+		n, err := r.stamp(ctx)
+		if err != nil {
+			return false, err
+		}
+		if n > 0 {
+			// Rows keep coming: look again at once. Each stamp waits for its
+			// own commit, so the loop paces itself and batches grow with load.
 			idleSince = time.Time{}
-		} else if idleSince.IsZero() {
+			continue
+		}
+		if idleSince.IsZero() {
 			idleSince = time.Now()
 		} else if time.Since(idleSince) >= r.cfg.Linger {
-			return nil
+			return false, nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-time.After(r.cfg.BusyPoll):
 		}
 	}
@@ -105,7 +108,8 @@ func (r *Relay) idle(ctx context.Context) error {
 	if err != nil || !pending {
 		return err
 	}
-	return r.drain(ctx)
+	_, err = r.drain(ctx, time.Now().Add(maxJobRun))
+	return err
 }
 
 // arm raises the wake flag and closes the race it opens: a writer whose

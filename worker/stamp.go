@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,23 +15,21 @@ const stampLockNamespace = 0x7265_6c79 // "rely"
 // stamp gives up to batch pending rows their relay_seq in one short
 // transaction, serialized across replicas, and announces the new head on the
 // relayed channel. It returns how many rows it stamped.
+//
+// Both statements go in one batch: one round trip, and, with no BEGIN, one
+// implicit transaction that ends at the batch's Sync, so the advisory lock is
+// held until the stamps commit. Each statement still takes its own snapshot
+// (READ COMMITTED), so the stamp sees every row committed before the lock
+// was granted.
 func (r *Relay) stamp(ctx context.Context) (int, error) {
 	var n int
 	var head int64
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, r.q.lock, stampLockNamespace, r.cfg.Schema); err != nil {
-			return err
-		}
-		if err := tx.QueryRow(ctx, r.q.stamp, r.cfg.BatchSize).Scan(&n, &head); err != nil {
-			return err
-		}
-		if n == 0 {
-			return nil
-		}
-		_, err := tx.Exec(ctx, r.q.notify, r.relayedChannel, strconv.FormatInt(head, 10))
-		return err
+	b := &pgx.Batch{}
+	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
+	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&n, &head)
 	})
-	if err != nil {
+	if err := r.pool.SendBatch(ctx, b).Close(); err != nil {
 		return 0, fmt.Errorf("stamp pending rows: %w", err)
 	}
 	if n > 0 {

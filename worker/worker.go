@@ -126,7 +126,7 @@ type Relay struct {
 	relayedChannel string
 	wakeSeq        string
 	q              struct {
-		hasPending, lock, stamp, notify, setWake, snapshot, settled, prune string
+		hasPending, lock, stamp, setWake, snapshot, settled, prune string
 	}
 
 	// busy is up while a relay job of this process may still stamp what is
@@ -165,7 +165,6 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 	r.q.hasPending = set.Get("HasPending")
 	r.q.lock = set.Get("Lock")
 	r.q.stamp = set.Get("Stamp")
-	r.q.notify = set.Get("Notify")
 	r.q.setWake = set.Get("SetWake")
 	r.q.snapshot = set.Get("Snapshot")
 	r.q.settled = set.Get("Settled")

@@ -10,7 +10,8 @@ SELECT pg_advisory_xact_lock($1, hashtext($2));
 
 -- name: Stamp
 -- Gives up to $1 pending rows the next relay_seq values, oldest change first,
--- and moves the head. Returns how many rows, and the new head.
+-- moves the head and, if it stamped any, announces the new head on channel
+-- $2 (delivered at commit). Returns how many rows, and the new head.
 WITH batch AS (
     SELECT id, row_number() OVER (ORDER BY updated_at, id) AS n
     FROM bellhop.notifications
@@ -29,10 +30,9 @@ WITH batch AS (
     WHERE t.id = batch.id
     RETURNING t.relay_seq
 )
-SELECT count(*), coalesce(max(relay_seq), 0) FROM stamped;
-
--- name: Notify
-SELECT pg_notify($1, $2);
+SELECT s.n, s.head
+FROM (SELECT count(*) AS n, coalesce(max(relay_seq), 0) AS head FROM stamped) AS s
+LEFT JOIN LATERAL (SELECT pg_notify($2, s.head::text) WHERE s.n > 0) AS announced ON true;
 
 -- name: SetWake
 -- Non-transactional: writers see the flip at once.
