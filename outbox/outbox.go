@@ -35,7 +35,7 @@ var queryFiles embed.FS
 
 // Outbox writes notifications into one Bellhop schema.
 type Outbox struct {
-	insert, upsert, insertMany, upsertMany string
+	insertMany, upsertMany string
 }
 
 // New returns an Outbox for schema ("" means "bellhop").
@@ -48,8 +48,6 @@ func New(schema string) (*Outbox, error) {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
 	o := &Outbox{
-		insert:     set.Get("Insert"),
-		upsert:     set.Get("Upsert"),
 		insertMany: set.Get("InsertMany"),
 		upsertMany: set.Get("UpsertMany"),
 	}
@@ -65,21 +63,11 @@ func (o *Outbox) Send(ctx context.Context, db DB, to Recipient, n Notification) 
 	if err := to.validate("recipient"); err != nil {
 		return "", err
 	}
-	e, err := encode(n)
+	ids, err := o.SendMany(ctx, db, []Recipient{to}, n)
 	if err != nil {
 		return "", err
 	}
-	args := []any{to.Tenant, to.Type, to.ID, e.kind, e.data, nullable(e.sse), e.channels}
-	query := o.insert
-	if e.key != "" {
-		query = o.upsert
-		args = append(args, e.key)
-	}
-	var id string
-	if err := db.QueryRow(ctx, query, args...).Scan(&id); err != nil {
-		return "", fmt.Errorf("outbox: send %s: %w", e.kind, err)
-	}
-	return id, nil
+	return ids[0], nil
 }
 
 // SendMany writes n for every recipient in one statement, one round trip,
