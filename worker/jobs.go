@@ -80,13 +80,15 @@ func (r *Relay) drain(ctx context.Context, deadline time.Time) (busy bool, err e
 		if err != nil {
 			return false, err
 		}
-		if n > 0 {
-			// Rows keep coming: look again at once. Each stamp waits for its
-			// own commit, so the loop paces itself and batches grow with load.
-			idleSince = time.Time{}
-			continue
+		if n == r.cfg.BatchSize {
+			continue // a backlog: no pause
 		}
-		if idleSince.IsZero() {
+		// Otherwise pause BusyPoll even after finding rows: each stamp is a
+		// commit with its own WAL flush, and stamping right after every
+		// writer's commit would double the flushes the writers wait on.
+		if n > 0 {
+			idleSince = time.Time{}
+		} else if idleSince.IsZero() {
 			idleSince = time.Now()
 		} else if time.Since(idleSince) >= r.cfg.Linger {
 			return false, nil
