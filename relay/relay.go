@@ -46,6 +46,9 @@ type Config struct {
 
 	WakeMode      string        `env:"BELLHOP_WAKE_MODE, default=adaptive"`
 	PollInterval  time.Duration `env:"BELLHOP_POLL_INTERVAL, default=5ms"`
+	// BusyPoll is the pause between stamps while rows keep coming: shorter
+	// is lower latency, longer batches more rows per WAL flush.
+	BusyPoll time.Duration `env:"BELLHOP_BUSY_POLL, default=1ms"`
 	SweepInterval time.Duration `env:"BELLHOP_SWEEP_INTERVAL, default=1s"`
 	Retention     time.Duration `env:"BELLHOP_RETENTION, default=2160h"`
 	ReplayWindow  time.Duration `env:"BELLHOP_REPLAY_WINDOW, default=24h"`
@@ -132,6 +135,7 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 		Schema:        cfg.Schema,
 		WakeMode:      worker.WakeMode(cfg.WakeMode),
 		PollInterval:  cfg.PollInterval,
+		BusyPoll:      cfg.BusyPoll,
 		SweepInterval: cfg.SweepInterval,
 		Retention:     cfg.Retention,
 		ReplayWindow:  cfg.ReplayWindow,
