@@ -44,11 +44,11 @@ type Config struct {
 	// RequestTimeout bounds every request but streams.
 	RequestTimeout time.Duration `env:"BELLHOP_REQUEST_TIMEOUT, default=10s"`
 
-	WakeMode      string        `env:"BELLHOP_WAKE_MODE, default=adaptive"`
-	PollInterval  time.Duration `env:"BELLHOP_POLL_INTERVAL, default=5ms"`
+	WakeMode     string        `env:"BELLHOP_WAKE_MODE, default=adaptive"`
+	PollInterval time.Duration `env:"BELLHOP_POLL_INTERVAL, default=5ms"`
 	// BusyPoll is the pause between stamps while rows keep coming: shorter
 	// is lower latency, longer batches more rows per WAL flush.
-	BusyPoll time.Duration `env:"BELLHOP_BUSY_POLL, default=1ms"`
+	BusyPoll      time.Duration `env:"BELLHOP_BUSY_POLL, default=1ms"`
 	SweepInterval time.Duration `env:"BELLHOP_SWEEP_INTERVAL, default=1s"`
 	Retention     time.Duration `env:"BELLHOP_RETENTION, default=2160h"`
 	ReplayWindow  time.Duration `env:"BELLHOP_REPLAY_WINDOW, default=24h"`
