@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -35,8 +36,9 @@ func (r *Relay) routes() http.Handler {
 	mux := http.NewServeMux()
 	// Streams are long-lived: no request timeout for them.
 	mux.HandleFunc("GET /notifications/stream", r.authed(r.stream))
-	mux.Handle("/notifications", http.TimeoutHandler(api, r.cfg.RequestTimeout, `{"error":"timeout","message":"the request took too long"}`))
-	mux.Handle("/notifications/", http.TimeoutHandler(api, r.cfg.RequestTimeout, `{"error":"timeout","message":"the request took too long"}`))
+	bounded := withTimeout(api, r.cfg.RequestTimeout)
+	mux.Handle("/notifications", bounded)
+	mux.Handle("/notifications/", bounded)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -97,6 +99,18 @@ func (r *Relay) cors(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, req)
+	})
+}
+
+// withTimeout bounds a request through its context: every database call
+// takes it, and inboxError answers 503 when it runs out. (Cheaper than
+// http.TimeoutHandler, which runs each request on a goroutine of its own
+// and buffers its answer.)
+func withTimeout(next http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ctx, cancel := context.WithTimeout(req.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, req.WithContext(ctx))
 	})
 }
 
@@ -242,6 +256,8 @@ func (r *Relay) inboxError(w http.ResponseWriter, req *http.Request, err error) 
 		writeError(w, http.StatusBadRequest, "bad_cursor", "cursor must be a next_cursor value returned by this API")
 	case errors.Is(err, inbox.ErrBadLimit):
 		writeError(w, http.StatusBadRequest, "bad_limit", "limit must be an integer from 1 to "+strconv.Itoa(inbox.MaxLimit))
+	case errors.Is(req.Context().Err(), context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, "timeout", "the request took longer than BELLHOP_REQUEST_TIMEOUT")
 	case req.Context().Err() != nil:
 		// The client went away; nobody reads this.
 		writeError(w, http.StatusServiceUnavailable, "cancelled", "the request was cancelled")
