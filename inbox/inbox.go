@@ -269,6 +269,12 @@ func encodeCursor(at time.Time, id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixMicro(), 10) + "." + id))
 }
 
+// minCursorMicros is PostgreSQL's earliest timestamptz (4714-11-24 BC) in
+// Unix microseconds. No row is older, and an earlier time fails the query
+// ("timestamp out of range"), which would answer a client's bad cursor with
+// a 500. Every int64 above it is in range.
+const minCursorMicros = -210866803200000000
+
 func decodeCursor(s string) (time.Time, string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
@@ -279,7 +285,7 @@ func decodeCursor(s string) (time.Time, string, error) {
 		return time.Time{}, "", ErrBadCursor
 	}
 	us, err := strconv.ParseInt(micros, 10, 64)
-	if err != nil {
+	if err != nil || us < minCursorMicros {
 		return time.Time{}, "", ErrBadCursor
 	}
 	return time.UnixMicro(us).UTC(), id, nil

@@ -278,3 +278,14 @@ func TestValidation(t *testing.T) {
 	_, err := outbox.New("Robert'); DROP TABLE x;--")
 	require.Error(t, err)
 }
+
+func TestSchemaRefusesTimesClientsCannotParse(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	id, err := b.ob.Send(ctx, b.db.Pool, outbox.User("1"), invoicePaid{id: "x"})
+	require.NoError(t, err)
+	for _, bad := range []string{"infinity", "-infinity", "10000-01-01"} {
+		_, err := b.db.Pool.Exec(ctx, "UPDATE "+b.db.Table("notifications")+" SET read_at = $1::timestamptz WHERE id = $2", bad, id)
+		require.ErrorContains(t, err, "notifications_times_valid", bad)
+	}
+}

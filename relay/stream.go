@@ -77,7 +77,7 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 	// whose replay held nothing for it, resumes from here next time instead
 	// of from nothing (a fresh page would otherwise miss what commits while
 	// it reconnects).
-	if !out.write([]byte("id: " + strconv.FormatInt(head, 10) + "\n\n")) {
+	if !out.write([]byte("id: " + strconv.FormatInt(sent, 10) + "\n\n")) {
 		r.cut(out)
 		return
 	}
@@ -121,7 +121,7 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 				r.cut(out)
 				return
 			}
-			sent = head
+			sent = max(sent, head)
 		}
 	}
 }
@@ -164,9 +164,12 @@ func (r *Relay) resume(ctx context.Context, out *sink, to outbox.Recipient, last
 		return head, false
 	}
 	if lastID < pruned || lastID > last {
-		return head, out.write(encodeFrame(head, "notification", Event{Seq: head, Op: "refetch"}))
+		return head, out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
 	}
-	return r.replay(ctx, out, to, lastID, head)
+	sent, ok := r.replay(ctx, out, to, lastID, head)
+	// The client may have come from a replica ahead of this one's hub: it
+	// already has everything up to lastID, which must not come again.
+	return max(sent, lastID), ok
 }
 
 // replay writes to's events in (from, head] from the database.

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/migrations"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
@@ -88,11 +90,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // every command needs.
 func loadConfig(ctx context.Context, stderr io.Writer) (relay.Config, error) {
 	var cfg relay.Config
-	if err := envconfig.Process(ctx, &cfg); err != nil {
-		return cfg, fmt.Errorf("configuration: %w", err)
+	if err := readEnv(ctx, &cfg); err != nil {
+		return cfg, err
 	}
 	if cfg.DatabaseURL == "" {
 		return cfg, errors.New("DATABASE_URL is not set: export DATABASE_URL=postgres://user:pass@host:5432/db")
+	}
+	if err := sqlq.CheckSchema(cfg.Schema); err != nil {
+		return cfg, fmt.Errorf("BELLHOP_SCHEMA: %w", err)
 	}
 	switch cfg.WakeMode {
 	case "adaptive", "notify", "poll":
@@ -100,6 +105,33 @@ func loadConfig(ctx context.Context, stderr io.Writer) (relay.Config, error) {
 		return cfg, fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll", cfg.WakeMode)
 	}
 	return cfg, nil
+}
+
+// readEnv is envconfig.Process with errors that name the variable, not the
+// Go field envconfig names ("Heartbeat: time: invalid duration").
+func readEnv(ctx context.Context, cfg *relay.Config) error {
+	err := envconfig.Process(ctx, cfg)
+	if err == nil {
+		return nil
+	}
+	t := reflect.TypeOf(*cfg)
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		rest, ok := strings.CutPrefix(err.Error(), f.Name+": ")
+		if !ok || name == "" {
+			continue
+		}
+		hint := ""
+		switch f.Type {
+		case reflect.TypeOf(time.Duration(0)):
+			hint = " (want a duration such as 500ms, 25s or 1h)"
+		case reflect.TypeOf(0), reflect.TypeOf(int32(0)), reflect.TypeOf(int64(0)):
+			hint = " (want an integer)"
+		}
+		return fmt.Errorf("configuration: %s: %s%s", name, rest, hint)
+	}
+	return fmt.Errorf("configuration: %w", err)
 }
 
 func newLogger(w io.Writer) *slog.Logger {

@@ -42,7 +42,13 @@ CREATE TABLE notifications (
     CONSTRAINT notifications_channels_valid CHECK (
         cardinality(channels) > 0 AND channels <@ '{database,sse}'::text[]),
     CONSTRAINT notifications_op_valid CHECK (
-        op IN ('created', 'updated', 'read', 'unread', 'deleted', 'read_all'))
+        op IN ('created', 'updated', 'read', 'unread', 'deleted', 'read_all')),
+    -- Times a client can parse (RFC 3339 has four-digit years; no infinity).
+    CONSTRAINT notifications_times_valid CHECK (
+        created_at BETWEEN '0001-01-01' AND '9999-12-31'
+        AND updated_at BETWEEN '0001-01-01' AND '9999-12-31'
+        AND (read_at IS NULL OR read_at BETWEEN '0001-01-01' AND '9999-12-31')
+        AND (deleted_at IS NULL OR deleted_at BETWEEN '0001-01-01' AND '9999-12-31'))
 );
 
 -- Unread count per recipient: an index-only count over a partial index.

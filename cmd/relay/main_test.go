@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bellhophq/bellhop/integration/pgtest"
+	"github.com/bellhophq/bellhop/relay"
+)
+
+// These tests set the process environment (t.Setenv), so none of them runs
+// in parallel.
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const testSecret = "main-test-secret-0123456789abcdef0123"
+
+// configVars are every variable the commands read; each test starts from
+// none of them set, whatever the environment of `go test` holds.
+var configVars = []string{
+	"DATABASE_URL", "BELLHOP_LISTEN_ADDR", "BELLHOP_SCHEMA", "BELLHOP_JWT_SECRET",
+	"BELLHOP_JWT_PUBLIC_KEY_FILE", "BELLHOP_JWT_ISSUER", "BELLHOP_JWT_AUDIENCE",
+	"BELLHOP_COOKIE_NAME", "BELLHOP_ALLOWED_ORIGINS", "BELLHOP_HEARTBEAT",
+	"BELLHOP_RETRY_HINT", "BELLHOP_STREAM_BUFFER", "BELLHOP_WRITE_TIMEOUT",
+	"BELLHOP_MAX_STREAMS", "BELLHOP_MAX_STREAMS_PER_RECIPIENT", "BELLHOP_UNREAD_COUNT_CAP",
+	"BELLHOP_REQUEST_TIMEOUT", "BELLHOP_WAKE_MODE", "BELLHOP_POLL_INTERVAL",
+	"BELLHOP_SWEEP_INTERVAL", "BELLHOP_RETENTION", "BELLHOP_REPLAY_WINDOW",
+	"BELLHOP_PRUNE_INTERVAL", "BELLHOP_DB_MAX_CONNS", "BELLHOP_LOG_LEVEL", "BELLHOP_LOG_FORMAT",
+}
+
+// cleanEnv unsets every configuration variable for the rest of t (restored
+// afterwards) and returns the test database's URL.
+func cleanEnv(t *testing.T) string {
+	t.Helper()
+	url := pgtest.URL(t) // before DATABASE_URL is unset: it may come from there
+	for _, k := range configVars {
+		t.Setenv(k, "") // registers the restore
+		require.NoError(t, os.Unsetenv(k))
+	}
+	return url
+}
+
+// runCmd runs the binary's run() with a deadline, so a configuration that is
+// wrongly accepted by serve fails the test instead of serving forever.
+func runCmd(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	err = run(ctx, args, &out, &errOut)
+	require.NoError(t, ctx.Err(), "%v did not return before its deadline: the configuration was accepted", args)
+	return out.String(), errOut.String(), err
+}
+
+func TestConfigIsCheckedAtStart(t *testing.T) {
+	dbURL := pgtest.URL(t)
+	dir := t.TempDir()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	require.NoError(t, err)
+	keyFile := filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600))
+
+	good := map[string]string{
+		"DATABASE_URL":        dbURL,
+		"BELLHOP_JWT_SECRET":  testSecret,
+		"BELLHOP_LISTEN_ADDR": "127.0.0.1:0",
+		"BELLHOP_SCHEMA":      "bellhop_never_created",
+	}
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string // over good; "" unsets
+		// want: every string must appear in the error: the variable, and
+		// what to do about it.
+		want []string
+	}{
+		{"no DATABASE_URL", []string{"serve"}, map[string]string{"DATABASE_URL": ""},
+			[]string{"DATABASE_URL", "export DATABASE_URL=postgres://"}},
+		{"DATABASE_URL not a URL", []string{"serve"}, map[string]string{"DATABASE_URL": "postgres://%%"},
+			[]string{"DATABASE_URL", "not a valid PostgreSQL URL"}},
+		{"short secret", []string{"serve"}, map[string]string{"BELLHOP_JWT_SECRET": "too-short"},
+			[]string{"BELLHOP_JWT_SECRET", "at least 32", "openssl rand"}},
+		{"no key", []string{"serve"}, map[string]string{"BELLHOP_JWT_SECRET": ""},
+			[]string{"BELLHOP_JWT_SECRET", "BELLHOP_JWT_PUBLIC_KEY_FILE", "set"}},
+		{"secret and key file", []string{"serve"}, map[string]string{"BELLHOP_JWT_PUBLIC_KEY_FILE": keyFile},
+			[]string{"only one of BELLHOP_JWT_SECRET and BELLHOP_JWT_PUBLIC_KEY_FILE"}},
+		{"key file missing", []string{"serve"}, map[string]string{"BELLHOP_JWT_SECRET": "", "BELLHOP_JWT_PUBLIC_KEY_FILE": filepath.Join(dir, "nope.pem")},
+			[]string{"BELLHOP_JWT_PUBLIC_KEY_FILE", "nope.pem"}},
+		{"bogus wake mode", []string{"serve"}, map[string]string{"BELLHOP_WAKE_MODE": "bogus"},
+			[]string{"BELLHOP_WAKE_MODE", `"bogus"`, "adaptive", "notify", "poll"}},
+		{"schema with capitals", []string{"serve"}, map[string]string{"BELLHOP_SCHEMA": "Bad-Name"},
+			[]string{"BELLHOP_SCHEMA", "lower-case letters, digits or underscores"}},
+		{"schema injection", []string{"serve"}, map[string]string{"BELLHOP_SCHEMA": `x"; drop`},
+			[]string{"BELLHOP_SCHEMA", "lower-case letters, digits or underscores"}},
+		{"schema injection, migrate", []string{"migrate"}, map[string]string{"BELLHOP_SCHEMA": `x"; drop`},
+			[]string{"BELLHOP_SCHEMA", "lower-case letters, digits or underscores"}},
+		{"schema injection, send", []string{"send", "--to", "1", "--type", "t"}, map[string]string{"BELLHOP_SCHEMA": `x"; drop`},
+			[]string{"BELLHOP_SCHEMA", "lower-case letters, digits or underscores"}},
+		{"heartbeat not a duration", []string{"serve"}, map[string]string{"BELLHOP_HEARTBEAT": "notaduration"},
+			[]string{"BELLHOP_HEARTBEAT", "notaduration"}},
+		{"max streams not a number", []string{"serve"}, map[string]string{"BELLHOP_MAX_STREAMS": "many"},
+			[]string{"BELLHOP_MAX_STREAMS", "many"}},
+		{"unknown command", []string{"serv"}, nil,
+			[]string{`unknown command "serv"`}},
+		{"no command", nil, nil,
+			[]string{"no command"}},
+		{"token without --sub", []string{"token"}, nil,
+			[]string{"--sub is required", "relay token --sub 42"}},
+		{"token with a short secret", []string{"token", "--sub", "42"}, map[string]string{"BELLHOP_JWT_SECRET": "short"},
+			[]string{"BELLHOP_JWT_SECRET", "at least 32"}},
+		{"send without --to", []string{"send", "--type", "t"}, nil,
+			[]string{"--to and --type are required"}},
+		{"send data an array", []string{"send", "--to", "42", "--type", "t", "--data", "[1,2]"}, nil,
+			[]string{"data", "JSON object"}},
+		{"send data a string", []string{"send", "--to", "42", "--type", "t", "--data", `"hi"`}, nil,
+			[]string{"data", "JSON object"}},
+		{"send data not JSON", []string{"send", "--to", "42", "--type", "t", "--data", "{oops"}, nil,
+			[]string{"data", "JSON"}},
+		{"send sse not an object", []string{"send", "--to", "42", "--type", "t", "--sse", "7"}, nil,
+			[]string{"sse", "JSON object"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cleanEnv(t)
+			for k, v := range good {
+				t.Setenv(k, v)
+			}
+			for k, v := range c.env {
+				t.Setenv(k, v)
+				if v == "" {
+					require.NoError(t, os.Unsetenv(k))
+				}
+			}
+			stdout, stderr, err := runCmd(t, c.args...)
+			require.Error(t, err, "stdout %q stderr %q", stdout, stderr)
+			for _, w := range c.want {
+				require.Contains(t, err.Error(), w)
+			}
+			require.NotContains(t, err.Error(), testSecret, "the secret leaked into the message")
+			require.Empty(t, stdout, "nothing is printed to stdout on failure")
+		})
+	}
+	// Nothing above created the schema: a refused start touches nothing.
+	var n int
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	require.NoError(t, conn.QueryRow(context.Background(),
+		"SELECT count(*) FROM pg_namespace WHERE nspname IN ('bellhop_never_created', 'x\"; drop', 'Bad-Name')").Scan(&n))
+	require.Zero(t, n)
+}
+
+func TestMainCommandsWorkAgainstTheDatabase(t *testing.T) {
+	dbURL := cleanEnv(t)
+	b := make([]byte, 6)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	schema := "main_" + hex.EncodeToString(b)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+		require.NoError(t, err)
+		conn.Close(context.Background())
+	})
+	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("BELLHOP_SCHEMA", schema)
+	t.Setenv("BELLHOP_JWT_SECRET", testSecret)
+
+	stdout, _, err := runCmd(t, "version")
+	require.NoError(t, err)
+	require.Equal(t, "bellhop relay dev\n", stdout)
+
+	stdout, _, err = runCmd(t, "migrate")
+	require.NoError(t, err)
+	require.Contains(t, stdout, schema)
+	stdout, _, err = runCmd(t, "migrate") // idempotent
+	require.NoError(t, err)
+	require.Contains(t, stdout, "up to date")
+
+	stdout, _, err = runCmd(t, "send", "--to", "42", "--tenant", "acme", "--type", "invoice.paid",
+		"--data", `{"invoiceId": "1001"}`, "--sse", ` {"n":1} `)
+	require.NoError(t, err)
+	id := strings.TrimSpace(stdout)
+	require.NoError(t, uuid.Validate(id), "send prints the new row's id: %q", stdout)
+	var (
+		tenant, typ, kind string
+		data, sse         map[string]any
+	)
+	require.NoError(t, conn.QueryRow(ctx, "SELECT tenant_id, notifiable_type, type, data, sse FROM "+
+		pgx.Identifier{schema, "notifications"}.Sanitize()+" WHERE id = $1", id).Scan(&tenant, &typ, &kind, &data, &sse))
+	require.Equal(t, "acme", tenant)
+	require.Equal(t, "User", typ)
+	require.Equal(t, "invoice.paid", kind)
+	require.Equal(t, map[string]any{"invoiceId": "1001"}, data)
+	require.Equal(t, map[string]any{"n": float64(1)}, sse)
+
+	// A keyed send updates the same row.
+	stdout, _, err = runCmd(t, "send", "--to", "42", "--tenant", "acme", "--type", "export", "--key", "export:1", "--data", `{"p":10}`)
+	require.NoError(t, err)
+	keyed := strings.TrimSpace(stdout)
+	stdout, _, err = runCmd(t, "send", "--to", "42", "--tenant", "acme", "--type", "export", "--key", "export:1", "--data", `{"p":90}`)
+	require.NoError(t, err)
+	require.Equal(t, keyed, strings.TrimSpace(stdout))
+
+	stdout, _, err = runCmd(t, "token", "--sub", "42", "--tenant", "acme", "--ttl", "10m")
+	require.NoError(t, err)
+	tok := strings.TrimSpace(stdout)
+	var claims relay.Claims
+	parsed, err := jwt.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) { return []byte(testSecret), nil },
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())
+	require.NoError(t, err)
+	require.True(t, parsed.Valid)
+	require.Equal(t, "42", claims.Subject)
+	require.Equal(t, "acme", claims.Tenant)
+	require.Equal(t, "User", claims.NotifiableType)
+	require.WithinDuration(t, time.Now().Add(10*time.Minute), claims.ExpiresAt.Time, time.Minute)
+
+	// serve answers that token with what send wrote, and stops when its
+	// context ends.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	t.Setenv("BELLHOP_LISTEN_ADDR", addr)
+	t.Setenv("BELLHOP_LOG_LEVEL", "error")
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	var serveErr bytes.Buffer
+	go func() { done <- run(sctx, []string{"serve"}, &bytes.Buffer{}, &serveErr) }()
+	var count struct{ Count int64 }
+	require.Eventually(t, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/notifications/unread/count", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		return res.StatusCode == http.StatusOK && json.NewDecoder(res.Body).Decode(&count) == nil
+	}, 15*time.Second, 50*time.Millisecond, "serve never answered: %s", &serveErr)
+	require.EqualValues(t, 2, count.Count, "the sent notification and the keyed one")
+	stop()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "a graceful stop is not an error")
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop when its context ended")
+	}
+}
