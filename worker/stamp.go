@@ -16,7 +16,7 @@ const stampLockNamespace = 0x7265_6c79 // "rely"
 // transaction, serialized across replicas, and announces the new head on the
 // relayed channel. It returns how many rows it stamped.
 //
-// Both statements go in one batch: one round trip, and, with no BEGIN, one
+// The statements go in one batch: one round trip, and, with no BEGIN, one
 // implicit transaction that ends at the batch's Sync, so the advisory lock is
 // held until the stamps commit. Each statement still takes its own snapshot
 // (READ COMMITTED), so the stamp sees every row committed before the lock
@@ -25,6 +25,7 @@ func (r *Relay) stamp(ctx context.Context) (int, error) {
 	var n int
 	var head int64
 	b := &pgx.Batch{}
+	b.Queue(r.q.planStamp)
 	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
 	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&n, &head)

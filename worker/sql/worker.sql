@@ -3,6 +3,13 @@
 -- name: HasPending
 SELECT EXISTS (SELECT 1 FROM bellhop.notifications WHERE relay_seq IS NULL);
 
+-- name: PlanStamp
+-- Transaction-local. Right after a bulk insert the table's statistics still
+-- say the pending set is tiny, and the planner picks a bitmap scan and sorts
+-- every pending row to take the first $1: 240 ms per batch at 100,000
+-- pending, where the pending index, already in order, takes 3 ms.
+SELECT set_config('enable_bitmapscan', 'off', true);
+
 -- name: Lock
 -- Serializes stamping across every relay replica until the transaction ends,
 -- so relay_seq is handed out, and committed, in order.
