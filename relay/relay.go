@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	_ "net/http/pprof" // served only on BELLHOP_PPROF_ADDR
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -54,6 +55,8 @@ type Config struct {
 	ReplayWindow  time.Duration `env:"BELLHOP_REPLAY_WINDOW, default=24h"`
 	PruneInterval time.Duration `env:"BELLHOP_PRUNE_INTERVAL, default=1m"`
 	MaxConns      int32         `env:"BELLHOP_DB_MAX_CONNS, default=16"`
+	// PprofAddr, when set, serves net/http/pprof there (keep it private).
+	PprofAddr string `env:"BELLHOP_PPROF_ADDR"`
 }
 
 // queries are the hub's and the stream's SQL.
@@ -244,6 +247,16 @@ func (r *Relay) ListenAndServe(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
+	if r.cfg.PprofAddr != "" {
+		// DefaultServeMux holds net/http/pprof's handlers, and nothing else.
+		pprofSrv := &http.Server{Addr: r.cfg.PprofAddr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := pprofSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				r.log.Warn("pprof server", "addr", r.cfg.PprofAddr, "err", err)
+			}
+		}()
+		defer pprofSrv.Close()
+	}
 	r.log.Info("relay serving", "addr", r.cfg.ListenAddr, "schema", r.cfg.Schema, "wake_mode", r.cfg.WakeMode)
 	var err error
 	select {
