@@ -35,3 +35,10 @@ demo:
 
 test-e2e:
 	bash e2e/run.sh
+
+# Soak: mixed load with faults (listener kills, relay SIGKILL/restart,
+# graceful restarts) for SOAK_DURATION; fails on any loss or duplicate.
+SOAK_DURATION ?= 10m
+.PHONY: soak
+soak:
+	$(GO) run ./cmd/soak -duration $(SOAK_DURATION)

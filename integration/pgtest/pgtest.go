@@ -86,6 +86,41 @@ func New(tb testing.TB) *DB {
 	return db
 }
 
+// NewServer starts a PostgreSQL cluster of tb's own from local binaries,
+// whatever TEST_DATABASE_URL says, and stops it when tb ends: a server a
+// fault drill may restart (Server.Restart) without disturbing other tests.
+// Get a schema on it with NewOn(tb, srv.URL).
+func NewServer(tb testing.TB) *pgserver.Server {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := pgserver.StartLocal(ctx)
+	if err != nil {
+		tb.Fatalf("start a local PostgreSQL cluster (needs initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin): %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			tb.Errorf("stop local cluster: %v", err)
+		}
+	})
+	return srv
+}
+
+// NewOn is New on the server at url (such as one from NewServer).
+func NewOn(tb testing.TB, url string) *DB {
+	tb.Helper()
+	db, err := openURL(context.Background(), url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return db
+}
+
 // Open is New for code without a testing.TB, such as runnable examples.
 // Close drops the schema.
 func Open(ctx context.Context) (*DB, error) {
@@ -93,6 +128,10 @@ func Open(ctx context.Context) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openURL(ctx, url)
+}
+
+func openURL(ctx context.Context, url string) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse test database URL: %w", err)

@@ -38,7 +38,10 @@ type Server struct {
 	// DataDir is set for a local cluster; it can be restarted with Restart.
 	DataDir string
 	pgCtl   string
-	stop    func() error
+	logFile string
+	// asUser prefixes pg_ctl when the cluster runs as another user.
+	asUser []string
+	stop   func() error
 }
 
 // HowToProvide is what to tell a user when no server can be had.
@@ -60,7 +63,7 @@ func Start(ctx context.Context) (*Server, error) {
 	} else {
 		tried = append(tried, "testcontainers: "+err.Error())
 	}
-	if s, err := startLocal(ctx); err == nil {
+	if s, err := StartLocal(ctx); err == nil {
 		return s, nil
 	} else {
 		tried = append(tried, "local binaries: "+err.Error())
@@ -128,7 +131,10 @@ func versionOf(dir string) int {
 	return v
 }
 
-func startLocal(ctx context.Context) (*Server, error) {
+// StartLocal always starts a throwaway cluster from local binaries, whatever
+// the environment names: a server of the caller's own, which it may restart
+// (see Restart) without disturbing anyone else's. Stop removes it.
+func StartLocal(ctx context.Context) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -167,26 +173,60 @@ func startLocal(ctx context.Context) (*Server, error) {
 	}
 	port, err := freePort()
 	if err != nil {
-		return nil, err
-	}
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=500", port, dir)
-	pgCtl := filepath.Join(bin, "pg_ctl")
-	if err := run(pgCtl, "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "start"); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=500", port, dir)
 	s := &Server{
 		URL:     fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
 		Source:  "local binaries",
 		DataDir: data,
-		pgCtl:   pgCtl,
+		pgCtl:   filepath.Join(bin, "pg_ctl"),
+		logFile: filepath.Join(dir, "log"),
+		asUser:  asUser,
+	}
+	if err := s.ctl(ctx, "-o", opts, "-w", "start"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	s.stop = func() error {
-		err := run(pgCtl, "-D", data, "-m", "immediate", "-w", "stop")
+		// Not ctx: it may be long gone (it only bounded the start).
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err := s.ctl(ctx, "-m", "immediate", "-w", "stop")
 		os.RemoveAll(dir)
 		return err
 	}
 	return s, nil
+}
+
+// ctl runs pg_ctl on the local cluster, as its owner.
+func (s *Server) ctl(ctx context.Context, args ...string) error {
+	full := append(append(append([]string{}, s.asUser...), s.pgCtl, "-D", s.DataDir, "-l", s.logFile), args...)
+	out, err := exec.CommandContext(ctx, full[0], full[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pg_ctl %s: %w: %s", args[len(args)-1], err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Restart stops a local cluster in mode ("smart", "fast" or "immediate",
+// as pg_ctl's -m) and starts it again with the same options and port, and
+// returns once it accepts connections. "immediate" is a crash: the start
+// runs crash recovery. Servers from the environment or a container cannot
+// be restarted: Restart fails for them.
+func (s *Server) Restart(mode string) error {
+	switch mode {
+	case "smart", "fast", "immediate":
+	default:
+		return fmt.Errorf("restart mode %q is not smart, fast or immediate", mode)
+	}
+	if s.DataDir == "" || s.pgCtl == "" {
+		return fmt.Errorf("only a local cluster can be restarted; this server is from %s", s.Source)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return s.ctl(ctx, "-m", mode, "-w", "-t", "90", "restart")
 }
 
 func freePort() (int, error) {
