@@ -277,13 +277,14 @@ func (b *bench) latency(ctx context.Context) error {
 	return nil
 }
 
-const latencyLimit = "The path from COMMIT to the stream is: the writer's NOTIFY on the pending channel (only while the relay is idle) " +
-	"→ the relay inserts a River job → River fetches it → the job polls for pending rows every 1 ms (BusyPoll) → stamps them in " +
-	"their own transaction (advisory lock, UPDATE, pg_notify on the relayed channel, COMMIT with its own WAL flush) → the hub's " +
-	"LISTEN wakes → it re-reads the rows by relay_seq → fans out. That is two commits and three notify/poll hops after the " +
-	"writer's COMMIT, each at least a pg_notify round trip (the anchor), plus up to 1 ms of poll wait: about 4-5 ms at 100/s. " +
-	"At 1,000/s the machine is near its single-row commit capacity (scenario 2: ~1,200-1,700 commits/s with the relay stamping, " +
-	"WAL-flush bound), so the relay's own stamping commits queue behind the writers' and latency grows to tens of ms."
+const latencyLimit = "Every event needs two durable commits in a row: the writer's, then the relay's stamp, whose relay_seq " +
+	"must be on disk before it is pushed (a stamp lost in a crash would hand the same ids out again, and a " +
+	"resuming client would skip rows). While rows keep coming the relay stamps every BELLHOP_BUSY_POLL (1 ms); " +
+	"a stamp is one round trip (lock, stamp, NOTIFY) plus a WAL flush, about 0.7 ms alone on this machine and " +
+	"several ms once the writers' flushes queue ahead of it; then every replica's hub wakes on the NOTIFY and " +
+	"reads the rows. At 1,000/s the machine is near its single-row commit capacity (the scenario 2 anchor), so " +
+	"the stamp's flush waits behind the writers'. A shorter BUSY_POLL cannot remove the second flush; an " +
+	"asynchronous stamp would, and is unsafe for the reason above."
 
 // pgNotifyRTT measures n sequential LISTEN/NOTIFY round trips: NOTIFY in a
 // transaction on one connection, received on another.
@@ -422,11 +423,11 @@ func (b *bench) throughput(ctx context.Context) error {
 	return nil
 }
 
-const throughputLimit = "Stamping, not the relay's CPU: in a system-wide perf profile of this scenario Postgres used ~52% " +
-	"of the CPU, the relay process ~14%, the load generator ~11%. Stamping is serial (one transaction of at most 1,000 rows " +
-	"at a time under an advisory lock) and each stamp is a non-HOT UPDATE (relay_seq is indexed), so every row gets a second " +
-	"heap tuple and new entries in all six indexes - as much work as the writers' INSERT, done by one backend while four " +
-	"writers insert in parallel; the backlog grows for as long as the writers push (see the drain figure)."
+const throughputLimit = "Stamping, in Postgres: each stamp is a non-HOT UPDATE (relay_seq is indexed), so every row gets a second " +
+	"heap tuple and new index entries, written by one serialized backend while the writers insert in parallel " +
+	"(a perf profile put Postgres at ~52% of the CPU, the relay at ~14%). Before the planner fix in " +
+	"worker/sql/worker.sql each batch also sorted the whole backlog; now it walks the pending index. The next " +
+	"step is not to rewrite the row at all: an append-only relay log keyed by seq, with the row untouched."
 
 // ---------------------------------------------------------------- 3
 
@@ -552,10 +553,11 @@ VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id::text`
 	return nil
 }
 
-const costLimit = "The notification insert pays a statement trigger that reads the wake sequence (and, while the relay " +
-	"is idle, queues a NOTIFY, which serializes commits on Postgres' notify queue lock), and then the relay stamps every " +
-	"row with a second UPDATE (another heap tuple, index entries and WAL) on the same 2 cores the writers use; " +
-	"the bare table has neither."
+const costLimit = "The notification insert pays a statement trigger that reads the wake sequence (and, while the relay is " +
+	"idle, a NOTIFY, which serializes commits on Postgres' notify lock); and the relay's stamps are commits of " +
+	"their own, each with a WAL flush on the same disk and the same 2 cores. On this flush-bound machine (a " +
+	"bare single-row commit takes ~0.7 ms) the writers wait for those flushes. BELLHOP_BUSY_POLL trades " +
+	"latency for fewer stamp flushes; the bare table pays for none of it."
 
 // ---------------------------------------------------------------- 4
 
@@ -571,9 +573,9 @@ func (b *bench) connections(ctx context.Context) error {
 	connect := b.fig(s, "connect "+label+" streams (200 at a time)", "s")
 	last := b.fig(s, "SendMany to "+label+": last stream received", "ms")
 	last.target, last.ok = "≤ 1 s", atMost(1000)
-	last.limit = "The 10,000 rows are stamped in ten sequential transactions of 1,000 (the worker's BatchSize), each a non-HOT " +
-		"UPDATE of 1,000 rows touching all six indexes plus a WAL flush, and the hub tails 1,000 rows per query after each; the " +
-		"median stream waits for about half of them. Writing the frames is the cheap part."
+	last.limit = "The 10,000 rows are stamped in ten serialized transactions of 1,000 (the worker's BatchSize), each a non-HOT " +
+		"UPDATE of 1,000 rows plus a WAL flush, and the hub tails 1,000 rows per query after each; the median stream waits for " +
+		"about half of them. Writing the frames is the cheap part (see the throughput note)."
 	median := b.fig(s, "SendMany to "+label+": median stream received", "ms")
 	commit := b.fig(s, "SendMany to "+label+": the writer's COMMIT took", "ms")
 	for range b.runs {
@@ -634,10 +636,12 @@ func (b *bench) connections(ctx context.Context) error {
 	return nil
 }
 
-const connLimit = "Each stream in the relay is a net/http server connection: its goroutine (stack grown by the handler), " +
-	"the server's 4 KiB bufio reader and writer, the 2 KiB chunked-response buffer, the background-read goroutine net/http " +
-	"starts for every request with a body-less read pending, a 128-slot subscriber channel (1 KiB) and a heartbeat timer, " +
-	"plus the Go heap's headroom (GOGC=100) over the live memory."
+const connLimit = "Each stream is a net/http server connection: its goroutine (stack grown by the handler), the server's 4 " +
+	"KiB bufio reader and writer, the 2 KiB chunked-response buffer, the background-read goroutine net/http " +
+	"keeps for every request to notice a client going away, a 32-slot subscriber channel and a heartbeat " +
+	"timer, plus the Go heap's headroom (GOGC=100). Hijacking the connection would save the background " +
+	"goroutine but not the buffers, and would lose prompt disconnect detection; reaching 16 KiB needs an " +
+	"event-loop server instead of net/http."
 
 // ---------------------------------------------------------------- 5
 
