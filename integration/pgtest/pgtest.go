@@ -74,16 +74,7 @@ type DB struct {
 // New creates and migrates a fresh schema for tb, dropped when tb ends.
 func New(tb testing.TB) *DB {
 	tb.Helper()
-	db, err := Open(context.Background())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			tb.Error(err)
-		}
-	})
-	return db
+	return NewOn(tb, URL(tb))
 }
 
 // NewServer starts a PostgreSQL cluster of tb's own from local binaries,
