@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -105,11 +104,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Inbox, error) {
 	if cfg.CountCap <= 0 {
 		cfg.CountCap = 1000
 	}
-	sub, err := fs.Sub(queryFiles, "sql")
-	if err != nil {
-		return nil, err
-	}
-	set, err := sqlq.Load(sub, cfg.Schema)
+	set, err := sqlq.Load(queryFiles, cfg.Schema)
 	if err != nil {
 		return nil, fmt.Errorf("inbox: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -43,7 +42,7 @@ func New(schema string) (*Outbox, error) {
 	if schema == "" {
 		schema = sqlq.DefaultSchema
 	}
-	set, err := sqlq.Load(mustSub(queryFiles, "sql"), schema)
+	set, err := sqlq.Load(queryFiles, schema)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
@@ -212,12 +211,4 @@ func nullable(b []byte) any {
 		return nil
 	}
 	return b
-}
-
-func mustSub(fsys embed.FS, dir string) fs.FS {
-	sub, err := fs.Sub(fsys, dir)
-	if err != nil {
-		panic(err)
-	}
-	return sub
 }

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof" // served only on BELLHOP_PPROF_ADDR
@@ -153,11 +152,7 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	sub, err := fs.Sub(queryFiles, "sql")
-	if err != nil {
-		return nil, err
-	}
-	set, err := sqlq.Load(sub, cfg.Schema)
+	set, err := sqlq.Load(queryFiles, cfg.Schema)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -146,11 +145,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	sub, err := fs.Sub(queryFiles, "sql")
-	if err != nil {
-		return nil, err
-	}
-	set, err := sqlq.Load(sub, cfg.Schema)
+	set, err := sqlq.Load(queryFiles, cfg.Schema)
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}

@@ -46,14 +46,15 @@ type Set struct {
 // literals ('bellhop.quiet' is a setting's name, not a table's).
 var defaultPrefix = regexp.MustCompile(`(^|[^'\w])bellhop\.`)
 
-// Load reads every *.sql file in fsys. A query starts at a line
-// "-- name: Name" and runs to the next such line.
+// Load reads every sql/*.sql file in fsys (a package's embedded sql
+// folder). A query starts at a line "-- name: Name" and runs to the next
+// such line.
 func Load(fsys fs.FS, schema string) (*Set, error) {
 	if err := CheckSchema(schema); err != nil {
 		return nil, err
 	}
 	prefix := pgx.Identifier{schema}.Sanitize() + "."
-	files, err := fs.Glob(fsys, "*.sql")
+	files, err := fs.Glob(fsys, "sql/*.sql")
 	if err != nil {
 		return nil, err
 	}
