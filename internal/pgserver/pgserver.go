@@ -109,6 +109,9 @@ func startContainer(ctx context.Context) (*Server, error) {
 	return &Server{URL: url, Source: "testcontainers", stop: func() error { return testcontainers.TerminateContainer(ctr) }}, nil
 }
 
+// binGlob is where Debian and Ubuntu install PostgreSQL's server binaries.
+var binGlob = "/usr/lib/postgresql/*/bin"
+
 // binDir finds a directory holding initdb and pg_ctl.
 func binDir() (string, error) {
 	if p, err := exec.LookPath("initdb"); err == nil {
@@ -116,7 +119,7 @@ func binDir() (string, error) {
 			return filepath.Dir(p), nil
 		}
 	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	dirs, _ := filepath.Glob(binGlob)
 	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
 	for _, d := range dirs {
 		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
