@@ -39,6 +39,12 @@ func (w *relayWorker) Timeout(*river.Job[RelayArgs]) time.Duration { return maxJ
 
 func (w *relayWorker) Work(ctx context.Context, job *river.Job[RelayArgs]) error {
 	r := w.r
+	if job.Args.Sweep && r.busy.Load() > 0 {
+		// A relay job of this process is draining: it covers everything a
+		// sweep would, and a second drain loop would only double the stamp
+		// commits (and raise the wake flag under load when it ends).
+		return nil
+	}
 	r.queued.Store(0)
 	r.busy.Add(1)
 	defer r.busy.Add(-1)
