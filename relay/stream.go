@@ -114,6 +114,7 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 						return
 					}
 					sent = ev.Seq
+					r.metrics.EventsPushed.Inc()
 				}
 			}
 			head := r.hub.resume(sub)
