@@ -1,12 +1,16 @@
 package integration
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,4 +239,65 @@ func TestCookieAndCORS(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusForbidden, res.StatusCode)
+}
+
+func TestJWKSTokens(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	jwks := fmt.Sprintf(`{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","use":"sig","kid":"k1","x":%q}]}`,
+		base64.RawURLEncoding.EncodeToString(pub))
+	keys := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(jwks))
+	}))
+	t.Cleanup(keys.Close)
+	r := b.startRelay(t, func(c *relay.Config) { c.JWTSecret, c.JWKSURL = "", keys.URL })
+
+	signed := func(kid string, method jwt.SigningMethod, key any) string {
+		tok := jwt.NewWithClaims(method, claims("alice", "", time.Now().Add(time.Hour)))
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(key)
+		require.NoError(t, err)
+		return s
+	}
+	status := func(tok string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, r.URL+"/notifications/unread/count", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		var body struct{ Message string }
+		_ = json.NewDecoder(res.Body).Decode(&body)
+		return res.StatusCode, body.Message
+	}
+
+	code, _ := status(signed("k1", jwt.SigningMethodEdDSA, priv))
+	require.Equal(t, http.StatusOK, code)
+
+	_, other, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	code, msg := status(signed("k1", jwt.SigningMethodEdDSA, other))
+	require.Equal(t, http.StatusUnauthorized, code)
+	require.Contains(t, msg, "signature is invalid")
+
+	code, msg = status(signed("nope", jwt.SigningMethodEdDSA, priv))
+	require.Equal(t, http.StatusUnauthorized, code)
+	require.Contains(t, msg, "not in the JWKS")
+
+	// HS256 "signed" with the public key's bytes: HMAC is never accepted
+	// with a JWKS, whatever the kid.
+	code, msg = status(signed("k1", jwt.SigningMethodHS256, []byte(pub)))
+	require.Equal(t, http.StatusUnauthorized, code)
+	require.Contains(t, msg, `algorithm "HS256" is not accepted`)
+}
+
+func TestJWKSUnreachableIsRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	cfg := b.relayConfig()
+	cfg.JWTSecret, cfg.JWKSURL = "", "http://127.0.0.1:1/jwks.json"
+	_, err := relay.New(context.Background(), cfg, nil)
+	require.ErrorContains(t, err, "BELLHOP_JWKS_URL")
 }

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/bellhophq/bellhop/outbox"
@@ -33,32 +35,58 @@ const MinSecretBytes = 32
 // maxTokenBytes bounds a token before it is parsed.
 const maxTokenBytes = 8 << 10
 
-// authenticator verifies tokens with one key and an algorithm allowlist.
+// authenticator verifies tokens with one key, or a JWKS, and an algorithm
+// allowlist.
 type authenticator struct {
-	key        any
+	keyfunc    jwt.Keyfunc
 	methods    []string
 	cookieName string
 	parser     *jwt.Parser
 }
 
-func newAuthenticator(cfg Config) (*authenticator, error) {
+// asymmetric are the algorithms a public key or a JWKS may verify; never
+// HS*, so a public key can never be used as an HMAC secret.
+var asymmetric = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// newAuthenticator builds the token check; ctx bounds a JWKS's background
+// refresh.
+func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
 	a := &authenticator{cookieName: cfg.CookieName}
+	set := 0
+	for _, v := range []string{cfg.JWTSecret, cfg.JWTPublicKeyFile, cfg.JWKSURL} {
+		if v != "" {
+			set++
+		}
+	}
 	switch {
-	case cfg.JWTSecret != "" && cfg.JWTPublicKeyFile != "":
-		return nil, errors.New("set only one of BELLHOP_JWT_SECRET and BELLHOP_JWT_PUBLIC_KEY_FILE")
+	case set > 1:
+		return nil, errors.New("set only one of BELLHOP_JWT_SECRET, BELLHOP_JWT_PUBLIC_KEY_FILE and BELLHOP_JWKS_URL")
+	case cfg.JWKSURL != "":
+		strict := false // fail at start if the JWKS cannot be fetched
+		k, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
+			NoErrorReturnFirstHTTPReq: &strict,
+			HTTPTimeout:               10 * time.Second,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("BELLHOP_JWKS_URL: cannot use %s: %w", cfg.JWKSURL, err)
+		}
+		a.keyfunc, a.methods = k.Keyfunc, asymmetric
 	case cfg.JWTSecret != "":
 		if len(cfg.JWTSecret) < MinSecretBytes {
 			return nil, fmt.Errorf("BELLHOP_JWT_SECRET is %d bytes; use at least %d random bytes (e.g. openssl rand -base64 32)", len(cfg.JWTSecret), MinSecretBytes)
 		}
-		a.key, a.methods = []byte(cfg.JWTSecret), []string{"HS256", "HS384", "HS512"}
+		secret := []byte(cfg.JWTSecret)
+		a.keyfunc = func(*jwt.Token) (any, error) { return secret, nil }
+		a.methods = []string{"HS256", "HS384", "HS512"}
 	case cfg.JWTPublicKeyFile != "":
 		key, methods, err := loadPublicKey(cfg.JWTPublicKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("BELLHOP_JWT_PUBLIC_KEY_FILE: %w", err)
 		}
-		a.key, a.methods = key, methods
+		a.keyfunc = func(*jwt.Token) (any, error) { return key, nil }
+		a.methods = methods
 	default:
-		return nil, errors.New("no token key: set BELLHOP_JWT_SECRET (HS256, at least 32 bytes) or BELLHOP_JWT_PUBLIC_KEY_FILE (a PEM public key for RS*, PS*, ES* or EdDSA)")
+		return nil, errors.New("no token key: set BELLHOP_JWT_SECRET (HS256, at least 32 bytes), BELLHOP_JWT_PUBLIC_KEY_FILE (a PEM public key for RS*, PS*, ES* or EdDSA) or BELLHOP_JWKS_URL")
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(a.methods), // never "none", never another family
@@ -128,7 +156,7 @@ func (a *authenticator) recipient(r *http.Request) (outbox.Recipient, *authError
 		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_token", "the token is too large"}
 	}
 	var claims Claims
-	parsed, err := a.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return a.key, nil })
+	parsed, err := a.parser.ParseWithClaims(token, &claims, a.keyfunc)
 	if err != nil {
 		desc := describe(err)
 		if parsed != nil && parsed.Method != nil && !slices.Contains(a.methods, parsed.Method.Alg()) {
@@ -153,8 +181,10 @@ func describe(err error) string {
 		return "the token is malformed"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return "the token's signature is invalid"
+	case errors.Is(err, keyfunc.ErrKeyfunc):
+		return "the token's key (kid) is not in the JWKS"
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return "the token's algorithm is not accepted"
+		return "the token cannot be verified with the configured keys"
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return "the token is expired"
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):

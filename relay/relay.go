@@ -27,6 +27,7 @@ type Config struct {
 
 	JWTSecret        string   `env:"BELLHOP_JWT_SECRET"`
 	JWTPublicKeyFile string   `env:"BELLHOP_JWT_PUBLIC_KEY_FILE"`
+	JWKSURL          string   `env:"BELLHOP_JWKS_URL"`
 	JWTIssuer        string   `env:"BELLHOP_JWT_ISSUER"`
 	JWTAudience      string   `env:"BELLHOP_JWT_AUDIENCE"`
 	CookieName       string   `env:"BELLHOP_COOKIE_NAME, default=bellhop_token"`
@@ -80,7 +81,9 @@ type Relay struct {
 	q       queries
 	handler http.Handler
 	cancel  context.CancelFunc
-	done    chan struct{}
+	// stopAuth ends the JWKS refresh, if any.
+	stopAuth context.CancelFunc
+	done     chan struct{}
 }
 
 // New checks cfg, connects to the database and builds a Relay that logs to
@@ -105,7 +108,19 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Relay, error) {
 	if cfg.StreamBuffer <= 0 {
 		cfg.StreamBuffer = 32
 	}
-	auth, err := newAuthenticator(cfg)
+	// The JWKS refresh lives as long as the relay: Stop ends it.
+	authCtx, stopAuth := context.WithCancel(context.WithoutCancel(ctx))
+	r, err := connect(ctx, authCtx, cfg, log)
+	if err != nil {
+		stopAuth()
+		return nil, err
+	}
+	r.stopAuth = stopAuth
+	return r, nil
+}
+
+func connect(ctx, authCtx context.Context, cfg Config, log *slog.Logger) (*Relay, error) {
+	auth, err := newAuthenticator(authCtx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -207,6 +222,9 @@ func (r *Relay) Stop(ctx context.Context) error {
 	}
 	err := r.worker.Stop(ctx)
 	r.pool.Close()
+	if r.stopAuth != nil {
+		r.stopAuth()
+	}
 	return err
 }
 

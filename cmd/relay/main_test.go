@@ -103,7 +103,7 @@ func TestConfigIsCheckedAtStart(t *testing.T) {
 		{"no key", []string{"serve"}, map[string]string{"BELLHOP_JWT_SECRET": ""},
 			[]string{"BELLHOP_JWT_SECRET", "BELLHOP_JWT_PUBLIC_KEY_FILE", "set"}},
 		{"secret and key file", []string{"serve"}, map[string]string{"BELLHOP_JWT_PUBLIC_KEY_FILE": keyFile},
-			[]string{"only one of BELLHOP_JWT_SECRET and BELLHOP_JWT_PUBLIC_KEY_FILE"}},
+			[]string{"only one of BELLHOP_JWT_SECRET, BELLHOP_JWT_PUBLIC_KEY_FILE and BELLHOP_JWKS_URL"}},
 		{"key file missing", []string{"serve"}, map[string]string{"BELLHOP_JWT_SECRET": "", "BELLHOP_JWT_PUBLIC_KEY_FILE": filepath.Join(dir, "nope.pem")},
 			[]string{"BELLHOP_JWT_PUBLIC_KEY_FILE", "nope.pem"}},
 		{"bogus wake mode", []string{"serve"}, map[string]string{"BELLHOP_WAKE_MODE": "bogus"},
