@@ -13,8 +13,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sethvargo/go-envconfig"
-
 	"github.com/bellhophq/bellhop/internal/pgserver"
 	"github.com/bellhophq/bellhop/migrations"
 	"github.com/bellhophq/bellhop/outbox"
@@ -40,8 +38,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var cfg relay.Config
-	if err := envconfig.Process(ctx, &cfg); err != nil {
-		return fmt.Errorf("configuration: %w", err)
+	if err := readEnv(ctx, &cfg); err != nil {
+		return err
 	}
 	log := newLogger(stderr)
 
@@ -63,13 +61,13 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg.DatabaseURL = pg.URL
 		log.Info("demo: using PostgreSQL", "source", pg.Source)
 	}
-	if cfg.JWTSecret == "" && cfg.JWTPublicKeyFile == "" {
+	if cfg.JWTSecret == "" && cfg.JWTPublicKeyFile == "" && cfg.JWKSURL == "" {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
 		cfg.JWTSecret = base64.RawURLEncoding.EncodeToString(b)
 	}
 	if cfg.JWTSecret == "" {
-		return errors.New("demo: the demo page mints HS256 tokens: set BELLHOP_JWT_SECRET (or leave it and BELLHOP_JWT_PUBLIC_KEY_FILE unset for a random one)")
+		return errors.New("demo: the demo page mints HS256 tokens: set BELLHOP_JWT_SECRET (or leave it, BELLHOP_JWT_PUBLIC_KEY_FILE and BELLHOP_JWKS_URL unset for a random one)")
 	}
 	switch cfg.WakeMode {
 	case "adaptive", "notify", "poll":
