@@ -214,20 +214,11 @@ func (b *bench) latency(ctx context.Context) error {
 		anchor["sent p99"].add(pct(sentAt, 99))
 	}
 
-	p, err := b.startRelay(ctx, "", "adaptive")
+	p, ob, users, f, err := b.relayWithStreams(ctx)
 	if err != nil {
 		return err
 	}
 	defer p.stop()
-	ob, err := outbox.New(p.schema)
-	if err != nil {
-		return err
-	}
-	users := userNames("u", b.pick(1000, 200))
-	f, err := connectFleet(ctx, p.addr, users, 100)
-	if err != nil {
-		return err
-	}
 	defer f.close()
 	fmt.Fprintf(os.Stderr, "   %d streams connected\n", len(users))
 
@@ -344,24 +335,36 @@ func (b *bench) pgNotifyRTT(ctx context.Context, n int) (fromDone, fromSent []ti
 	return fromDone, fromSent, nil
 }
 
-// ---------------------------------------------------------------- 2
-
-func (b *bench) throughput(ctx context.Context) error {
-	const s = "2. Throughput"
+// relayWithStreams starts an adaptive relay on a fresh schema and connects
+// one stream for each of 1,000 recipients (200 in smoke runs).
+func (b *bench) relayWithStreams(ctx context.Context) (*relayProc, *outbox.Outbox, []string, *fleet, error) {
 	p, err := b.startRelay(ctx, "", "adaptive")
 	if err != nil {
-		return err
+		return nil, nil, nil, nil, err
 	}
-	defer p.stop()
 	ob, err := outbox.New(p.schema)
 	if err != nil {
-		return err
+		p.stop()
+		return nil, nil, nil, nil, err
 	}
 	users := userNames("u", b.pick(1000, 200))
 	f, err := connectFleet(ctx, p.addr, users, 100)
 	if err != nil {
+		p.stop()
+		return nil, nil, nil, nil, err
+	}
+	return p, ob, users, f, nil
+}
+
+// ---------------------------------------------------------------- 2
+
+func (b *bench) throughput(ctx context.Context) error {
+	const s = "2. Throughput"
+	p, ob, users, f, err := b.relayWithStreams(ctx)
+	if err != nil {
 		return err
 	}
+	defer p.stop()
 	defer f.close()
 
 	d := b.dur(5*time.Second, 500*time.Millisecond)
