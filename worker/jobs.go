@@ -112,7 +112,7 @@ func (r *Relay) drain(ctx context.Context, deadline time.Time) (busy bool, err e
 func (r *Relay) idle(ctx context.Context) error {
 	r.busy.Add(-1)
 	defer r.busy.Add(1)
-	pending, err := r.hasPending(ctx, r.pool)
+	pending, err := r.hasPending(ctx)
 	if err != nil || !pending {
 		return err
 	}
@@ -143,7 +143,7 @@ func (r *Relay) arm(ctx context.Context) (bool, error) {
 		if err := r.pool.QueryRow(ctx, r.q.settled, snapshot).Scan(&settled); err != nil {
 			return false, fmt.Errorf("check snapshot: %w", err)
 		}
-		pending, err := r.hasPending(ctx, r.pool)
+		pending, err := r.hasPending(ctx)
 		if err != nil || pending {
 			return pending, err
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // stampLockNamespace is the first key of the stamping advisory lock; the
@@ -39,9 +38,9 @@ func (r *Relay) stamp(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (r *Relay) hasPending(ctx context.Context, db *pgxpool.Pool) (bool, error) {
+func (r *Relay) hasPending(ctx context.Context) (bool, error) {
 	var ok bool
-	if err := db.QueryRow(ctx, r.q.hasPending).Scan(&ok); err != nil {
+	if err := r.pool.QueryRow(ctx, r.q.hasPending).Scan(&ok); err != nil {
 		return false, fmt.Errorf("look for pending rows: %w", err)
 	}
 	return ok, nil

@@ -268,7 +268,7 @@ func (r *Relay) wake(ctx context.Context) {
 				if r.busy.Load() > 0 || r.recentlyQueued() {
 					continue
 				}
-				if ok, err := r.hasPending(ctx, r.pool); err != nil {
+				if ok, err := r.hasPending(ctx); err != nil {
 					r.log.Warn("poll for pending rows", "err", err)
 				} else if ok {
 					r.enqueue(ctx)
