@@ -41,16 +41,14 @@ func (b *testBundle) send(t *testing.T, to outbox.Recipient, kind string) string
 func (b *testBundle) pending(t *testing.T) int {
 	t.Helper()
 	var n int
-	require.NoError(t, b.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM "+b.db.Table("notifications")+" WHERE relay_seq IS NULL").Scan(&n))
+	require.NoError(t, b.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM "+b.db.Table("relay_pending")).Scan(&n))
 	return n
 }
 
-// stampAll plays the relay: every pending row gets a relay_seq.
+// stampAll plays the relay: it moves the cursor past every committed row.
 func (b *testBundle) stampAll(t *testing.T) {
 	t.Helper()
-	_, err := b.db.Pool.Exec(context.Background(), "UPDATE "+b.db.Table("notifications")+
-		" SET relay_seq = s.n FROM (SELECT id, row_number() OVER () + (SELECT coalesce(max(relay_seq), 0) FROM "+
-		b.db.Table("notifications")+") AS n FROM "+b.db.Table("notifications")+" WHERE relay_seq IS NULL) s WHERE s.id = notifications.id")
+	_, err := b.db.Pool.Exec(context.Background(), "UPDATE "+b.db.Table("relay_state")+" SET seen = pg_current_snapshot(), next = NULL")
 	require.NoError(t, err)
 }
 
@@ -225,7 +223,7 @@ func TestMarkAllReadIsOneEvent(t *testing.T) {
 	require.Zero(t, c.Count)
 
 	var pending []string
-	rows, err := b.db.Pool.Query(ctx, "SELECT op FROM "+b.db.Table("notifications")+" WHERE relay_seq IS NULL")
+	rows, err := b.db.Pool.Query(ctx, "SELECT op FROM "+b.db.Table("relay_pending"))
 	require.NoError(t, err)
 	for rows.Next() {
 		var op string

@@ -111,7 +111,7 @@ func TestIsolationRandomized(t *testing.T) {
 	// Every change stamped, then the database's truth.
 	require.Eventually(t, func() bool {
 		var n int
-		err := b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("notifications")+" WHERE relay_seq IS NULL").Scan(&n)
+		err := b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("relay_pending")).Scan(&n)
 		return err == nil && n == 0
 	}, 15*time.Second, 20*time.Millisecond)
 	type dbRow struct {
@@ -119,8 +119,10 @@ func TestIsolationRandomized(t *testing.T) {
 		to     outbox.Recipient
 		pushed bool
 	}
-	rows, err := b.db.Pool.Query(ctx, "SELECT relay_seq, id::text, op, tenant_id, notifiable_type, notifiable_id, "+
-		"'sse' = ANY (channels) OR op NOT IN ('created', 'updated') FROM "+b.db.Table("notifications"))
+	// A row's event is its latest log entry, the one with its current xid.
+	rows, err := b.db.Pool.Query(ctx, "SELECT l.seq, n.id::text, n.op, n.tenant_id, n.notifiable_type, n.notifiable_id, "+
+		"'sse' = ANY (n.channels) OR n.op NOT IN ('created', 'updated') FROM "+b.db.Table("notifications")+" AS n JOIN "+
+		b.db.Table("relay_log")+" AS l ON l.id = n.id AND l.xid = n.xid")
 	require.NoError(t, err)
 	bySeq := map[int64]dbRow{}
 	want := map[outbox.Recipient][]int64{}

@@ -45,7 +45,7 @@ func TestPruneAndRefetch(t *testing.T) {
 	require.Equal(t, "read_all", s.next(t, 5*time.Second).Data.Op)
 	require.Eventually(t, func() bool {
 		var pending int
-		_ = b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+tbl+" WHERE relay_seq IS NULL").Scan(&pending)
+		_ = b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("relay_pending")).Scan(&pending)
 		return pending == 0
 	}, 5*time.Second, 10*time.Millisecond)
 	_, err = b.db.Pool.Exec(ctx, "UPDATE "+tbl+" SET updated_at = now() - interval '2 hours' WHERE type = 'bellhop.read_all'")
@@ -54,7 +54,7 @@ func TestPruneAndRefetch(t *testing.T) {
 	// relay stamp it, then age it once more, quietly.
 	require.Eventually(t, func() bool {
 		var pending int
-		_ = b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+tbl+" WHERE relay_seq IS NULL").Scan(&pending)
+		_ = b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("relay_pending")).Scan(&pending)
 		return pending == 0
 	}, 5*time.Second, 10*time.Millisecond)
 	_, err = b.db.Pool.Exec(ctx, "BEGIN; SELECT set_config('bellhop.quiet', 'on', true); UPDATE "+tbl+

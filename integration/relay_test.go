@@ -69,7 +69,7 @@ func TestResumeFromLastEventID(t *testing.T) {
 	// Wait until the relay has stamped them, so they are history, not live.
 	require.Eventually(t, func() bool {
 		var n int
-		_ = b.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM "+b.db.Table("notifications")+" WHERE relay_seq IS NULL").Scan(&n)
+		_ = b.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM "+b.db.Table("relay_pending")).Scan(&n)
 		return n == 0
 	}, 5*time.Second, 10*time.Millisecond)
 
@@ -152,10 +152,12 @@ func TestTwoRelaysShareTheWork(t *testing.T) {
 		}
 		s.quiet(t, 200*time.Millisecond)
 	}
-	// Stamping was serialized: relay_seq is exactly 1..n, no gap, no repeat.
-	var count, maxSeq int64
-	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT count(DISTINCT relay_seq), max(relay_seq) FROM "+b.db.Table("notifications")).Scan(&count, &maxSeq))
+	// Stamping was serialized: the log's seq is exactly 1..n, one entry per
+	// row, no gap, no repeat.
+	var count, rows, maxSeq int64
+	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT count(DISTINCT seq), count(DISTINCT id), max(seq) FROM "+b.db.Table("relay_log")).Scan(&count, &rows, &maxSeq))
 	require.EqualValues(t, n, count)
+	require.EqualValues(t, n, rows)
 	require.EqualValues(t, n, maxSeq)
 }
 

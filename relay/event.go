@@ -13,8 +13,8 @@ import (
 
 // Event is the JSON of one SSE event, the `data:` of `event: notification`.
 type Event struct {
-	// Seq is the event id: the row's relay_seq, strictly increasing on a
-	// stream. It is also the SSE `id:`.
+	// Seq is the event id: the seq of the row's relay_log entry, strictly
+	// increasing on a stream. It is also the SSE `id:`.
 	Seq int64 `json:"seq"`
 	// Op is what happened: created, updated, read, unread, deleted,
 	// read_all (one event for a mark-all-read) or refetch (the stream could
@@ -31,6 +31,9 @@ type Event struct {
 // row is an event as read from the table, with its recipient.
 type row struct {
 	Event
+	// current is false for a stale log entry: the row changed again (a
+	// later entry pushes it) or is gone. It only moves the cursor.
+	current bool
 	to      outbox.Recipient
 	live    bool // the notification goes to the sse channel
 	changed time.Time
@@ -41,19 +44,22 @@ type row struct {
 // (read, unread, deleted, read_all) is pushed so other tabs follow; new and
 // updated notifications only when they go to the sse channel.
 func (r *row) pushed() bool {
-	return r.live || (r.Op != "created" && r.Op != "updated")
+	return r.current && (r.live || (r.Op != "created" && r.Op != "updated"))
 }
 
 func scanRow(cr pgx.CollectableRow) (*row, error) {
 	r := &row{}
 	var sse []byte
-	err := cr.Scan(&r.Seq, &r.ID, &r.to.Tenant, &r.to.Type, &r.to.ID, &r.Type, &r.Op,
+	err := cr.Scan(&r.Seq, &r.current, &r.ID, &r.to.Tenant, &r.to.Type, &r.to.ID, &r.Type, &r.Op,
 		&sse, &r.DatabaseKey, &r.ReadAt, &r.live, &r.changed)
 	if err != nil {
 		return nil, err
 	}
 	if sse != nil {
 		r.SSE = sse
+	}
+	if !r.current {
+		return r, nil
 	}
 	if r.Op == "read_all" {
 		// The marker row is not a notification of the inbox.

@@ -19,10 +19,10 @@ import (
 // tailBatch bounds the rows one tail query reads.
 const tailBatch = 1000
 
-// hub tails stamped rows by relay_seq and fans each out to the streams of
+// hub tails the relay log by seq and fans each row out to the streams of
 // its recipient. It never blocks on a stream: when a stream's buffer is
 // full, the hub stops feeding it and flags it behind; the stream then
-// catches up from the database by relay_seq (see Relay.stream). A client
+// catches up from the database by seq (see Relay.stream). A client
 // that stops reading altogether is cut by the write timeout.
 type hub struct {
 	pool     *pgxpool.Pool

@@ -11,15 +11,16 @@ import (
 // second is the schema's hash.
 const stampLockNamespace = 0x7265_6c79 // "rely"
 
-// stamp gives up to batch pending rows their relay_seq in one short
+// stamp logs up to batch newly committed rows in relay_log in one short
 // transaction, serialized across replicas, and announces the new head on the
-// relayed channel. It returns how many rows it stamped.
+// relayed channel. It returns how many rows it logged. The notification rows
+// themselves are only read.
 //
 // The statements go in one batch: one round trip, and, with no BEGIN, one
 // implicit transaction that ends at the batch's Sync, so the advisory lock is
 // held until the stamps commit. Each statement still takes its own snapshot
 // (READ COMMITTED), so the stamp sees every row committed before the lock
-// was granted.
+// was granted, and the cursor the previous stamp left.
 func (r *Relay) stamp(ctx context.Context) (int, error) {
 	var n int
 	var head int64

@@ -1,5 +1,6 @@
-// Package worker is the relay's write-facing half: River workers that stamp
-// committed notifications with relay_seq (the "relay" job), a safety-net
+// Package worker is the relay's write-facing half: River workers that log
+// committed notifications in relay_log, whose seq is the event id (the
+// "relay" job, stamping), a safety-net
 // sweep, and pruning; and the waker that turns the pending channel (or, in
 // poll mode, a timer) into relay jobs.
 //

@@ -494,7 +494,7 @@ func (s *soak) finish(ctx context.Context, start time.Time) int {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		var pending int
-		err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE relay_seq IS NULL").Scan(&pending)
+		err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{s.schema, "relay_pending"}.Sanitize()).Scan(&pending)
 		if err == nil && pending == 0 {
 			break
 		}
@@ -510,7 +510,9 @@ func (s *soak) finish(ctx context.Context, start time.Time) int {
 	}
 	truth := map[string]row{}
 	want := map[string]int{}
-	rows, err := s.pool.Query(ctx, "SELECT id::text, notifiable_id, coalesce(relay_seq, 0) FROM "+table)
+	// A row's event is its latest log entry, the one with its current xid.
+	rows, err := s.pool.Query(ctx, "SELECT n.id::text, n.notifiable_id, coalesce(l.seq, 0) FROM "+table+" AS n LEFT JOIN "+
+		pgx.Identifier{s.schema, "relay_log"}.Sanitize()+" AS l ON l.id = n.id AND l.xid = n.xid")
 	if err == nil {
 		for rows.Next() {
 			var id string

@@ -1,45 +1,96 @@
 -- The relay's own statements: stamping, the wake flag, pruning.
 
 -- name: HasPending
-SELECT EXISTS (SELECT 1 FROM bellhop.notifications WHERE relay_seq IS NULL);
+-- Whether a committed row version is not in the cursor's seen snapshot: it
+-- began after seen (xid >= its xmax) or was running then (its xip). During a
+-- round this also counts what the round already logged; one more stamp ends
+-- the round.
+SELECT EXISTS (
+    SELECT 1 FROM bellhop.notifications AS n, bellhop.relay_state AS s
+    WHERE n.xid >= pg_snapshot_xmax(s.seen)
+) OR EXISTS (
+    SELECT 1 FROM bellhop.notifications AS n, bellhop.relay_state AS s
+    WHERE n.xid = ANY (ARRAY(SELECT pg_snapshot_xip(s.seen)))
+);
 
 -- name: PlanStamp
 -- Transaction-local. Right after a bulk insert the table's statistics still
--- say the pending set is tiny, and the planner picks a bitmap scan and sorts
--- every pending row to take the first $1: 240 ms per batch at 100,000
--- pending, where the pending index, already in order, takes 3 ms.
-SELECT set_config('enable_bitmapscan', 'off', true);
+-- say the new set is tiny, and the planner picks a bitmap scan and sorts
+-- every new row to take the first $1: 240 ms per batch at 100,000 pending,
+-- where the xid index, already in order, takes 3 ms. And a latency path is
+-- never worth compiling: a backlog's estimates would cross jit_above_cost.
+SELECT set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true);
 
 -- name: Lock
 -- Serializes stamping across every relay replica until the transaction ends,
--- so relay_seq is handed out, and committed, in order.
+-- so seq is handed out, and committed, in order.
 SELECT pg_advisory_xact_lock($1, hashtext($2));
 
 -- name: Stamp
--- Gives up to $1 pending rows the next relay_seq values, oldest change first,
--- moves the head and, if it stamped any, announces the new head on channel
--- $2 (delivered at commit). Returns how many rows, and the new head.
-WITH batch AS (
-    SELECT id, row_number() OVER (ORDER BY updated_at, id) AS n
-    FROM bellhop.notifications
-    WHERE relay_seq IS NULL
-    ORDER BY updated_at, id
+-- Logs up to $1 rows the cursor has not seen, in (xid, id) order, under the
+-- next seq values, moves the cursor and, if it logged any, announces the new
+-- head on channel $2 (delivered at commit). Returns how many rows, and the
+-- new head. The notification rows are only read.
+--
+-- A round starts from a fresh snapshot (next) and logs every row version
+-- visible in it but not in seen: those whose xid is at or past seen's xmax,
+-- and those of transactions seen's xip lists as running. A round longer
+-- than one batch goes on from (next_xid, next_id) in the next stamp; a row
+-- changed meanwhile has a new xid, not in next, and comes in the next round.
+WITH st AS (
+    SELECT last_seq, seen,
+           coalesce(next, pg_current_snapshot()) AS next,
+           CASE WHEN next IS NULL THEN '0'::xid8 ELSE next_xid END AS after_xid,
+           CASE WHEN next IS NULL THEN '00000000-0000-0000-0000-000000000000'::uuid ELSE next_id END AS after_id
+    FROM bellhop.relay_state
+), batch AS (
+    -- The state is read through scalar subqueries: one row, which the
+    -- planner then knows, and parameters an index scan can start from. Each
+    -- branch walks the xid index in order and stops at $1, so at most 2 x $1
+    -- rows are sorted however large the backlog.
+    SELECT u.*, row_number() OVER (ORDER BY u.xid, u.id) AS k
+    FROM (
+        (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id
+         FROM bellhop.notifications AS n
+         WHERE n.xid >= pg_snapshot_xmax((SELECT seen FROM st))
+           AND n.xid < pg_snapshot_xmax((SELECT next FROM st))
+           AND (n.xid, n.id) > ((SELECT after_xid FROM st), (SELECT after_id FROM st))
+           AND pg_visible_in_snapshot(n.xid, (SELECT next FROM st))
+         ORDER BY n.xid, n.id
+         LIMIT $1)
+        UNION ALL
+        (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id
+         FROM bellhop.notifications AS n
+         WHERE n.xid = ANY (ARRAY(SELECT pg_snapshot_xip((SELECT seen FROM st))))
+           AND (n.xid, n.id) > ((SELECT after_xid FROM st), (SELECT after_id FROM st))
+           AND pg_visible_in_snapshot(n.xid, (SELECT next FROM st))
+         ORDER BY n.xid, n.id
+         LIMIT $1)
+    ) AS u
+    ORDER BY u.xid, u.id
     LIMIT $1
-), head AS (
+), counted AS (
+    SELECT count(*) AS n, max(k) AS last_k FROM batch
+), logged AS (
+    INSERT INTO bellhop.relay_log (seq, id, xid, tenant_id, notifiable_type, notifiable_id)
+    SELECT (SELECT last_seq FROM st) + b.k, b.id, b.xid, b.tenant_id, b.notifiable_type, b.notifiable_id
+    FROM batch AS b
+    RETURNING seq
+), moved AS (
+    -- Writes only when there is something to record: a round that logged
+    -- rows, or one that must end. An empty poll writes nothing.
     UPDATE bellhop.relay_state
-    SET last_seq = last_seq + (SELECT count(*) FROM batch)
-    WHERE EXISTS (SELECT 1 FROM batch)
-    RETURNING last_seq - (SELECT count(*) FROM batch) AS base, last_seq
-), stamped AS (
-    UPDATE bellhop.notifications AS t
-    SET relay_seq = head.base + batch.n
-    FROM batch, head
-    WHERE t.id = batch.id
-    RETURNING t.relay_seq
+    SET last_seq = last_seq + (SELECT n FROM counted),
+        seen     = CASE WHEN (SELECT n FROM counted) < $1 THEN (SELECT next FROM st) ELSE seen END,
+        next     = CASE WHEN (SELECT n FROM counted) < $1 THEN NULL ELSE (SELECT next FROM st) END,
+        next_xid = coalesce((SELECT xid FROM batch WHERE k = $1), '0'),
+        next_id  = coalesce((SELECT id FROM batch WHERE k = $1), '00000000-0000-0000-0000-000000000000')
+    WHERE (SELECT n FROM counted) > 0 OR next IS NOT NULL
 )
-SELECT s.n, s.head
-FROM (SELECT count(*) AS n, coalesce(max(relay_seq), 0) AS head FROM stamped) AS s
-LEFT JOIN LATERAL (SELECT pg_notify($2, s.head::text) WHERE s.n > 0) AS announced ON true;
+SELECT c.n, coalesce(h.head, 0)
+FROM counted AS c
+CROSS JOIN (SELECT max(seq) AS head FROM logged) AS h
+LEFT JOIN LATERAL (SELECT pg_notify($2, h.head::text) WHERE c.n > 0) AS announced ON true;
 
 -- name: SetWake
 -- Non-transactional: writers see the flip at once.
@@ -58,22 +109,36 @@ SELECT NOT EXISTS (
 
 -- name: Prune
 -- Deletes, $3 at a time: deleted rows and live-only rows once past the
--- replay window ($1), read rows past the retention ($2). Remembers the
--- highest relay_seq deleted: a client resuming from below it must refetch.
+-- replay window ($1), read rows past the retention ($2), each only once the
+-- relay has logged it; then log entries older than the replay window.
+-- Remembers the highest seq whose entry it deleted: a client resuming from
+-- below it may have missed a change and must refetch.
 WITH doomed AS (
-    SELECT id FROM bellhop.notifications
-    WHERE relay_seq IS NOT NULL AND (
-           (deleted_at IS NOT NULL AND deleted_at < now() - $1::interval)
-        OR (NOT 'database' = ANY (channels) AND updated_at < now() - $1::interval)
-        OR (read_at IS NOT NULL AND read_at < now() - $2::interval))
+    SELECT n.id FROM bellhop.notifications AS n, bellhop.relay_state AS s
+    WHERE pg_visible_in_snapshot(n.xid, s.seen) AND (
+           (n.deleted_at IS NOT NULL AND n.deleted_at < now() - $1::interval)
+        OR (NOT 'database' = ANY (n.channels) AND n.updated_at < now() - $1::interval)
+        OR (n.read_at IS NOT NULL AND n.read_at < now() - $2::interval))
     LIMIT $3
 ), gone AS (
     DELETE FROM bellhop.notifications AS t USING doomed
     WHERE t.id = doomed.id
-    RETURNING t.relay_seq
+    RETURNING t.id, t.tenant_id, t.notifiable_type, t.notifiable_id
+), unlogged AS (
+    DELETE FROM bellhop.relay_log AS l USING gone AS g
+    WHERE l.tenant_id = g.tenant_id AND l.notifiable_type = g.notifiable_type
+      AND l.notifiable_id = g.notifiable_id AND l.id = g.id
+    RETURNING l.seq
+), aged AS (
+    DELETE FROM bellhop.relay_log
+    WHERE seq <= (SELECT max(seq) FROM (
+        SELECT seq, logged_at FROM bellhop.relay_log ORDER BY seq LIMIT $3) AS oldest
+        WHERE logged_at < now() - $1::interval)
+      AND seq NOT IN (SELECT seq FROM unlogged)
+    RETURNING seq
 ), horizon AS (
     UPDATE bellhop.relay_state
-    SET pruned_seq = greatest(pruned_seq, (SELECT max(relay_seq) FROM gone))
-    WHERE EXISTS (SELECT 1 FROM gone)
+    SET pruned_seq = greatest(pruned_seq, (SELECT max(seq) FROM unlogged), (SELECT max(seq) FROM aged))
+    WHERE EXISTS (SELECT 1 FROM unlogged) OR EXISTS (SELECT 1 FROM aged)
 )
-SELECT count(*) FROM gone;
+SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM aged);
