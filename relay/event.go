@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bellhophq/bellhop/outbox"
+	"github.com/bellhophq/bellhop/worker"
 )
 
 // Event is the JSON of one SSE event, the `data:` of `event: notification`.
@@ -48,25 +49,34 @@ func (r *row) pushed() bool {
 }
 
 func scanRow(cr pgx.CollectableRow) (*row, error) {
-	r := &row{}
-	var sse []byte
-	err := cr.Scan(&r.Seq, &r.current, &r.ID, &r.to.Tenant, &r.to.Type, &r.to.ID, &r.Type, &r.Op,
-		&sse, &r.DatabaseKey, &r.ReadAt, &r.live, &r.changed)
+	e, err := worker.ScanEntry(cr)
 	if err != nil {
 		return nil, err
 	}
-	if sse != nil {
-		r.SSE = sse
+	return newRow(e), nil
+}
+
+// newRow makes an entry an event, its frame rendered once for every stream.
+func newRow(e worker.Entry) *row {
+	r := &row{
+		Event:   Event{Seq: e.Seq, Op: e.Op, ID: e.ID, Type: e.Type, DatabaseKey: e.DatabaseKey, ReadAt: e.ReadAt},
+		current: e.Current,
+		to:      e.To,
+		live:    e.Live,
+		changed: e.Changed,
 	}
 	if !r.current {
-		return r, nil
+		return r
+	}
+	if e.SSE != nil {
+		r.SSE = e.SSE
 	}
 	if r.Op == "read_all" {
 		// The marker row is not a notification of the inbox.
 		r.ID, r.Type = "", ""
 	}
 	r.frame = encodeFrame(r.Seq, "notification", &r.Event)
-	return r, nil
+	return r
 }
 
 // encodeFrame renders one SSE event. JSON never contains a raw newline, so

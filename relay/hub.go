@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,6 +16,7 @@ import (
 	"github.com/bellhophq/bellhop/internal/listen"
 	"github.com/bellhophq/bellhop/internal/metrics"
 	"github.com/bellhophq/bellhop/outbox"
+	"github.com/bellhophq/bellhop/worker"
 )
 
 // tailBatch bounds the rows one tail query reads.
@@ -32,8 +35,10 @@ type hub struct {
 	q        *queries
 	buffer   int
 
-	mu     sync.RWMutex
-	cursor int64 // every row up to here has been fanned out
+	mu sync.RWMutex
+	// cursor: every entry up to here has been fanned out. Written under
+	// mu; read without it by the listener's filter.
+	cursor atomic.Int64
 	subs   map[outbox.Recipient]map[*subscriber]struct{}
 	count  int
 
@@ -69,6 +74,12 @@ func newHub(pool *pgxpool.Pool, channel string, q *queries, buffer int, m *metri
 	}
 	h.listener = listen.New(pool, channel, log)
 	h.listener.OnReconnect = func() { m.ListenerReconnects.WithLabelValues("relayed").Inc() }
+	// The payload is the new head: when this process stamped it, the hub
+	// has it already (see stamped) and need not read it back.
+	h.listener.Stale = func(payload string) bool {
+		head, err := strconv.ParseInt(payload, 10, 64)
+		return err == nil && head <= h.cursor.Load()
+	}
 	return h
 }
 
@@ -79,7 +90,7 @@ func (h *hub) start(ctx context.Context) error {
 	if err := h.pool.QueryRow(ctx, h.q.head).Scan(&head, &pruned); err != nil {
 		return fmt.Errorf("read relay head: %w", err)
 	}
-	h.cursor = head
+	h.cursor.Store(head)
 	return nil
 }
 
@@ -114,7 +125,7 @@ func (h *hub) run(ctx context.Context) {
 
 // tail reads the rows after the cursor once and fans them out.
 func (h *hub) tail(ctx context.Context) (int, error) {
-	rows, err := h.pool.Query(ctx, h.q.tail, h.cursor, tailBatch)
+	rows, err := h.pool.Query(ctx, h.q.tail, h.cursor.Load(), tailBatch)
 	if err != nil {
 		return 0, err
 	}
@@ -126,7 +137,35 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	h.mu.Lock()
+	h.fanOut(batch)
+	h.mu.Unlock()
+	return len(batch), nil
+}
+
+// stamped pushes what this process's stamp just logged and committed,
+// unless the hub is missing entries before it (another replica's): then it
+// reads them all in order from the table.
+func (h *hub) stamped(entries []worker.Entry) {
+	batch := make([]*row, len(entries))
+	for i, e := range entries {
+		batch[i] = newRow(e)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if batch[0].Seq > h.cursor.Load()+1 {
+		h.listener.Kick()
+		return
+	}
+	h.fanOut(batch)
+}
+
+// fanOut hands each row after the cursor to its recipient's streams and
+// moves the cursor. The caller holds h.mu.
+func (h *hub) fanOut(batch []*row) {
 	for _, r := range batch {
+		if r.Seq <= h.cursor.Load() {
+			continue // the stamp's own push, or the tail's, came first
+		}
 		if r.pushed() {
 			for s := range h.subs[r.to] {
 				if s.lagging {
@@ -142,10 +181,8 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 			}
 			h.metrics.ObserveLag(r.changed)
 		}
-		h.cursor = r.Seq
+		h.cursor.Store(r.Seq)
 	}
-	h.mu.Unlock()
-	return len(batch), nil
 }
 
 var errClosed = errors.New("relay is shutting down")
@@ -167,7 +204,7 @@ func (h *hub) subscribe(to outbox.Recipient) (*subscriber, int64, error) {
 	h.subs[to][s] = struct{}{}
 	h.count++
 	h.metrics.StreamsConnected.Inc()
-	return s, h.cursor, nil
+	return s, h.cursor.Load(), nil
 }
 
 // resume feeds a lagging stream again from now on and returns the cursor:
@@ -176,7 +213,7 @@ func (h *hub) resume(s *subscriber) int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s.lagging = false
-	return h.cursor
+	return h.cursor.Load()
 }
 
 func (h *hub) unsubscribe(s *subscriber) {

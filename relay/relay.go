@@ -148,6 +148,7 @@ func connect(ctx, authCtx context.Context, cfg Config, log *slog.Logger) (*Relay
 
 func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger) (*Relay, error) {
 	m := metrics.New()
+	var h *hub // the stamp pushes through it; set below, before Start
 	w, err := worker.New(pool, worker.Config{
 		Schema:        cfg.Schema,
 		WakeMode:      worker.WakeMode(cfg.WakeMode),
@@ -159,6 +160,7 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 		PruneInterval: cfg.PruneInterval,
 		Logger:        log,
 		Metrics:       m,
+		Stamped:       func(es []worker.Entry) { h.stamped(es) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("BELLHOP_WAKE_MODE or related: %w", err)
@@ -176,7 +178,8 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 	if err := set.Err(); err != nil {
 		return nil, err
 	}
-	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), &r.q, cfg.StreamBuffer, m, log)
+	h = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), &r.q, cfg.StreamBuffer, m, log)
+	r.hub = h
 	r.handler = r.routes()
 	return r, nil
 }

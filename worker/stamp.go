@@ -22,21 +22,27 @@ const stampLockNamespace = 0x7265_6c79 // "rely"
 // (READ COMMITTED), so the stamp sees every row committed before the lock
 // was granted, and the cursor the previous stamp left.
 func (r *Relay) stamp(ctx context.Context) (int, error) {
-	var n int
-	var head int64
+	var logged []Entry
 	b := &pgx.Batch{}
 	b.Queue(r.q.planStamp)
 	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
-	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&n, &head)
+	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel).Query(func(rows pgx.Rows) error {
+		var err error
+		logged, err = pgx.CollectRows(rows, ScanEntry)
+		return err
 	})
+	// The entries are read before the Sync that commits them: nothing is
+	// pushed until Close reports the commit.
 	if err := r.pool.SendBatch(ctx, b).Close(); err != nil {
 		return 0, fmt.Errorf("stamp pending rows: %w", err)
 	}
-	if n > 0 {
-		r.metrics.StampBatch.Observe(float64(n))
+	if len(logged) > 0 {
+		r.metrics.StampBatch.Observe(float64(len(logged)))
+		if r.cfg.Stamped != nil {
+			r.cfg.Stamped(logged)
+		}
 	}
-	return n, nil
+	return len(logged), nil
 }
 
 func (r *Relay) hasPending(ctx context.Context) (bool, error) {

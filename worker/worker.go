@@ -75,6 +75,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics defaults to a fresh set.
 	Metrics *metrics.Metrics
+	// Stamped, if set, gets the entries of every stamp that logged any,
+	// in seq order, once they are committed: the process's own hub pushes
+	// them without waiting for the relayed NOTIFY and reading them back.
+	Stamped func([]Entry)
 }
 
 func (c *Config) defaults() error {

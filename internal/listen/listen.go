@@ -31,6 +31,9 @@ type Listener struct {
 	Wake chan struct{}
 	// OnReconnect, if set, is called after every connect but the first.
 	OnReconnect func()
+	// Stale, if set, tells notifications that need no wake by their
+	// payload: news the waiting side already has.
+	Stale func(payload string) bool
 	log         *slog.Logger
 
 	connected atomic.Bool
@@ -104,9 +107,14 @@ func (l *Listener) HandleBacklog(ctx context.Context, channel string, conn *pgx.
 
 // HandleNotification handles one notification.
 func (l *Listener) HandleNotification(ctx context.Context, n *pgconn.Notification, conn *pgx.Conn) error {
-	l.signal()
+	if l.Stale == nil || !l.Stale(n.Payload) {
+		l.signal()
+	}
 	return nil
 }
+
+// Kick signals Wake as a notification would.
+func (l *Listener) Kick() { l.signal() }
 
 func (l *Listener) signal() {
 	select {

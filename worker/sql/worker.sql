@@ -29,8 +29,10 @@ SELECT pg_advisory_xact_lock($1, hashtext($2));
 -- name: Stamp
 -- Logs up to $1 rows the cursor has not seen, in (xid, id) order, under the
 -- next seq values, moves the cursor and, if it logged any, announces the new
--- head on channel $2 (delivered at commit). Returns how many rows, and the
--- new head. The notification rows are only read.
+-- head on channel $2 (delivered at commit). Returns the entries it logged,
+-- in the shape of the hub's Tail (relay/sql/relay.sql), so the stamping
+-- process pushes them without reading them back. The notification rows are
+-- only read.
 --
 -- A round starts from a fresh snapshot (next) and logs every row version
 -- visible in it but not in seen: those whose xid is at or past seen's xmax,
@@ -50,7 +52,8 @@ WITH st AS (
     -- rows are sorted however large the backlog.
     SELECT u.*, row_number() OVER (ORDER BY u.xid, u.id) AS k
     FROM (
-        (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id
+        (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
+                n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at
          FROM bellhop.notifications AS n
          WHERE n.xid >= pg_snapshot_xmax((SELECT seen FROM st))
            AND n.xid < pg_snapshot_xmax((SELECT next FROM st))
@@ -59,7 +62,8 @@ WITH st AS (
          ORDER BY n.xid, n.id
          LIMIT $1)
         UNION ALL
-        (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id
+        (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
+                n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at
          FROM bellhop.notifications AS n
          WHERE n.xid = ANY (ARRAY(SELECT pg_snapshot_xip((SELECT seen FROM st))))
            AND (n.xid, n.id) > ((SELECT after_xid FROM st), (SELECT after_id FROM st))
@@ -87,10 +91,13 @@ WITH st AS (
         next_id  = coalesce((SELECT id FROM batch WHERE k = $1), '00000000-0000-0000-0000-000000000000')
     WHERE (SELECT n FROM counted) > 0 OR next IS NOT NULL
 )
-SELECT c.n, coalesce(h.head, 0)
-FROM counted AS c
-CROSS JOIN (SELECT max(seq) AS head FROM logged) AS h
-LEFT JOIN LATERAL (SELECT pg_notify($2, h.head::text) WHERE c.n > 0) AS announced ON true;
+SELECT (SELECT last_seq FROM st) + b.k, true, b.id::text, b.tenant_id, b.notifiable_type, b.notifiable_id,
+       b.type, b.op, b.sse, b.database_key, b.read_at, 'sse' = ANY (b.channels), b.updated_at
+FROM batch AS b
+LEFT JOIN LATERAL (
+    SELECT pg_notify($2, ((SELECT last_seq FROM st) + (SELECT n FROM counted))::text) WHERE b.k = 1
+) AS announced ON true
+ORDER BY b.k;
 
 -- name: SetWake
 -- Non-transactional: writers see the flip at once.
