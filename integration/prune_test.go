@@ -82,7 +82,7 @@ func TestPruneAndRefetch(t *testing.T) {
 
 	// Resuming from before the pruned horizon, or from beyond the head (another
 	// database), cannot be replayed: one refetch event, then live events.
-	for _, from := range []int64{first, head + 1000} {
+	for _, from := range []int64{first, head + 1<<40} {
 		rs := openStream(t, r.URL, alice, from)
 		ev := rs.next(t, 5*time.Second)
 		require.Equal(t, "refetch", ev.Data.Op)

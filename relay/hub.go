@@ -143,16 +143,16 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 }
 
 // stamped pushes what this process's stamp just logged and committed,
-// unless the hub is missing entries before it (another replica's): then it
-// reads them all in order from the table.
-func (h *hub) stamped(entries []worker.Entry) {
+// unless the hub is missing entries up to after, the head before them
+// (another replica's): then it reads them all in order from the table.
+func (h *hub) stamped(after int64, entries []worker.Entry) {
 	batch := make([]*row, len(entries))
 	for i, e := range entries {
 		batch[i] = newRow(e)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if batch[0].Seq > h.cursor.Load()+1 {
+	if after > h.cursor.Load() {
 		h.listener.Kick()
 		return
 	}

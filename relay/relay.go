@@ -49,7 +49,10 @@ type Config struct {
 	PollInterval time.Duration `env:"BELLHOP_POLL_INTERVAL, default=5ms"`
 	// BusyPoll is the pause between stamps while rows keep coming: shorter
 	// is lower latency, longer batches more rows per WAL flush.
-	BusyPoll      time.Duration `env:"BELLHOP_BUSY_POLL, default=1ms"`
+	BusyPoll time.Duration `env:"BELLHOP_BUSY_POLL, default=1ms"`
+	// DurableStamps makes every stamp wait for its own WAL flush (see
+	// Durability in worker/sql/worker.sql).
+	DurableStamps bool          `env:"BELLHOP_DURABLE_STAMPS"`
 	SweepInterval time.Duration `env:"BELLHOP_SWEEP_INTERVAL, default=1s"`
 	Retention     time.Duration `env:"BELLHOP_RETENTION, default=2160h"`
 	ReplayWindow  time.Duration `env:"BELLHOP_REPLAY_WINDOW, default=24h"`
@@ -160,7 +163,9 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 		PruneInterval: cfg.PruneInterval,
 		Logger:        log,
 		Metrics:       m,
-		Stamped:       func(es []worker.Entry) { h.stamped(es) },
+		Stamped:       func(after int64, es []worker.Entry) { h.stamped(after, es) },
+		Floor:         func() int64 { return h.cursor.Load() },
+		DurableStamps: cfg.DurableStamps,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("BELLHOP_WAKE_MODE or related: %w", err)

@@ -33,7 +33,11 @@ type Entry struct {
 // ScanEntry reads one entry.
 func ScanEntry(row pgx.CollectableRow) (Entry, error) {
 	var e Entry
-	err := row.Scan(&e.Seq, &e.Current, &e.ID, &e.To.Tenant, &e.To.Type, &e.To.ID, &e.Type, &e.Op,
-		&e.SSE, &e.DatabaseKey, &e.ReadAt, &e.Live, &e.Changed)
+	err := row.Scan(e.fields()...)
 	return e, err
+}
+
+func (e *Entry) fields() []any {
+	return []any{&e.Seq, &e.Current, &e.ID, &e.To.Tenant, &e.To.Type, &e.To.ID, &e.Type, &e.Op,
+		&e.SSE, &e.DatabaseKey, &e.ReadAt, &e.Live, &e.Changed}
 }

@@ -23,14 +23,26 @@ const stampLockNamespace = 0x7265_6c79 // "rely"
 // was granted, and the cursor the previous stamp left.
 func (r *Relay) stamp(ctx context.Context) (int, error) {
 	var logged []Entry
+	var after int64
+	var floor int64
+	if r.cfg.Floor != nil {
+		floor = r.cfg.Floor()
+	}
 	b := &pgx.Batch{}
 	b.Queue(r.q.planStamp)
 	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
-	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel).Query(func(rows pgx.Rows) error {
+	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor).Query(func(rows pgx.Rows) error {
 		var err error
-		logged, err = pgx.CollectRows(rows, ScanEntry)
+		logged, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Entry, error) {
+			var e Entry
+			err := row.Scan(append(e.fields(), &after)...)
+			return e, err
+		})
 		return err
 	})
+	if !r.cfg.DurableStamps {
+		b.Queue(r.q.durability)
+	}
 	// The entries are read before the Sync that commits them: nothing is
 	// pushed until Close reports the commit.
 	if err := r.pool.SendBatch(ctx, b).Close(); err != nil {
@@ -39,7 +51,7 @@ func (r *Relay) stamp(ctx context.Context) (int, error) {
 	if len(logged) > 0 {
 		r.metrics.StampBatch.Observe(float64(len(logged)))
 		if r.cfg.Stamped != nil {
-			r.cfg.Stamped(logged)
+			r.cfg.Stamped(after, logged)
 		}
 	}
 	return len(logged), nil

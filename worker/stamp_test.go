@@ -29,7 +29,7 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 	var plan []string
 	b := &pgx.Batch{}
 	b.Queue(r.q.planStamp)
-	b.Queue("EXPLAIN "+r.q.stamp, r.cfg.BatchSize, "unused").Query(func(rows pgx.Rows) error {
+	b.Queue("EXPLAIN "+r.q.stamp, r.cfg.BatchSize, "unused", 0).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var line string
 			if err := rows.Scan(&line); err != nil {
@@ -50,8 +50,7 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 	require.Equal(t, r.cfg.BatchSize, n)
 	var first, last int64
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT min(seq), max(seq) FROM "+db.Table("relay_log")).Scan(&first, &last))
-	require.EqualValues(t, 1, first)
-	require.EqualValues(t, r.cfg.BatchSize, last)
+	require.EqualValues(t, r.cfg.BatchSize-1, last-first, "one batch takes consecutive seqs")
 
 	// The rest of the round, then the round's end: every row once, no gap.
 	for {
@@ -61,17 +60,93 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 			break
 		}
 	}
-	var entries, rows, distinct int
-	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*), count(DISTINCT id), max(seq) FROM "+db.Table("relay_log")).Scan(&entries, &distinct, &last))
+	var entries, rows, distinct, seqs int
+	var head int64
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*), count(DISTINCT id), count(DISTINCT seq), max(seq) FROM "+
+		db.Table("relay_log")).Scan(&entries, &distinct, &seqs, &last))
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+db.Table("notifications")).Scan(&rows))
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT last_seq FROM "+db.Table("relay_state")).Scan(&head))
 	require.Equal(t, 20000, rows)
 	require.Equal(t, rows, entries)
 	require.Equal(t, rows, distinct)
-	require.EqualValues(t, rows, last)
+	require.Equal(t, rows, seqs)
+	require.Equal(t, head, last)
 	var pending int
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+db.Table("relay_pending")).Scan(&pending))
 	require.Zero(t, pending)
 	var inRound bool
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT next IS NOT NULL FROM "+db.Table("relay_state")).Scan(&inRound))
 	require.False(t, inRound, "the round ended")
+}
+
+// stampTx runs one stamp by hand in a transaction, with floor, and reports
+// the seqs it handed out and whether it would commit without waiting for
+// its WAL flush.
+func stampTx(t *testing.T, r *Relay, db *pgtest.DB, floor int64) (seqs []int64, async bool) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck // committed below
+	_, err = tx.Exec(ctx, r.q.lock, stampLockNamespace, r.cfg.Schema)
+	require.NoError(t, err)
+	rows, err := tx.Query(ctx, r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor)
+	require.NoError(t, err)
+	rows.Close()
+	require.NoError(t, rows.Err())
+	var mode string
+	require.NoError(t, tx.QueryRow(ctx, r.q.durability).Scan(&mode))
+	require.NoError(t, tx.Commit(ctx))
+	rows, err = db.Pool.Query(ctx, "SELECT seq FROM "+db.Table("relay_log")+" ORDER BY seq")
+	require.NoError(t, err)
+	seqs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	return seqs, mode == "off"
+}
+
+// Seqs stay at or below the database clock, in microseconds, while the
+// relay keeps up; only then does a stamp skip its WAL flush. A stamp never
+// hands out a seq at or below the process's floor, the highest it pushed:
+// after a crash took stamps back, no client's id is handed out again.
+func TestStampSeqsFollowTheClock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	r, err := New(db.Pool, Config{Schema: db.Schema})
+	require.NoError(t, err)
+	send := func(n int) {
+		_, err := db.Pool.Exec(ctx, "INSERT INTO "+db.Table("notifications")+
+			" (notifiable_id, type) SELECT 'u', 'clock' FROM generate_series(1, $1)", n)
+		require.NoError(t, err)
+	}
+	clockUS := func() int64 {
+		var us int64
+		require.NoError(t, db.Pool.QueryRow(ctx, "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint").Scan(&us))
+		return us
+	}
+
+	send(3)
+	before := clockUS()
+	seqs, async := stampTx(t, r, db, 0)
+	require.Len(t, seqs, 3)
+	require.True(t, async, "a head behind the clock needs no flush of its own")
+	require.Equal(t, []int64{seqs[0], seqs[0] + 1, seqs[0] + 2}, seqs)
+	require.LessOrEqual(t, before-3, seqs[0], "seqs come from the clock when the head is behind it")
+	require.LessOrEqual(t, seqs[2], clockUS())
+
+	// A head ahead of the clock (a burst past a million a second, or a clock
+	// that stepped back): the next seqs follow the head, and the stamp waits
+	// for its flush.
+	ahead := clockUS() + 3_600_000_000
+	_, err = db.Pool.Exec(ctx, "UPDATE "+db.Table("relay_state")+" SET last_seq = $1", ahead)
+	require.NoError(t, err)
+	send(1)
+	seqs, async = stampTx(t, r, db, 0)
+	require.Equal(t, ahead+1, seqs[len(seqs)-1])
+	require.False(t, async)
+
+	// A floor above the head wins.
+	send(1)
+	seqs, _ = stampTx(t, r, db, ahead+1000)
+	require.Equal(t, ahead+1001, seqs[len(seqs)-1])
 }

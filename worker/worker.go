@@ -76,9 +76,16 @@ type Config struct {
 	// Metrics defaults to a fresh set.
 	Metrics *metrics.Metrics
 	// Stamped, if set, gets the entries of every stamp that logged any,
-	// in seq order, once they are committed: the process's own hub pushes
-	// them without waiting for the relayed NOTIFY and reading them back.
-	Stamped func([]Entry)
+	// in seq order, once they are committed, and the head before them: the
+	// process's own hub pushes them without waiting for the relayed NOTIFY
+	// and reading them back.
+	Stamped func(after int64, entries []Entry)
+	// Floor, if set, is the highest seq the process has pushed: stamps
+	// never hand out a seq at or below it.
+	Floor func() int64
+	// DurableStamps makes every stamp wait for its WAL flush, whatever the
+	// clock (see Durability in sql/worker.sql).
+	DurableStamps bool
 }
 
 func (c *Config) defaults() error {
@@ -130,7 +137,7 @@ type Relay struct {
 	relayedChannel string
 	wakeSeq        string
 	q              struct {
-		hasPending, planStamp, lock, stamp, setWake, snapshot, settled, prune string
+		hasPending, planStamp, lock, stamp, durability, setWake, snapshot, settled, prune string
 	}
 
 	// busy is up while a relay job of this process may still stamp what is
@@ -166,6 +173,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 	r.q.planStamp = set.Get("PlanStamp")
 	r.q.lock = set.Get("Lock")
 	r.q.stamp = set.Get("Stamp")
+	r.q.durability = set.Get("Durability")
 	r.q.setWake = set.Get("SetWake")
 	r.q.snapshot = set.Get("Snapshot")
 	r.q.settled = set.Get("Settled")

@@ -34,7 +34,7 @@ type Listener struct {
 	// Stale, if set, tells notifications that need no wake by their
 	// payload: news the waiting side already has.
 	Stale func(payload string) bool
-	log         *slog.Logger
+	log   *slog.Logger
 
 	connected atomic.Bool
 	failures  atomic.Int32
