@@ -351,10 +351,10 @@ func (b *testBundle) startRelays(t *testing.T, n int, env ...string) []*relayPro
 
 // drill is one drill's load, streams and ledger.
 type drill struct {
-	b       *testBundle
-	to      []outbox.Recipient
-	urls    func() []string
-	spread  bool // streams start on different replicas
+	b      *testBundle
+	to     []outbox.Recipient
+	urls   func() []string
+	spread bool // streams start on different replicas
 	// repeats tolerates a row arriving again under a later seq (a stamp
 	// taken back by a crash); its last arrival must carry the table's seq.
 	repeats bool
