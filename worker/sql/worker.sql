@@ -15,11 +15,13 @@ SELECT EXISTS (
 
 -- name: PlanStamp
 -- Transaction-local. Right after a bulk insert the table's statistics still
--- say the new set is tiny, and the planner picks a bitmap scan and sorts
--- every new row to take the first $1: 240 ms per batch at 100,000 pending,
--- where the xid index, already in order, takes 3 ms. And a latency path is
--- never worth compiling: a backlog's estimates would cross jit_above_cost.
-SELECT set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true);
+-- say the new set is tiny, and the planner picks a bitmap or sequential
+-- scan and sorts every new row to take the first $1: 240 ms per batch at
+-- 100,000 pending, where the xid index, already in order, takes 3 ms. And a
+-- latency path is never worth compiling: a backlog's estimates would cross
+-- jit_above_cost.
+SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true),
+       set_config('jit', 'off', true);
 
 -- name: Lock
 -- Serializes stamping across every relay replica until the transaction ends,
@@ -43,13 +45,25 @@ SELECT pg_advisory_xact_lock($1, hashtext($2));
 -- and those of transactions seen's xip lists as running. A round longer
 -- than one batch goes on from (next_xid, next_id) in the next stamp; a row
 -- changed meanwhile has a new xid, not in next, and comes in the next round.
-WITH st AS (
+WITH state AS (
     SELECT last_seq, seen,
            floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS clock_us,
            coalesce(next, pg_current_snapshot()) AS next,
            CASE WHEN next IS NULL THEN '0'::xid8 ELSE next_xid END AS after_xid,
-           CASE WHEN next IS NULL THEN '00000000-0000-0000-0000-000000000000'::uuid ELSE next_id END AS after_id
+           CASE WHEN next IS NULL THEN '00000000-0000-0000-0000-000000000000'::uuid ELSE next_id END AS after_id,
+           -- (xid, id) > (xmax - 1, the greatest uuid) is xid >= xmax, as
+           -- a bound on both columns.
+           (pg_snapshot_xmax(seen)::text::numeric - 1)::text::xid8 AS below_xmax,
+           'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid AS last_uuid
     FROM bellhop.relay_state
+), st AS (
+    -- The range branch below starts from one row bound, the later of the
+    -- round's position and seen's xmax: two bounds on the leading column
+    -- would let the index scan start from the lower one.
+    SELECT *,
+           CASE WHEN (after_xid, after_id) > (below_xmax, last_uuid) THEN after_xid ELSE below_xmax END AS from_xid,
+           CASE WHEN (after_xid, after_id) > (below_xmax, last_uuid) THEN after_id ELSE last_uuid END AS from_id
+    FROM state
 ), batch AS (
     -- The state is read through scalar subqueries: one row, which the
     -- planner then knows, and parameters an index scan can start from. Each
@@ -60,9 +74,8 @@ WITH st AS (
         (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
                 n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at
          FROM bellhop.notifications AS n
-         WHERE n.xid >= pg_snapshot_xmax((SELECT seen FROM st))
+         WHERE (n.xid, n.id) > ((SELECT from_xid FROM st), (SELECT from_id FROM st))
            AND n.xid < pg_snapshot_xmax((SELECT next FROM st))
-           AND (n.xid, n.id) > ((SELECT after_xid FROM st), (SELECT after_id FROM st))
            AND pg_visible_in_snapshot(n.xid, (SELECT next FROM st))
          ORDER BY n.xid, n.id
          LIMIT $1)
