@@ -37,15 +37,33 @@ type relayWorker struct {
 
 func (w *relayWorker) Timeout(*river.Job[RelayArgs]) time.Duration { return maxJobRun + time.Minute }
 
+// Work drains, unless a relay job of this process already is: a second
+// drain loop would only double the stamps and contend for their lock. A
+// woken job then leaves its wake-up to the draining one (again), which
+// looks once more before it ends; a sweep has nothing to add.
 func (w *relayWorker) Work(ctx context.Context, job *river.Job[RelayArgs]) error {
 	r := w.r
-	if job.Args.Sweep && r.busy.Load() > 0 {
-		// A relay job of this process is draining: it covers everything a
-		// sweep would, and a second drain loop would only double the stamp
-		// commits (and raise the wake flag under load when it ends).
-		return nil
+	if !job.Args.Sweep {
+		r.queued.Store(0)
+		r.again.Store(true)
 	}
-	r.queued.Store(0)
+	for {
+		if !r.draining.CompareAndSwap(false, true) {
+			return nil
+		}
+		err := w.work(ctx)
+		r.draining.Store(false)
+		// A wake-up that came as the loop ended, and found it still
+		// running, is this job's to serve.
+		if err != nil || !r.again.Load() {
+			return err
+		}
+	}
+}
+
+func (w *relayWorker) work(ctx context.Context) error {
+	r := w.r
+	r.again.Store(false)
 	r.busy.Add(1)
 	defer r.busy.Add(-1)
 
@@ -63,8 +81,16 @@ func (w *relayWorker) Work(ctx context.Context, job *river.Job[RelayArgs]) error
 			return r.idle(ctx)
 		}
 		more, err := r.arm(ctx)
-		if err != nil || !more {
+		if err != nil {
 			return err
+		}
+		if !more {
+			// A wake-up during arm (its job found this loop running) means
+			// rows came; the waker lowered the flag already.
+			if !r.again.Swap(false) {
+				return nil
+			}
+			continue
 		}
 		// A writer committed while the flag went up: busy again.
 		if err := r.setWake(ctx, false); err != nil {

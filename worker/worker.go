@@ -142,11 +142,15 @@ type Relay struct {
 
 	// busy is up while a relay job of this process may still stamp what is
 	// pending; queued while a job this process inserted has not started.
-	busy    atomic.Int32
-	queued  atomic.Int64 // unix nanos of the insert, 0 if none
-	running atomic.Bool
-	cancel  context.CancelFunc
-	done    chan struct{}
+	busy   atomic.Int32
+	queued atomic.Int64 // unix nanos of the insert, 0 if none
+	// draining is up while a relay job of this process runs its loop;
+	// again asks that loop (or the next job) to look once more.
+	draining atomic.Bool
+	again    atomic.Bool
+	running  atomic.Bool
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 //go:embed sql/*.sql
