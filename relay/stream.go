@@ -1,9 +1,12 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -18,8 +21,7 @@ import (
 const replayPage = 500
 
 // stream serves GET /notifications/stream: a resume from Last-Event-ID (or
-// ?last_event_id=) first, then live events, with heartbeats. Whenever the
-// stream falls behind the hub, it catches up from the database the same way.
+// ?last_event_id=) first, then live events, with heartbeats (see live).
 func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recipient) {
 	lastID := int64(-1)
 	raw := req.Header.Get("Last-Event-ID")
@@ -51,15 +53,20 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", err.Error())
 		return
 	}
-	defer r.hub.unsubscribe(sub)
-
-	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	w.WriteHeader(http.StatusOK)
-	out := &sink{w: w, rc: rc, timeout: r.cfg.WriteTimeout}
+	out, conn := r.open(w, req)
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			r.hub.unsubscribe(sub)
+			if conn != nil {
+				conn.Close()
+			}
+		}
+	}()
 	if !out.write([]byte("retry: " + strconv.FormatInt(r.cfg.RetryHint.Milliseconds(), 10) + "\n: connected\n\n")) {
 		return
 	}
@@ -81,12 +88,69 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 		r.cut(out)
 		return
 	}
+	if conn == nil {
+		r.live(req.Context(), out, sub, to, sent)
+		return
+	}
+	// This goroutine, grown by routing, auth and the replay, ends here; a
+	// fresh one, with a small stack, serves the idle stream.
+	handedOff = true
+	go r.liveConn(conn, out, sub, to, sent)
+}
 
+// open starts the response. Over HTTP/1.x it takes the connection from
+// net/http (hijacks it) and writes the head itself, the body delimited by
+// the connection's close: an idle stream then holds none of net/http's
+// per-connection buffers (about 10 KiB). Where hijacking is not offered
+// (HTTP/2) it streams through the ResponseWriter and returns no conn.
+func (r *Relay) open(w http.ResponseWriter, req *http.Request) (*sink, net.Conn) {
+	rc := http.NewResponseController(w)
+	if req.ProtoMajor == 1 {
+		if conn, _, err := rc.Hijack(); err == nil {
+			// Unread bytes the client pipelined are dropped: a stream
+			// reads nothing. The server's read deadline no longer applies.
+			_ = conn.SetDeadline(time.Time{})
+			var head bytes.Buffer
+			head.WriteString("HTTP/1.1 200 OK\r\n")
+			_ = w.Header().Write(&head)
+			head.WriteString("Connection: close\r\n\r\n")
+			out := &sink{w: conn, setDeadline: conn.SetWriteDeadline, timeout: r.cfg.WriteTimeout}
+			out.pending = head.Bytes() // goes out with the first frame
+			return out, conn
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+	return &sink{w: w, flush: rc.Flush, setDeadline: rc.SetWriteDeadline, timeout: r.cfg.WriteTimeout}, nil
+}
+
+// liveConn serves a hijacked stream until the client goes or the hub
+// closes it. The client sends nothing; a read returns only when it is gone.
+func (r *Relay) liveConn(conn net.Conn, out *sink, sub *subscriber, to outbox.Recipient, sent int64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	defer conn.Close()
+	defer r.hub.unsubscribe(sub)
+	go func() {
+		var b [1]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	r.live(ctx, out, sub, to, sent)
+}
+
+// live pushes sub's events, and heartbeats, until ctx ends, the hub drops
+// the stream or a write fails. Whenever the stream falls behind the hub, it
+// catches up from the database.
+func (r *Relay) live(ctx context.Context, out *sink, sub *subscriber, to outbox.Recipient, sent int64) {
 	heartbeat := time.NewTicker(r.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	for {
 		select {
-		case <-req.Context().Done():
+		case <-ctx.Done():
 			return
 		case <-sub.gone:
 			return
@@ -118,7 +182,7 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 				}
 			}
 			head := r.hub.resume(sub)
-			if _, ok := r.replay(req.Context(), out, to, sent, head); !ok {
+			if _, ok := r.replay(ctx, out, to, sent, head); !ok {
 				r.cut(out)
 				return
 			}
@@ -127,19 +191,28 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 	}
 }
 
-// sink writes SSE frames with a deadline per write.
+// sink writes SSE frames with a deadline per write: to a hijacked
+// connection, or through a ResponseWriter, flushing each.
 type sink struct {
-	w        http.ResponseWriter
-	rc       *http.ResponseController
-	timeout  time.Duration
-	timedOut bool
+	w           io.Writer
+	flush       func() error // nil for a connection
+	setDeadline func(time.Time) error
+	timeout     time.Duration
+	timedOut    bool
+	// pending is the response head of a hijacked connection, written with
+	// the first frame (one packet, not two).
+	pending []byte
 }
 
 func (s *sink) write(b []byte) bool {
-	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	_ = s.setDeadline(time.Now().Add(s.timeout))
+	if s.pending != nil {
+		b = append(s.pending, b...)
+		s.pending = nil
+	}
 	_, err := s.w.Write(b)
-	if err == nil {
-		err = s.rc.Flush()
+	if err == nil && s.flush != nil {
+		err = s.flush()
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		s.timedOut = true
