@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
@@ -56,4 +58,74 @@ func TestUpRejectsBadSchemaNames(t *testing.T) {
 	for _, bad := range []string{"", "Upper", "1abc", `x"; DROP SCHEMA public; --`, "a-b"} {
 		require.Error(t, migrations.Up(context.Background(), db.Pool, bad), bad)
 	}
+}
+
+// A schema at 00001 (the relay stamped rows with relay_seq) upgrades in
+// place: stamped rows keep their event ids in the relay log, rows still
+// pending stay pending, and the head does not move back.
+func TestUpgradeFromRelaySeq(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	schema := db.Schema + "_up"
+	t.Cleanup(func() { _, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") })
+	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
+	require.NoError(t, err)
+
+	cfg := db.Pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["search_path"] = schema
+	sqlDB := stdlib.OpenDB(*cfg)
+	defer sqlDB.Close()
+	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS(), goose.WithDisableGlobalRegistry(true))
+	require.NoError(t, err)
+	_, err = provider.UpTo(ctx, 1)
+	require.NoError(t, err)
+
+	table := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
+	var stamped, pending []string
+	for i := range 5 {
+		var id string
+		seq := any(nil)
+		if i < 3 {
+			seq = i + 1
+		}
+		require.NoError(t, db.Pool.QueryRow(ctx, "INSERT INTO "+table("notifications")+
+			" (notifiable_id, type, relay_seq) VALUES ('u', 'old', $1) RETURNING id::text", seq).Scan(&id))
+		if i < 3 {
+			stamped = append(stamped, id)
+		} else {
+			pending = append(pending, id)
+		}
+	}
+	_, err = db.Pool.Exec(ctx, "UPDATE "+table("relay_state")+" SET last_seq = 3")
+	require.NoError(t, err)
+
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema))
+
+	rows, err := db.Pool.Query(ctx, "SELECT id::text FROM "+table("relay_log")+" ORDER BY seq")
+	require.NoError(t, err)
+	logged, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, stamped, logged, "stamped rows keep their seqs, in order")
+	var seqs []int64
+	rows, err = db.Pool.Query(ctx, "SELECT seq FROM "+table("relay_log")+" ORDER BY seq")
+	require.NoError(t, err)
+	seqs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	require.Equal(t, []int64{1, 2, 3}, seqs)
+
+	_, err = db.Pool.Exec(ctx, "INSERT INTO "+table("notifications")+" (notifiable_id, type) VALUES ('u', 'new')")
+	require.NoError(t, err)
+	rows, err = db.Pool.Query(ctx, "SELECT type, count(*) FROM "+table("relay_pending")+" GROUP BY type ORDER BY type")
+	require.NoError(t, err)
+	type count struct {
+		Type string
+		N    int
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[count])
+	require.NoError(t, err)
+	require.Equal(t, []count{{"new", 1}, {"old", len(pending)}}, got, "pending rows stay pending; stamped ones are not")
+	var head int64
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT last_seq FROM "+table("relay_state")).Scan(&head))
+	require.EqualValues(t, 3, head)
 }

@@ -98,10 +98,40 @@ BEGIN
 END
 $$;
 
+-- The wake trigger reads the flag in its WHEN clause: while the flag is
+-- down no PL/pgSQL runs at all (a statement-level call per insert was about
+-- 7% of a single-row writer's throughput). The sequence is bound by OID
+-- when the trigger is created, whatever the writer's search_path.
+CREATE OR REPLACE FUNCTION notifications_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '_pending', '');
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER notifications_wake ON notifications;
+CREATE TRIGGER notifications_wake
+    AFTER INSERT OR UPDATE OF data, sse, type, read_at, deleted_at, updated_at ON notifications
+    FOR EACH STATEMENT
+    WHEN (pg_sequence_last_value('relay_wake'::regclass) = 1)
+    EXECUTE FUNCTION notifications_wake();
+
 -- +goose StatementEnd
 
 -- +goose Down
 -- +goose StatementBegin
+DROP TRIGGER notifications_wake ON notifications;
+CREATE OR REPLACE FUNCTION notifications_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF pg_sequence_last_value(format('%I.relay_wake', TG_TABLE_SCHEMA)::regclass) = 1 THEN
+        PERFORM pg_notify(TG_TABLE_SCHEMA || '_pending', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER notifications_wake
+    AFTER INSERT OR UPDATE OF data, sse, type, read_at, deleted_at, updated_at ON notifications
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION notifications_wake();
 ALTER TABLE notifications ADD COLUMN relay_seq bigint;
 UPDATE notifications AS n SET relay_seq = l.seq
 FROM (SELECT DISTINCT ON (id) id, xid, seq FROM relay_log ORDER BY id, seq DESC) AS l
