@@ -5,13 +5,16 @@
 -- began after seen (xid >= its xmax) or was running then (its xip). During a
 -- round this also counts what the round already logged; one more stamp ends
 -- the round.
-SELECT EXISTS (
-    SELECT 1 FROM bellhop.notifications AS n, bellhop.relay_state AS s
-    WHERE n.xid >= pg_snapshot_xmax(s.seen)
-) OR EXISTS (
-    SELECT 1 FROM bellhop.notifications AS n, bellhop.relay_state AS s
-    WHERE n.xid = ANY (ARRAY(SELECT pg_snapshot_xip(s.seen)))
-);
+--
+-- Written as "the lowest such xid" rather than EXISTS: EXISTS lets the
+-- planner expect an early match and scan the table (130 ms at 360,000
+-- rows, the sweep's every second); ordered by xid, only the index will do.
+SELECT (SELECT xid FROM bellhop.notifications
+        WHERE xid >= pg_snapshot_xmax((SELECT seen FROM bellhop.relay_state))
+        ORDER BY xid LIMIT 1) IS NOT NULL
+    OR (SELECT xid FROM bellhop.notifications
+        WHERE xid = ANY (ARRAY(SELECT pg_snapshot_xip(seen) FROM bellhop.relay_state))
+        ORDER BY xid LIMIT 1) IS NOT NULL;
 
 -- name: PlanStamp
 -- Transaction-local. Right after a bulk insert the table's statistics still
