@@ -268,14 +268,11 @@ func (b *bench) latency(ctx context.Context) error {
 	return nil
 }
 
-const latencyLimit = "Every event needs two durable commits in a row: the writer's, then the relay's stamp, whose relay_seq " +
-	"must be on disk before it is pushed (a stamp lost in a crash would hand the same ids out again, and a " +
-	"resuming client would skip rows). While rows keep coming the relay stamps every BELLHOP_BUSY_POLL (1 ms); " +
-	"a stamp is one round trip (lock, stamp, NOTIFY) plus a WAL flush, about 0.7 ms alone on this machine and " +
-	"several ms once the writers' flushes queue ahead of it; then every replica's hub wakes on the NOTIFY and " +
-	"reads the rows. At 1,000/s the machine is near its single-row commit capacity (the scenario 2 anchor), so " +
-	"the stamp's flush waits behind the writers'. A shorter BUSY_POLL cannot remove the second flush; an " +
-	"asynchronous stamp would, and is unsafe for the reason above."
+const latencyLimit = "Per event, after the writer's COMMIT: the relay's next poll (every BELLHOP_BUSY_POLL, 1 ms, so " +
+	"0.5 ms on average), one stamp round trip (lock, log the rows, move the cursor; it no longer waits for its own " +
+	"WAL flush, which doubled the latency), the push and the client's read, on 2 cores shared with 1,000 writer " +
+	"commits a second and the 1,000 streams of the load generator. The tail is scheduling: instrumented, 2-5% of " +
+	"stamps took 3-40 ms, in bursts, with the CPU saturated; a stamp itself is 0.2-0.4 ms of server time."
 
 // pgNotifyRTT measures n sequential LISTEN/NOTIFY round trips: NOTIFY in a
 // transaction on one connection, received on another.
@@ -426,11 +423,8 @@ func (b *bench) throughput(ctx context.Context) error {
 	return nil
 }
 
-const throughputLimit = "Stamping, in Postgres: each stamp is a non-HOT UPDATE (relay_seq is indexed), so every row gets a second " +
-	"heap tuple and new index entries, written by one serialized backend while the writers insert in parallel " +
-	"(a perf profile put Postgres at ~52% of the CPU, the relay at ~14%). Before the planner fix in " +
-	"worker/sql/worker.sql each batch also sorted the whole backlog; now it walks the pending index. The next " +
-	"step is not to rewrite the row at all: an append-only relay log keyed by seq, with the row untouched."
+const throughputLimit = "Logging a batch is one INSERT of narrow rows into relay_log (the notification rows are only " +
+	"read); what remains is the relay's fan-out and the load generator's 1,000 streams, on the 2 cores the writers use."
 
 // ---------------------------------------------------------------- 3
 
@@ -557,9 +551,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id::text`
 	return nil
 }
 
-const costLimit = "Mostly the relay's own write volume: each stamp rewrites the row (a non-HOT UPDATE, another heap tuple, " +
-	"index entries and WAL) on the same disk and 2 cores the writers use. The trigger (a wake-sequence read per statement) " +
-	"is small: poll mode, which never NOTIFYs, has the same ratio within noise. See the next step below."
+const costLimit = "The relay's own work, on the same 2 cores and the same disk as the writers: a stamp every " +
+	"millisecond while rows come (a round trip and a log append each, its WAL flushed with the writers' commits), " +
+	"reading the rows right after they are inserted. The trigger is no longer part of it: its WHEN clause reads the " +
+	"wake flag without a PL/pgSQL call, and pgbench without a relay puts the notifications table within noise of the " +
+	"bare one. Polling less often does not help: BELLHOP_BUSY_POLL=5ms gave the same ratios. Run to run, the " +
+	"ratios move by about 0.1 (the bare anchor's own spread is that wide); see the spread column."
 
 // ---------------------------------------------------------------- 4
 
@@ -638,12 +635,8 @@ func (b *bench) connections(ctx context.Context) error {
 	return nil
 }
 
-const connLimit = "Each stream is a net/http server connection: its goroutine (stack grown by the handler), the server's 4 " +
-	"KiB bufio reader and writer, the 2 KiB chunked-response buffer, the background-read goroutine net/http " +
-	"keeps for every request to notice a client going away, a 32-slot subscriber channel and a heartbeat " +
-	"timer, plus the Go heap's headroom (GOGC=100). Hijacking the connection would save the background " +
-	"goroutine but not the buffers, and would lose prompt disconnect detection; reaching 16 KiB needs an " +
-	"event-loop server instead of net/http."
+const connLimit = "An idle stream is a hijacked socket, two goroutines (the stream's, and a reader that notices the " +
+	"client leaving), a 32-slot subscriber channel and a heartbeat timer, plus the Go heap's headroom (GOGC=100)."
 
 // ---------------------------------------------------------------- 5
 
