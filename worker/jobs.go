@@ -40,10 +40,20 @@ func (w *relayWorker) Timeout(*river.Job[RelayArgs]) time.Duration { return maxJ
 // Work drains, unless a relay job of this process already is: a second
 // drain loop would only double the stamps and contend for their lock. A
 // woken job then leaves its wake-up to the draining one (again), which
-// looks once more before it ends; a sweep has nothing to add.
+// looks once more before it ends; a sweep has nothing to add, and drains
+// only when it finds something pending.
 func (w *relayWorker) Work(ctx context.Context, job *river.Job[RelayArgs]) error {
 	r := w.r
-	if !job.Args.Sweep {
+	if job.Args.Sweep {
+		// An idle relay's sweep looks once; only what it finds starts a
+		// drain (and its linger and arm: some 70 queries).
+		if r.draining.Load() {
+			return nil
+		}
+		if pending, err := r.hasPending(ctx); err != nil || !pending {
+			return err
+		}
+	} else {
 		r.queued.Store(0)
 		r.again.Store(true)
 	}
