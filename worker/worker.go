@@ -8,10 +8,10 @@
 //
 //   - adaptive (default): the writers' trigger NOTIFYs only while the wake
 //     flag is up, which the relay raises when it goes idle. While busy it
-//     polls the pending index every millisecond instead, so writers under
+//     looks for unseen rows every millisecond instead, so writers under
 //     load pay nothing for NOTIFY's commit-time lock.
 //   - notify: the flag stays up; every writing transaction NOTIFYs.
-//   - poll: the flag stays down; the relay polls the pending index.
+//   - poll: the flag stays down; the relay polls for unseen rows.
 package worker
 
 import (
