@@ -316,11 +316,15 @@ three full runs of 2026-11-27 on this shared VM, the same code measured a
 1,000/s p50 of 1.71, 2.36 and 2.59 ms, a p99 of 10.6 to 15.9 ms, and an
 unread-count p99 of 2.1 to 2.6 ms, while the writers' own commit rate
 (scenario 2's anchor) ranged from 1,560/s to 2,110/s. The writer ratio is
-the clear miss.
-Polling less often and a cheaper trigger did not move it beyond run-to-run
-noise. The next step is a profile of PostgreSQL itself under scenario 3
-(perf is not available on this machine), to split the relay backend's time
-between the stamp's index probes, the log inserts and waits on the buffer
-locks of the table's and the xid index's last pages, which every writer's
-insert and the relay's read of it share.
+the clear miss, and it is a trade: the relay looks for new rows every
+BELLHOP_BUSY_POLL (1 ms) while rows keep coming, and each look costs CPU the
+writers would use. Measured with pgbench at 4 writers in steady state, the
+ratio goes from 0.64 at 1 ms to 0.79-0.92 at 10 ms (two runs; 0.92 with no
+relay), while
+every millisecond of cadence adds half a millisecond to the median latency.
+An installation that values writer throughput over latency sets
+BELLHOP_BUSY_POLL=10ms. The next step is to make a look cheaper rather than
+rarer: one statement instead of four per stamp (the planner settings, lock
+and durability check ride in separate statements today), and a probe of the
+xid index before the full stamp when the last one found nothing.
 `
