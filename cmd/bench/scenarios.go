@@ -556,7 +556,10 @@ const costLimit = "The relay's own work, on the same 2 cores and the same disk a
 	"with pgbench at 4 writers in steady state (no alternating slices): no relay 0.92; relay stamping every 1 ms 0.64, " +
 	"2 ms 0.64, 5 ms 0.74, 10 ms 0.79 (0.92 in another run). A perf profile of this scenario put the relay process at about 6% of the " +
 	"machine's CPU and its database backends at about 7%, the writers' backends at about 57%, the load generator at " +
-	"18%. The trigger is no longer part of it (its WHEN clause reads the wake flag without a PL/pgSQL call). In this " +
+	"18%. Stamps that skip their own WAL flush cost writers more than stamps that wait for it: each asynchronous " +
+	"commit nudges PostgreSQL's WAL writer into flushes of its own, which contend with the writers' (pgbench, 4 " +
+	"writers, 1 ms: 0.62-0.65 asynchronous, 0.76-0.80 with BELLHOP_DURABLE_STAMPS=true, which adds about a " +
+	"millisecond to the median latency). The trigger is no longer part of it (its WHEN clause reads the wake flag without a PL/pgSQL call). In this " +
 	"scenario's alternating slices the relay also goes idle and re-arms every second, and at each restart the " +
 	"writers that read the flag up commit their NOTIFY one by one on PostgreSQL's notify lock (sampled: up to 11 " +
 	"waiting on Lock:object for about 100 ms)."
