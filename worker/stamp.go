@@ -29,7 +29,6 @@ func (r *Relay) stamp(ctx context.Context) (int, error) {
 		floor = r.cfg.Floor()
 	}
 	b := &pgx.Batch{}
-	b.Queue(r.q.planStamp)
 	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
 	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor).Query(func(rows pgx.Rows) error {
 		var err error

@@ -28,7 +28,7 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 
 	var plan []string
 	b := &pgx.Batch{}
-	b.Queue(r.q.planStamp)
+	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
 	b.Queue("EXPLAIN "+r.q.stamp, r.cfg.BatchSize, "unused", 0).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var line string

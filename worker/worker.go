@@ -137,7 +137,7 @@ type Relay struct {
 	relayedChannel string
 	wakeSeq        string
 	q              struct {
-		hasPending, planStamp, lock, stamp, durability, setWake, snapshot, settled, prune string
+		hasPending, lock, stamp, durability, setWake, snapshot, settled, prune string
 	}
 
 	// busy is up while a relay job of this process may still stamp what is
@@ -174,7 +174,6 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		wakeSeq:        pgx.Identifier{cfg.Schema, "relay_wake"}.Sanitize(),
 	}
 	r.q.hasPending = set.Get("HasPending")
-	r.q.planStamp = set.Get("PlanStamp")
 	r.q.lock = set.Get("Lock")
 	r.q.stamp = set.Get("Stamp")
 	r.q.durability = set.Get("Durability")

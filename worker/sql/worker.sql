@@ -16,20 +16,18 @@ SELECT (SELECT xid FROM bellhop.notifications
         WHERE xid = ANY (ARRAY(SELECT pg_snapshot_xip(seen) FROM bellhop.relay_state))
         ORDER BY xid LIMIT 1) IS NOT NULL;
 
--- name: PlanStamp
--- Transaction-local. Right after a bulk insert the table's statistics still
--- say the new set is tiny, and the planner picks a bitmap or sequential
--- scan and sorts every new row to take the first $1: 240 ms per batch at
--- 100,000 pending, where the xid index, already in order, takes 3 ms. And a
--- latency path is never worth compiling: a backlog's estimates would cross
--- jit_above_cost.
-SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true),
-       set_config('jit', 'off', true);
-
 -- name: Lock
 -- Serializes stamping across every relay replica until the transaction ends,
--- so seq is handed out, and committed, in order.
-SELECT pg_advisory_xact_lock($1, hashtext($2));
+-- so seq is handed out, and committed, in order. And, transaction-local,
+-- the planner settings of the stamp that follows: right after a bulk insert
+-- the table's statistics still say the new set is tiny, and the planner
+-- picks a bitmap or sequential scan and sorts every new row to take the
+-- first $1: 240 ms per batch at 100,000 pending, where the xid index,
+-- already in order, takes 3 ms. A latency path is never worth compiling
+-- either: a backlog's estimates would cross jit_above_cost. One statement,
+-- not two: a stamp runs every millisecond while rows come.
+SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true),
+       set_config('jit', 'off', true), pg_advisory_xact_lock($1, hashtext($2));
 
 -- name: Stamp
 -- Logs up to $1 rows the cursor has not seen, in (xid, id) order, under
