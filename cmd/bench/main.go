@@ -310,24 +310,25 @@ wait for their own WAL flush (seqs follow the database clock, so a stamp
 lost in a crash never hands an id out twice), streams hijack their
 connections, and the wake trigger reads its flag in a WHEN clause. What is
 left is CPU shared on one small machine: relay, PostgreSQL, up to 16 writers
-and the load generator's 1,000 streams on 2 cores. The latency and
-unread-count targets sit at the edge, and move with the machine: in the
-three full runs of 2026-11-27 on this shared VM, the same code measured a
-1,000/s p50 of 1.71, 2.36 and 2.59 ms, a p99 of 10.6 to 15.9 ms, and an
-unread-count p99 of 2.1 to 2.6 ms, while the writers' own commit rate
-(scenario 2's anchor) ranged from 1,560/s to 2,110/s. The writer ratio is
-the clear miss, and it is a trade: the relay looks for new rows every
-BELLHOP_BUSY_POLL (1 ms) while rows keep coming, and each look costs CPU the
-writers would use. Measured with pgbench at 4 writers in steady state, the
-ratio goes from 0.64 at 1 ms to 0.79-0.92 at 10 ms (two runs; 0.92 with no
-relay), while
-every millisecond of cadence adds half a millisecond to the median latency.
-Stamps that skip their own WAL flush (the default, for latency) cost writers
-more than durable ones: each asynchronous commit nudges PostgreSQL's WAL
-writer into flushes that contend with the writers' (0.62-0.65 against
-0.76-0.80 at 1 ms). An installation that values writer throughput over
-latency sets BELLHOP_DURABLE_STAMPS=true and BELLHOP_BUSY_POLL=10ms (0.85). The next step is to make a look cheaper rather than
-rarer: one statement instead of four per stamp (the planner settings, lock
-and durability check ride in separate statements today), and a probe of the
-xid index before the full stamp when the last one found nothing.
+and the load generator's 1,000 streams on 2 cores. The latency and unread-
+count targets sit at the edge, and move with the machine: in the three full
+runs of 2026-11-27 on this shared VM, the same code measured a 1,000/s p50
+of 1.71, 2.36 and 2.59 ms, a p99 of 10.6 to 15.9 ms, and an unread-count p99
+of 2.1 to 2.6 ms, while the writers' own commit rate (scenario 2's anchor)
+ranged from 1,560/s to 2,110/s. The writer ratio is the clear miss, and it
+is a trade: the relay looks for new rows every BELLHOP_BUSY_POLL (1 ms)
+while rows keep coming, and each look costs CPU the writers would use.
+Measured with pgbench at 4 writers in steady state, the ratio goes from 0.64
+at 1 ms to 0.79-0.92 at 10 ms (two runs; 0.92 with no relay), while every
+millisecond of cadence adds half a millisecond to the median latency. Stamps
+that skip their own WAL flush (the default, for latency) cost writers more
+than durable ones: each asynchronous commit nudges PostgreSQL's WAL writer
+into flushes that contend with the writers' (0.62-0.65 against 0.76-0.80 at
+1 ms). An installation that values writer throughput over latency sets
+BELLHOP_DURABLE_STAMPS=true and BELLHOP_BUSY_POLL=10ms (0.85). Fewer
+statements per stamp (the planner settings now ride in the lock's) changed
+nothing measurable. The next step is to keep the latency without waking the
+WAL writer: commit a stamp asynchronously only while rows are sparse (where
+the flush it skips would be its own), and durably under sustained load,
+where its flush joins the writers' group commit.
 `
