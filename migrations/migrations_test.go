@@ -2,6 +2,7 @@ package migrations_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -128,4 +129,45 @@ func TestUpgradeFromRelaySeq(t *testing.T) {
 	var head int64
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT last_seq FROM "+table("relay_state")).Scan(&head))
 	require.EqualValues(t, 3, head)
+}
+
+// The README's procedure after restoring a logical dump into another
+// cluster: rows whose xids came from the old cluster count as relayed, and
+// each row's latest log entry stays its current one.
+func TestRestoreProcedureForForeignXids(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	table := db.Table
+	// Rows as a restore brings them: xids from another cluster, here far
+	// ahead of this one's, and a log entry for one of them.
+	var id string
+	require.NoError(t, db.Pool.QueryRow(ctx, "WITH restored AS (INSERT INTO "+table("notifications")+
+		" (notifiable_id, type, xid) SELECT 'u', 'restored', (pg_current_xact_id()::text::numeric + 1000000 + g)::text::xid8"+
+		" FROM generate_series(1, 3) AS g RETURNING id) SELECT min(id::text) FROM restored").Scan(&id))
+	_, err := db.Pool.Exec(ctx, "INSERT INTO "+table("relay_log")+" (seq, id, xid, tenant_id, notifiable_type, notifiable_id)"+
+		" SELECT 7, id, xid, tenant_id, notifiable_type, notifiable_id FROM "+table("notifications")+" WHERE id = $1", id)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, "UPDATE "+table("relay_state")+" SET seen = pg_current_snapshot(), last_seq = 7")
+	require.NoError(t, err)
+	pending := func() int {
+		var n int
+		require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+table("relay_pending")).Scan(&n))
+		return n
+	}
+	require.Equal(t, 3, pending(), "foreign xids look like transactions still to come")
+
+	_, err = db.Pool.Exec(ctx, strings.ReplaceAll(`BEGIN;
+UPDATE bellhop.relay_log AS l SET xid = '0'
+FROM bellhop.notifications AS n WHERE n.id = l.id AND n.xid = l.xid;
+UPDATE bellhop.notifications SET xid = '0';
+UPDATE bellhop.relay_state SET seen = pg_current_snapshot(), next = NULL;
+COMMIT;`, "bellhop.", db.Schema+"."))
+	require.NoError(t, err)
+
+	require.Zero(t, pending())
+	var current int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+table("relay_log")+" AS l JOIN "+table("notifications")+
+		" AS n ON n.id = l.id AND n.xid = l.xid").Scan(&current))
+	require.Equal(t, 1, current, "the restored log entry is still its row's current one")
 }
