@@ -4,8 +4,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
@@ -149,4 +151,40 @@ func TestStampSeqsFollowTheClock(t *testing.T) {
 	send(1)
 	seqs, _ = stampTx(t, r, db, ahead+1000)
 	require.Equal(t, ahead+1001, seqs[len(seqs)-1])
+}
+
+// Pruning drops log entries older than the replay window, whatever their
+// rows, and raises the horizon below which a resume must refetch; the rows
+// themselves stay until their own rules say.
+func TestPruneAgesTheLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	r, err := New(db.Pool, Config{Schema: db.Schema, ReplayWindow: time.Hour, Retention: time.Hour})
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, "INSERT INTO "+db.Table("notifications")+" (notifiable_id, type) SELECT 'u', 'p' FROM generate_series(1, 3)")
+	require.NoError(t, err)
+	n, err := r.stamp(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	rows, err := db.Pool.Query(ctx, "SELECT seq FROM "+db.Table("relay_log")+" ORDER BY seq")
+	require.NoError(t, err)
+	seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, "UPDATE "+db.Table("relay_log")+" SET logged_at = now() - interval '2 hours' WHERE seq <= $1", seqs[1])
+	require.NoError(t, err)
+
+	require.NoError(t, (&pruneWorker{r: r}).Work(ctx, &river.Job[PruneArgs]{}))
+
+	rows, err = db.Pool.Query(ctx, "SELECT seq FROM "+db.Table("relay_log"))
+	require.NoError(t, err)
+	left, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	require.Equal(t, seqs[2:], left)
+	var pruned int64
+	var notifications int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT pruned_seq, (SELECT count(*) FROM "+db.Table("notifications")+") FROM "+
+		db.Table("relay_state")).Scan(&pruned, &notifications))
+	require.Equal(t, seqs[1], pruned)
+	require.Equal(t, 3, notifications)
 }
