@@ -21,9 +21,9 @@ SELECT (SELECT xid FROM bellhop.notifications
 -- so seq is handed out, and committed, in order. And, transaction-local,
 -- the planner settings of the stamp that follows: right after a bulk insert
 -- the table's statistics still say the new set is tiny, and the planner
--- picks a bitmap or sequential scan and sorts every new row to take the
--- first $1: 240 ms per batch at 100,000 pending, where the xid index,
--- already in order, takes 3 ms. A latency path is never worth compiling
+-- picks a bitmap or sequential scan and sorts every new row to take one
+-- batch: 240 ms per batch at 100,000 pending, where the xid index, already
+-- in order, takes 3 ms. A latency path is never worth compiling
 -- either: a backlog's estimates would cross jit_above_cost. One statement,
 -- not two: a stamp runs every millisecond while rows come.
 SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true),
