@@ -34,11 +34,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
+	"github.com/bellhophq/bellhop/internal/loadgen"
 	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
@@ -158,19 +158,19 @@ func drillPostgresRestart(t *testing.T, repeats bool, env ...string) {
 	for _, mode := range modes {
 		time.Sleep(span(2*time.Second, 10*time.Second))
 		w := watchReady(p.URL)
-		before := d.load.snapshot()
+		before := d.load.Snapshot()
 		require.NoError(t, srv.Restart(mode), "restart PostgreSQL (%s)", mode)
 		require.Eventually(t, func() bool { return w.last() == http.StatusOK && w.sawNotReady() },
 			30*time.Second, 20*time.Millisecond, "after a %s restart /readyz must go 503, then 200 again; saw %v", mode, w.seen())
 		w.stop()
-		after := d.load.snapshot()
+		after := d.load.Snapshot()
 		t.Logf("%s restart: /readyz %v; writers: %d transactions failed, %d commits uncertain",
-			mode, w.seen(), after.failedTx-before.failedTx, after.uncertainTx-before.uncertainTx)
+			mode, w.seen(), after.FailedTx-before.FailedTx, after.UncertainTx-before.UncertainTx)
 	}
 	time.Sleep(span(2*time.Second, 10*time.Second))
 	d.finish(t)
-	s := d.load.snapshot()
-	require.Positive(t, s.failedTx+s.uncertainTx, "the restarts must have failed some writers' transactions")
+	s := d.load.Snapshot()
+	require.Positive(t, s.FailedTx+s.UncertainTx, "the restarts must have failed some writers' transactions")
 	d.verify(t)
 }
 
@@ -263,7 +263,7 @@ func TestDrillBacklog(t *testing.T) {
 	for rows.Next() {
 		var id string
 		require.NoError(t, rows.Scan(&id))
-		d.load.committed[id] = to.ID
+		d.load.Committed[id] = loadgen.Commit{To: to.ID}
 	}
 	require.NoError(t, rows.Err())
 	// And a big transaction that rolls back.
@@ -275,7 +275,7 @@ func TestDrillBacklog(t *testing.T) {
 	for rows.Next() {
 		var id string
 		require.NoError(t, rows.Scan(&id))
-		d.load.rolledBack[id] = true
+		d.load.RolledBack[id] = true
 	}
 	require.NoError(t, rows.Err())
 	require.NoError(t, tx.Rollback(ctx))
@@ -370,11 +370,7 @@ func newDrill(t *testing.T, b *testBundle, urls func() []string) *drill {
 	for i := range 20 {
 		d.to = append(d.to, outbox.User(fmt.Sprintf("drill%02d", i)))
 	}
-	d.load = &writeLoad{
-		pool: b.db.Pool, table: b.db.Table("notifications"),
-		committed: map[string]string{}, rolledBack: map[string]bool{},
-		failed: map[string]bool{}, uncertain: map[string]string{},
-	}
+	d.load = &writeLoad{Ledger: loadgen.NewLedger(), pool: b.db.Pool, table: b.db.Table("notifications")}
 	d.hc = &http.Client{Transport: &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 10 * time.Second,
@@ -427,13 +423,13 @@ func (d *drill) start(t *testing.T) {
 func (d *drill) finish(t *testing.T) {
 	t.Helper()
 	d.load.stop()
-	s := d.load.snapshot()
+	s := d.load.Snapshot()
 	t.Logf("writers: %d transactions committed (%d notifications), %d rolled back, %d savepoints rolled back, %d failed, %d commits uncertain",
-		s.committedTx, s.committed, s.rolledBackTx, s.savepoints, s.failedTx, s.uncertainTx)
+		s.CommittedTx, s.Committed, s.RolledBackTx, s.Savepoints, s.FailedTx, s.UncertainTx)
 	if d.load.running {
-		require.Positive(t, s.committed, "the load committed nothing")
-		require.Positive(t, s.rolledBackTx, "the load rolled nothing back")
-		require.Positive(t, s.savepoints, "the load rolled back no savepoint")
+		require.Positive(t, s.Committed, "the load committed nothing")
+		require.Positive(t, s.RolledBackTx, "the load rolled nothing back")
+		require.Positive(t, s.Savepoints, "the load rolled back no savepoint")
 	}
 }
 
@@ -499,26 +495,26 @@ func (d *drill) verify(t *testing.T) {
 	// The ledger against the table: PostgreSQL's side of the bargain, and
 	// the writers' bookkeeping.
 	l := d.load
-	l.mu.Lock()
-	for id, to := range l.committed {
-		if r, ok := truth[id]; !ok || r.to != to {
-			note("commit of %s for %s acknowledged, but the row is not in the table", id, to)
+	l.Lock()
+	for id, c := range l.Committed {
+		if r, ok := truth[id]; !ok || r.to != c.To {
+			note("commit of %s for %s acknowledged, but the row is not in the table", id, c.To)
 		}
 	}
-	for id := range l.rolledBack {
+	for id := range l.RolledBack {
 		if _, ok := truth[id]; ok {
 			note("rolled-back row %s is in the table", id)
 		}
 	}
-	for id := range l.failed {
+	for id := range l.Failed {
 		if _, ok := truth[id]; ok {
 			note("row %s of a failed transaction is in the table", id)
 		}
 	}
 	landed := 0
 	for id, r := range truth {
-		_, committed := l.committed[id]
-		_, uncertain := l.uncertain[id]
+		_, committed := l.Committed[id]
+		_, uncertain := l.Uncertain[id]
 		if uncertain {
 			landed++
 		}
@@ -531,19 +527,19 @@ func (d *drill) verify(t *testing.T) {
 	}
 	notCommitted := func(id string) string {
 		switch {
-		case l.rolledBack[id]:
+		case l.RolledBack[id]:
 			return "rolled back"
-		case l.failed[id]:
+		case l.Failed[id]:
 			return "failed"
 		}
-		if _, ok := l.uncertain[id]; ok {
+		if _, ok := l.Uncertain[id]; ok {
 			if _, in := truth[id]; !in {
 				return "failed at COMMIT"
 			}
 		}
 		return ""
 	}
-	l.mu.Unlock()
+	l.Unlock()
 
 	// Every stream against the table.
 	delivered, repeated := 0, 0
@@ -638,35 +634,24 @@ func (d *drill) longestPause() time.Duration {
 // most transactions commit one to three notifications; some roll back on
 // purpose (type drill.rollback); some roll back a savepoint holding one row
 // and commit the rest.
+// writeLoad runs loadgen writers against the drill's table.
 type writeLoad struct {
+	*loadgen.Ledger
 	pool    *pgxpool.Pool
 	table   string
 	running bool
 	quit    chan struct{}
 	wg      sync.WaitGroup
-
-	mu         sync.Mutex
-	committed  map[string]string // id -> recipient, acknowledged by COMMIT
-	rolledBack map[string]bool
-	failed     map[string]bool   // the transaction failed before COMMIT
-	uncertain  map[string]string // COMMIT failed: committed or not, the table says
-	counts     loadCounts
-}
-
-type loadCounts struct {
-	committedTx, committed, rolledBackTx, savepoints, failedTx, uncertainTx int
-}
-
-func (l *writeLoad) snapshot() loadCounts {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.counts
 }
 
 // start runs writers, each one transaction per interval.
 func (l *writeLoad) start(to []outbox.Recipient, writers int, interval time.Duration) {
 	l.running = true
 	l.quit = make(chan struct{})
+	wr := &loadgen.Writer{
+		Pool: l.pool, Table: l.table, Kind: "drill", MaxRows: 3, Ledger: l.Ledger,
+		Pick: func() string { return to[rand.IntN(len(to))].ID },
+	}
 	for w := range writers {
 		l.wg.Add(1)
 		go func() {
@@ -679,7 +664,7 @@ func (l *writeLoad) start(to []outbox.Recipient, writers int, interval time.Dura
 					return
 				case <-tick.C:
 				}
-				if !l.transaction(to, w, n) {
+				if !wr.Transaction(w, n) {
 					time.Sleep(20 * time.Millisecond)
 				}
 			}
@@ -693,117 +678,6 @@ func (l *writeLoad) stop() {
 		l.wg.Wait()
 		l.quit = nil
 	}
-}
-
-// transaction runs one writer transaction and records its outcome; false
-// when it failed.
-func (l *writeLoad) transaction(to []outbox.Recipient, w, n int) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	kind := "commit"
-	switch r := rand.IntN(100); {
-	case r < 15:
-		kind = "rollback"
-	case r < 30:
-		kind = "savepoint"
-	}
-	var keep, drop []string // ids that commit with the transaction, ids that never do
-	var keepTo []string
-	insert := func(tx pgx.Tx, typ string, i int) (string, string, error) {
-		r := to[rand.IntN(len(to))]
-		data := fmt.Sprintf(`{"w":%d,"n":%d,"i":%d,"outcome":%q}`, w, n, i, typ)
-		var id string
-		err := tx.QueryRow(ctx, "INSERT INTO "+l.table+" (notifiable_id, type, data, sse) VALUES ($1, $2, $3, $3) RETURNING id::text",
-			r.ID, typ, data).Scan(&id)
-		return id, r.ID, err
-	}
-	tx, err := l.pool.Begin(ctx)
-	if err != nil {
-		l.mu.Lock()
-		l.counts.failedTx++
-		l.mu.Unlock()
-		return false
-	}
-	fail := func() bool {
-		_ = tx.Rollback(context.Background())
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		for _, id := range append(keep, drop...) {
-			l.failed[id] = true
-		}
-		l.counts.failedTx++
-		return false
-	}
-	rows := 1 + rand.IntN(3)
-	for i := range rows {
-		typ := "drill.commit"
-		if kind == "rollback" {
-			typ = "drill.rollback"
-		}
-		id, rcpt, err := insert(tx, typ, i)
-		if err != nil {
-			return fail()
-		}
-		if kind == "rollback" {
-			drop = append(drop, id)
-		} else {
-			keep, keepTo = append(keep, id), append(keepTo, rcpt)
-		}
-	}
-	switch kind {
-	case "rollback":
-		time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond) // open while the relay looks
-		if err := tx.Rollback(ctx); err != nil {
-			return fail()
-		}
-		l.mu.Lock()
-		for _, id := range drop {
-			l.rolledBack[id] = true
-		}
-		l.counts.rolledBackTx++
-		l.mu.Unlock()
-		return true
-	case "savepoint":
-		if _, err := tx.Exec(ctx, "SAVEPOINT drill"); err != nil {
-			return fail()
-		}
-		id, _, err := insert(tx, "drill.rollback", rows)
-		if err != nil {
-			return fail()
-		}
-		drop = append(drop, id)
-		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT drill"); err != nil {
-			return fail()
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		// The COMMIT may have landed before the connection broke: the table
-		// decides. The savepoint's row never commits either way.
-		l.mu.Lock()
-		for i, id := range keep {
-			l.uncertain[id] = keepTo[i]
-		}
-		for _, id := range drop {
-			l.failed[id] = true
-		}
-		l.counts.uncertainTx++
-		l.mu.Unlock()
-		return false
-	}
-	l.mu.Lock()
-	for i, id := range keep {
-		l.committed[id] = keepTo[i]
-	}
-	for _, id := range drop {
-		l.rolledBack[id] = true
-	}
-	l.counts.committedTx++
-	l.counts.committed += len(keep)
-	if kind == "savepoint" {
-		l.counts.savepoints++
-	}
-	l.mu.Unlock()
-	return true
 }
 
 // ---- the reconnecting client ----------------------------------------------

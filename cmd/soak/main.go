@@ -49,6 +49,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bellhophq/bellhop/internal/loadgen"
+
 	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/migrations"
 	"github.com/bellhophq/bellhop/outbox"
@@ -73,7 +75,7 @@ func main() {
 	defer stop()
 	s := &soak{
 		dbURL: *db, relayBin: *relayBin, nRelays: max(*relays, 2), retry: *retry,
-		committed: map[string]commit{}, rolledBack: map[string]bool{}, failed: map[string]bool{}, uncertain: map[string]string{},
+		ledger: loadgen.NewLedger(),
 	}
 	code, err := s.run(ctx, *duration, *recipients, *writers, *rate, *faultEvery)
 	if err != nil {
@@ -92,11 +94,6 @@ func defaultDB() string {
 	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 }
 
-type commit struct {
-	to string
-	at time.Time
-}
-
 type soak struct {
 	dbURL    string
 	relayBin string
@@ -108,12 +105,9 @@ type soak struct {
 	clients  []*client
 	hc       *http.Client
 
-	mu         sync.Mutex
-	committed  map[string]commit // acknowledged by COMMIT
-	rolledBack map[string]bool
-	failed     map[string]bool   // failed before COMMIT
-	uncertain  map[string]string // COMMIT failed: the table decides
-	counts     struct{ tx, notes, rolledBack, savepoints, failed, uncertain int }
+	ledger *loadgen.Ledger // the writers' own lock
+
+	mu sync.Mutex
 
 	faults   map[string]int
 	problems []string // fault-side problems (a relay that did not exit cleanly, ...)
@@ -201,6 +195,10 @@ func (s *soak) run(ctx context.Context, duration time.Duration, nRecipients, nWr
 	wctx, stopWriters := context.WithCancel(ctx)
 	var wwg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) * float64(nWriters) / float64(max(rate, 1)))
+	wr := &loadgen.Writer{
+		Pool: s.pool, Table: pgx.Identifier{s.schema, "notifications"}.Sanitize(), Kind: "soak", MaxRows: 2, Ledger: s.ledger,
+		Pick: func() string { return fmt.Sprintf("soak%03d", mrand.IntN(nRecipients)) },
+	}
 	for w := range nWriters {
 		wwg.Add(1)
 		go func() {
@@ -213,7 +211,7 @@ func (s *soak) run(ctx context.Context, duration time.Duration, nRecipients, nWr
 					return
 				case <-tick.C:
 				}
-				if !s.transaction(nRecipients, w, n) {
+				if !wr.Transaction(w, n) {
 					time.Sleep(20 * time.Millisecond)
 				}
 			}
@@ -315,109 +313,6 @@ func (s *soak) sampleRSS() {
 
 // transaction is one writer transaction: commit (70%), rollback (15%), or a
 // rolled-back savepoint inside a commit (15%).
-func (s *soak) transaction(nRecipients, w, n int) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	kind := "commit"
-	switch r := mrand.IntN(100); {
-	case r < 15:
-		kind = "rollback"
-	case r < 30:
-		kind = "savepoint"
-	}
-	table := pgx.Identifier{s.schema, "notifications"}.Sanitize()
-	var keep, keepTo, drop []string
-	insert := func(tx pgx.Tx, typ string, i int) (string, string, error) {
-		to := fmt.Sprintf("soak%03d", mrand.IntN(nRecipients))
-		data := fmt.Sprintf(`{"w":%d,"n":%d,"i":%d}`, w, n, i)
-		var id string
-		err := tx.QueryRow(ctx, "INSERT INTO "+table+" (notifiable_id, type, data, sse) VALUES ($1, $2, $3, $3) RETURNING id::text",
-			to, typ, data).Scan(&id)
-		return id, to, err
-	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		s.mu.Lock()
-		s.counts.failed++
-		s.mu.Unlock()
-		return false
-	}
-	fail := func() bool {
-		_ = tx.Rollback(context.Background())
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, id := range append(keep, drop...) {
-			s.failed[id] = true
-		}
-		s.counts.failed++
-		return false
-	}
-	rows := 1 + mrand.IntN(2)
-	for i := range rows {
-		typ := "soak.commit"
-		if kind == "rollback" {
-			typ = "soak.rollback"
-		}
-		id, to, err := insert(tx, typ, i)
-		if err != nil {
-			return fail()
-		}
-		if kind == "rollback" {
-			drop = append(drop, id)
-		} else {
-			keep, keepTo = append(keep, id), append(keepTo, to)
-		}
-	}
-	switch kind {
-	case "rollback":
-		if err := tx.Rollback(ctx); err != nil {
-			return fail()
-		}
-		s.mu.Lock()
-		for _, id := range drop {
-			s.rolledBack[id] = true
-		}
-		s.counts.rolledBack++
-		s.mu.Unlock()
-		return true
-	case "savepoint":
-		if _, err := tx.Exec(ctx, "SAVEPOINT soak"); err != nil {
-			return fail()
-		}
-		id, _, err := insert(tx, "soak.rollback", rows)
-		if err != nil {
-			return fail()
-		}
-		drop = append(drop, id)
-		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT soak"); err != nil {
-			return fail()
-		}
-	}
-	err = tx.Commit(ctx)
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, id := range drop {
-		s.rolledBack[id] = true
-	}
-	if err != nil {
-		for i, id := range keep {
-			s.uncertain[id] = keepTo[i]
-		}
-		s.counts.uncertain++
-		return false
-	}
-	for i, id := range keep {
-		s.committed[id] = commit{to: keepTo[i], at: now}
-	}
-	s.counts.tx++
-	s.counts.notes += len(keep)
-	if kind == "savepoint" {
-		s.counts.savepoints++
-	}
-	return true
-}
-
 // tally is what the streams got so far, against the ledger.
 type tally struct {
 	delivered, late, dup, disorder, notCommitted, reconnects int
@@ -443,17 +338,18 @@ func (s *soak) tally(lateAfter time.Duration) tally {
 		c.mu.Unlock()
 		seen[c.to] = m
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	l := s.ledger
+	l.Lock()
+	defer l.Unlock()
 	now := time.Now()
-	for id, c := range s.committed {
-		if seen[c.to][id] == 0 && now.Sub(c.at) > lateAfter {
+	for id, c := range l.Committed {
+		if seen[c.To][id] == 0 && now.Sub(c.At) > lateAfter {
 			t.late++
 		}
 	}
 	for _, m := range seen {
 		for id := range m {
-			if s.rolledBack[id] || s.failed[id] {
+			if l.RolledBack[id] || l.Failed[id] {
 				t.notCommitted++
 			}
 		}
@@ -475,15 +371,15 @@ func (s *soak) rssNow() string {
 
 func (s *soak) report(elapsed time.Duration) {
 	t := s.tally(15 * time.Second)
+	c := s.ledger.Snapshot()
 	s.mu.Lock()
-	c := s.counts
 	faults := 0
 	for _, n := range s.faults {
 		faults += n
 	}
 	s.mu.Unlock()
 	fmt.Printf("%6s  committed %7d (%d tx; %d rolled back, %d savepoints, %d failed, %d uncertain)  delivered %7d  late %d  dup %d  disorder %d  uncommitted-delivered %d  reconnects %d  faults %d  rss %s\n",
-		elapsed.Round(time.Second), c.notes, c.tx, c.rolledBack, c.savepoints, c.failed, c.uncertain,
+		elapsed.Round(time.Second), c.Committed, c.CommittedTx, c.RolledBackTx, c.Savepoints, c.FailedTx, c.UncertainTx,
 		t.delivered, t.late, t.dup, t.disorder, t.notCommitted, t.reconnects, faults, s.rssNow())
 }
 
@@ -548,14 +444,16 @@ func (s *soak) finish(ctx context.Context, start time.Time) int {
 	problems = append(problems, s.problems...)
 	lost, dup, disorder, notCommitted, wrongSeq, phantom, landed := 0, 0, 0, 0, 0, 0, 0
 	s.mu.Lock()
-	for id, c := range s.committed {
-		if r, ok := truth[id]; !ok || r.to != c.to {
+	l := s.ledger
+	l.Lock()
+	for id, c := range l.Committed {
+		if r, ok := truth[id]; !ok || r.to != c.To {
 			problems = append(problems, "acknowledged commit "+id+" is not in the table")
 		}
 	}
 	for id := range truth {
-		_, acked := s.committed[id]
-		_, unsure := s.uncertain[id]
+		_, acked := l.Committed[id]
+		_, unsure := l.Uncertain[id]
 		if unsure {
 			landed++
 		}
@@ -571,11 +469,11 @@ func (s *soak) finish(ctx context.Context, start time.Time) int {
 			if n > 1 {
 				dup += n - 1
 			}
-			if s.rolledBack[id] || s.failed[id] {
+			if l.RolledBack[id] || l.Failed[id] {
 				notCommitted++
 			}
 			if _, in := truth[id]; !in {
-				if _, unsure := s.uncertain[id]; unsure {
+				if _, unsure := l.Uncertain[id]; unsure {
 					notCommitted++
 				}
 			}
@@ -590,7 +488,8 @@ func (s *soak) finish(ctx context.Context, start time.Time) int {
 		}
 		c.mu.Unlock()
 	}
-	counts := s.counts
+	counts := l.Counts
+	l.Unlock()
 	var fl []string
 	for k, n := range s.faults {
 		fl = append(fl, fmt.Sprintf("%d %s", n, k))
@@ -603,7 +502,7 @@ func (s *soak) finish(ctx context.Context, start time.Time) int {
 	fmt.Println("soak summary")
 	fmt.Printf("  ran %s on schema %s; faults: %s\n", time.Since(start).Round(time.Second), s.schema, faults)
 	fmt.Printf("  writers: %d notifications in %d committed transactions; %d rolled back, %d savepoints rolled back, %d failed, %d commits uncertain (%d of their rows landed)\n",
-		counts.notes, counts.tx, counts.rolledBack, counts.savepoints, counts.failed, counts.uncertain, landed)
+		counts.Committed, counts.CommittedTx, counts.RolledBackTx, counts.Savepoints, counts.FailedTx, counts.UncertainTx, landed)
 	fmt.Printf("  table: %d rows; streams: %d\n", len(truth), len(s.clients))
 	fmt.Printf("  lost %d  duplicated %d  out of order %d  delivered but not committed %d  wrong seq %d  rows nobody committed %d\n",
 		lost, dup, disorder, notCommitted, wrongSeq, phantom)
