@@ -9,8 +9,8 @@ import (
 )
 
 // Entry is one relay log entry with its row's state: what streams push.
-// The stamp returns the entries it logged, and the relay's reads (Tail,
-// Replay in relay/sql) return the same columns.
+// The stamp returns the entries it logged, and the relay_events view the
+// hub reads (migrations/sql/00002_relay_log.sql) has the same columns.
 type Entry struct {
 	// Seq is the event id.
 	Seq int64

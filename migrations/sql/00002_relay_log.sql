@@ -75,6 +75,19 @@ WHERE NOT pg_visible_in_snapshot(n.xid, s.seen)
   AND NOT (s.next IS NOT NULL AND pg_visible_in_snapshot(n.xid, s.next)
            AND (n.xid, n.id) <= (s.next_xid, s.next_id));
 
+-- Every log entry as the event streams push, with its row's current
+-- state: the relay's tail and replay read it. An entry whose xid is no
+-- longer the row's (the row changed again, or is gone) is stale: current is
+-- false and the row's fields are empty, so that paging by seq still moves
+-- on.
+CREATE VIEW relay_events AS
+SELECT l.seq, n.id IS NOT NULL AS current, coalesce(n.id::text, '') AS id,
+       l.tenant_id, l.notifiable_type, l.notifiable_id,
+       coalesce(n.type, '') AS type, coalesce(n.op, '') AS op, n.sse, n.database_key, n.read_at,
+       coalesce('sse' = ANY (n.channels), false) AS live, coalesce(n.updated_at, l.logged_at) AS changed
+FROM relay_log AS l
+LEFT JOIN notifications AS n ON n.id = l.id AND n.xid = l.xid;
+
 -- A reader-visible update takes the writing transaction's xid: the relay
 -- logs the row again. Otherwise as in 00001.
 CREATE OR REPLACE FUNCTION notifications_changed() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -137,6 +150,7 @@ UPDATE notifications AS n SET relay_seq = l.seq
 FROM (SELECT DISTINCT ON (id) id, xid, seq FROM relay_log ORDER BY id, seq DESC) AS l
 WHERE l.id = n.id AND l.xid = n.xid;
 DROP VIEW relay_pending;
+DROP VIEW relay_events;
 DROP INDEX notifications_xid_idx;
 ALTER TABLE notifications DROP COLUMN xid;
 ALTER TABLE relay_state DROP COLUMN seen, DROP COLUMN next, DROP COLUMN next_xid, DROP COLUMN next_id;

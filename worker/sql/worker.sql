@@ -33,7 +33,7 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 -- Logs up to $1 rows the cursor has not seen, in (xid, id) order, under
 -- new seqs, moves the cursor and, if it logged any, announces the new head
 -- on channel $2 (delivered at commit). Returns the entries it logged, in the
--- shape of the hub's Tail (relay/sql/relay.sql), plus the head before them,
+-- shape of the relay_events view the hub reads, plus the head before them,
 -- so the stamping process pushes them without reading them back. The
 -- notification rows are only read.
 --
