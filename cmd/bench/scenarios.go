@@ -79,23 +79,10 @@ func (b *bench) dur(full, smoke time.Duration) time.Duration {
 	return full
 }
 
-// sendOne commits one notification for user in its own transaction.
+// sendOne commits one notification for user in its own transaction
+// (outbox.Send is SendMany of one).
 func (b *bench) sendOne(ctx context.Context, ob *outbox.Outbox, user string, l *ledger) error {
-	tx, err := b.pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	id, err := ob.Send(ctx, tx, outbox.User(user), msg)
-	if err != nil {
-		_ = tx.Rollback(ctx)
-		return err
-	}
-	at := time.Now()
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	l.add(id, sent{to: user, commitAt: at, doneAt: time.Now()})
-	return nil
+	return b.sendMany(ctx, ob, []string{user}, l)
 }
 
 // sendMany commits one notification for each of users in one statement.

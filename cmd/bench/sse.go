@@ -215,12 +215,6 @@ type ledger struct {
 
 func newLedger() *ledger { return &ledger{m: map[string]sent{}} }
 
-func (l *ledger) add(id string, s sent) {
-	l.mu.Lock()
-	l.m[id] = s
-	l.mu.Unlock()
-}
-
 func (l *ledger) addMany(ids []string, to []string, commitAt, doneAt time.Time) {
 	l.mu.Lock()
 	for i, id := range ids {
