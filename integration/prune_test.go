@@ -77,11 +77,12 @@ func TestPruneAndRefetch(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond, "prune kept the wrong rows")
 
 	var pruned, head int64
-	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT pruned_seq, last_seq FROM "+b.db.Table("relay_state")).Scan(&pruned, &head))
-	require.Positive(t, pruned)
+	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT (SELECT seq FROM "+b.db.Table("relay_horizon")+
+		" WHERE notifiable_id = 'alice'), last_seq FROM "+b.db.Table("relay_state")).Scan(&pruned, &head))
+	require.Positive(t, pruned, "alice's prune horizon")
 
-	// Resuming from before the pruned horizon, or from beyond the head (another
-	// database), cannot be replayed: one refetch event, then live events.
+	// Resuming from before alice's prune horizon, or from beyond the head
+	// (another database), cannot be replayed: one refetch event, then live events.
 	for _, from := range []int64{first, head + 1<<40} {
 		rs := openStream(t, r.URL, alice, from)
 		ev := rs.next(t, 5*time.Second)

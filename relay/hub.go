@@ -86,8 +86,8 @@ func newHub(pool *pgxpool.Pool, channel string, q *queries, buffer int, m *metri
 // start reads the current head, so the hub pushes only what comes after it
 // (a stream that wants older events asks with Last-Event-ID).
 func (h *hub) start(ctx context.Context) error {
-	var head, pruned int64
-	if err := h.pool.QueryRow(ctx, h.q.head).Scan(&head, &pruned); err != nil {
+	var head int64
+	if err := h.pool.QueryRow(ctx, h.q.head).Scan(&head); err != nil {
 		return fmt.Errorf("read relay head: %w", err)
 	}
 	h.cursor.Store(head)

@@ -64,7 +64,7 @@ type Config struct {
 
 // queries are the hub's and the stream's SQL.
 type queries struct {
-	head, tail, replay string
+	head, resume, tail, replay string
 }
 
 //go:embed sql/*.sql
@@ -179,7 +179,7 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 		return nil, err
 	}
 	r := &Relay{cfg: cfg, pool: pool, worker: w, inbox: in, auth: auth, metrics: m, log: log}
-	r.q = queries{head: set.Get("Head"), tail: set.Get("Tail"), replay: set.Get("Replay")}
+	r.q = queries{head: set.Get("Head"), resume: set.Get("Resume"), tail: set.Get("Tail"), replay: set.Get("Replay")}
 	if err := set.Err(); err != nil {
 		return nil, err
 	}

@@ -228,12 +228,12 @@ func (r *Relay) cut(out *sink) {
 }
 
 // resume starts a stream from the client's Last-Event-ID. When it cannot
-// replay from there (older than what pruning kept, or newer than anything
-// the database has: another database, or a reset) it sends one refetch
-// event instead.
+// replay from there (older than the recipient's prune horizon: one of its
+// events may have been pruned since; or newer than anything the database
+// has: another database, or a reset) it sends one refetch event instead.
 func (r *Relay) resume(ctx context.Context, out *sink, to outbox.Recipient, lastID, head int64) (int64, bool) {
 	var last, pruned int64
-	if err := r.pool.QueryRow(ctx, r.q.head).Scan(&last, &pruned); err != nil {
+	if err := r.pool.QueryRow(ctx, r.q.resume, to.Tenant, to.Type, to.ID).Scan(&last, &pruned); err != nil {
 		r.log.Warn("read relay head for replay", "err", err)
 		return head, false
 	}

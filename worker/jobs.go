@@ -221,6 +221,15 @@ func (w *pruneWorker) Work(ctx context.Context, job *river.Job[PruneArgs]) error
 		}
 		r.metrics.Pruned.Add(float64(n))
 		if n < pruneBatch {
+			break
+		}
+	}
+	for {
+		var n int64
+		if err := r.pool.QueryRow(ctx, r.q.forget, r.cfg.ReplayWindow, pruneBatch).Scan(&n); err != nil {
+			return fmt.Errorf("prune: fold old recipient horizons: %w", err)
+		}
+		if n < pruneBatch {
 			return nil
 		}
 	}

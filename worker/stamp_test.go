@@ -154,8 +154,9 @@ func TestStampSeqsFollowTheClock(t *testing.T) {
 }
 
 // Pruning drops log entries older than the replay window, whatever their
-// rows, and raises the horizon below which a resume must refetch; the rows
-// themselves stay until their own rules say.
+// rows, and raises their recipient's horizon, below which a resume must
+// refetch; the rows themselves stay until their own rules say. A horizon
+// that has not moved for a replay window is folded into the global floor.
 func TestPruneAgesTheLog(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -181,10 +182,24 @@ func TestPruneAgesTheLog(t *testing.T) {
 	left, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	require.NoError(t, err)
 	require.Equal(t, seqs[2:], left)
-	var pruned int64
+	var pruned, horizon int64
 	var notifications int
-	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT pruned_seq, (SELECT count(*) FROM "+db.Table("notifications")+") FROM "+
-		db.Table("relay_state")).Scan(&pruned, &notifications))
-	require.Equal(t, seqs[1], pruned)
+	horizons := "SELECT pruned_seq, coalesce((SELECT seq FROM " + db.Table("relay_horizon") +
+		" WHERE (tenant_id, notifiable_type, notifiable_id) = ('', 'User', 'u')), 0), (SELECT count(*) FROM " +
+		db.Table("notifications") + ") FROM " + db.Table("relay_state")
+	require.NoError(t, db.Pool.QueryRow(ctx, horizons).Scan(&pruned, &horizon, &notifications))
+	require.Equal(t, seqs[1], horizon, "the recipient's horizon")
+	require.Zero(t, pruned, "nobody else's")
 	require.Equal(t, 3, notifications)
+
+	// Not yet a replay window old: kept.
+	require.NoError(t, (&pruneWorker{r: r}).Work(ctx, &river.Job[PruneArgs]{}))
+	require.NoError(t, db.Pool.QueryRow(ctx, horizons).Scan(&pruned, &horizon, &notifications))
+	require.Equal(t, seqs[1], horizon)
+	_, err = db.Pool.Exec(ctx, "UPDATE "+db.Table("relay_horizon")+" SET pruned_at = now() - interval '2 hours'")
+	require.NoError(t, err)
+	require.NoError(t, (&pruneWorker{r: r}).Work(ctx, &river.Job[PruneArgs]{}))
+	require.NoError(t, db.Pool.QueryRow(ctx, horizons).Scan(&pruned, &horizon, &notifications))
+	require.Zero(t, horizon, "folded")
+	require.Equal(t, seqs[1], pruned, "into the floor")
 }

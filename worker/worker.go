@@ -137,7 +137,7 @@ type Relay struct {
 	relayedChannel string
 	wakeSeq        string
 	q              struct {
-		hasPending, lock, stamp, durability, setWake, snapshot, settled, prune string
+		hasPending, lock, stamp, durability, setWake, snapshot, settled, prune, forget string
 	}
 
 	// busy is up while a relay job of this process may still stamp what is
@@ -181,6 +181,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 	r.q.snapshot = set.Get("Snapshot")
 	r.q.settled = set.Get("Settled")
 	r.q.prune = set.Get("Prune")
+	r.q.forget = set.Get("Forget")
 	if err := set.Err(); err != nil {
 		return nil, err
 	}

@@ -3,7 +3,16 @@
 -- cursor.
 
 -- name: Head
-SELECT last_seq, pruned_seq FROM bellhop.relay_state;
+SELECT last_seq FROM bellhop.relay_state;
+
+-- name: Resume
+-- The head, and the recipient's prune horizon: a resume from below it may
+-- have missed one of the recipient's events. The horizon is the recipient's
+-- own, or the global floor old ones are folded into, whichever is higher.
+SELECT s.last_seq, greatest(s.pruned_seq, h.seq)
+FROM bellhop.relay_state AS s
+LEFT JOIN bellhop.relay_horizon AS h
+    ON h.tenant_id = $1 AND h.notifiable_type = $2 AND h.notifiable_id = $3;
 
 -- name: Tail
 -- Everything logged after the hub's cursor, in order.

@@ -159,8 +159,16 @@ SELECT NOT EXISTS (
 -- Deletes, $3 at a time: deleted rows and live-only rows once past the
 -- replay window ($1), read rows past the retention ($2), each only once the
 -- relay has logged it; then log entries older than the replay window.
--- Remembers the highest seq whose entry it deleted: a client resuming from
--- below it may have missed a change and must refetch.
+-- Records, per recipient, the highest seq of theirs whose entry it deleted:
+-- a client of that recipient resuming from below it may have missed a
+-- change and must refetch; other recipients' clients need not.
+--
+-- The DELETE repeats every condition on the row it takes. A row a
+-- concurrent transaction holds (an upsert reviving it, an unread, any
+-- update) is chosen here from its old version; the DELETE waits for the
+-- lock and then rechecks only its own WHERE against the new version, never
+-- doomed. The new version has a new xid, not yet logged, so it is not
+-- visible in seen: the row stays, and is pushed.
 WITH doomed AS (
     SELECT n.id FROM bellhop.notifications AS n, bellhop.relay_state AS s
     WHERE pg_visible_in_snapshot(n.xid, s.seen) AND (
@@ -169,24 +177,58 @@ WITH doomed AS (
         OR (n.read_at IS NOT NULL AND n.read_at < now() - $2::interval))
     LIMIT $3
 ), gone AS (
-    DELETE FROM bellhop.notifications AS t USING doomed
+    DELETE FROM bellhop.notifications AS t USING doomed, bellhop.relay_state AS s
     WHERE t.id = doomed.id
+      AND pg_visible_in_snapshot(t.xid, s.seen) AND (
+           (t.deleted_at IS NOT NULL AND t.deleted_at < now() - $1::interval)
+        OR (NOT 'database' = ANY (t.channels) AND t.updated_at < now() - $1::interval)
+        OR (t.read_at IS NOT NULL AND t.read_at < now() - $2::interval))
     RETURNING t.id, t.tenant_id, t.notifiable_type, t.notifiable_id
 ), unlogged AS (
+    -- Only the entries of rows actually deleted.
     DELETE FROM bellhop.relay_log AS l USING gone AS g
     WHERE l.tenant_id = g.tenant_id AND l.notifiable_type = g.notifiable_type
       AND l.notifiable_id = g.notifiable_id AND l.id = g.id
-    RETURNING l.seq
+    RETURNING l.seq, l.tenant_id, l.notifiable_type, l.notifiable_id
 ), aged AS (
     DELETE FROM bellhop.relay_log
     WHERE seq <= (SELECT max(seq) FROM (
         SELECT seq, logged_at FROM bellhop.relay_log ORDER BY seq LIMIT $3) AS oldest
         WHERE logged_at < now() - $1::interval)
       AND seq NOT IN (SELECT seq FROM unlogged)
-    RETURNING seq
+    RETURNING seq, tenant_id, notifiable_type, notifiable_id
 ), horizon AS (
-    UPDATE bellhop.relay_state
-    SET pruned_seq = greatest(pruned_seq, (SELECT max(seq) FROM unlogged), (SELECT max(seq) FROM aged))
-    WHERE EXISTS (SELECT 1 FROM unlogged) OR EXISTS (SELECT 1 FROM aged)
+    -- One row per recipient: ON CONFLICT may touch a row only once.
+    INSERT INTO bellhop.relay_horizon AS h (tenant_id, notifiable_type, notifiable_id, seq)
+    SELECT tenant_id, notifiable_type, notifiable_id, max(seq)
+    FROM (SELECT * FROM unlogged UNION ALL SELECT * FROM aged) AS p
+    GROUP BY tenant_id, notifiable_type, notifiable_id
+    ON CONFLICT (tenant_id, notifiable_type, notifiable_id)
+    DO UPDATE SET seq = greatest(h.seq, excluded.seq), pruned_at = now()
 )
 SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM aged);
+
+-- name: Forget
+-- Folds up to $2 recipients' horizons that have not moved for a replay
+-- window ($1) into the global floor, which bounds relay_horizon: a client
+-- resuming from below the floor gets refetch whatever its recipient. Its
+-- id is older than a horizon stamped over a replay window ago, so it has
+-- been away (or quiet) that long. The DELETE repeats its condition: a
+-- horizon a concurrent prune just raised stays.
+WITH old AS (
+    SELECT tenant_id, notifiable_type, notifiable_id FROM bellhop.relay_horizon
+    WHERE pruned_at < now() - $1::interval
+    ORDER BY pruned_at
+    LIMIT $2
+), forgotten AS (
+    DELETE FROM bellhop.relay_horizon AS h USING old
+    WHERE h.tenant_id = old.tenant_id AND h.notifiable_type = old.notifiable_type
+      AND h.notifiable_id = old.notifiable_id
+      AND h.pruned_at < now() - $1::interval
+    RETURNING h.seq
+), floor AS (
+    UPDATE bellhop.relay_state
+    SET pruned_seq = greatest(pruned_seq, (SELECT max(seq) FROM forgotten))
+    WHERE EXISTS (SELECT 1 FROM forgotten)
+)
+SELECT count(*) FROM forgotten;
