@@ -161,3 +161,75 @@ func TestPruneSparesARowChangedWhileItWaits(t *testing.T) {
 		})
 	}
 }
+
+// A client gets refetch only when an event of its own recipient may have
+// been pruned: one backdated read row pruned for bob, or alice's entry aged
+// out of the log, used to raise one horizon for everyone.
+func TestPruneHorizonIsPerRecipient(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	r := b.startRelay(t, func(c *relay.Config) {
+		c.PruneInterval = time.Hour
+		c.Retention = time.Hour
+		c.ReplayWindow = time.Hour
+	})
+	carol := outbox.User("carol")
+	sa := openStream(t, r.URL, alice, -1)
+	sb := openStream(t, r.URL, bob, -1)
+	b.send(t, alice, "a1")
+	a1 := sa.next(t, 5*time.Second).ID
+	readOld := b.send(t, bob, "b1")
+	sb.next(t, 5*time.Second)
+	_, err := b.db.Pool.Exec(ctx, "UPDATE "+b.db.Table("notifications")+" SET read_at = now() - interval '2 hours' WHERE id = $1", readOld)
+	require.NoError(t, err)
+	bobsPruned := sb.next(t, 5*time.Second).ID // its read, logged just now
+	a2 := b.send(t, alice, "a2")
+	sa.next(t, 5*time.Second)
+	b.waitLogged(t)
+	b.waitJob(t, b.pruneNow(t))
+	var left int
+	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("notifications")+" WHERE id = $1", readOld).Scan(&left))
+	require.Zero(t, left, "bob's old read row is pruned")
+
+	first := func(to outbox.Recipient, from int64) event {
+		t.Helper()
+		s := openStream(t, r.URL, to, from)
+		defer s.Close()
+		select {
+		case ev := <-s.Events:
+			return ev
+		case <-time.After(300 * time.Millisecond):
+		}
+		// Nothing to replay: the next live event comes first.
+		id := b.send(t, to, "live")
+		ev := s.next(t, 5*time.Second)
+		if ev.Data.Op != "refetch" {
+			require.Equal(t, id, ev.Data.ID)
+		}
+		return ev
+	}
+
+	// Alice, from before bob's pruned entry: replayed, not refetched.
+	ev := first(alice, a1)
+	require.Equal(t, "created", ev.Data.Op, "bob's prune made alice refetch")
+	require.Equal(t, a2, ev.Data.ID)
+	// Bob, from before it: refetch; from it on: replayed as usual.
+	require.Equal(t, "refetch", first(bob, a1).Data.Op)
+	require.Equal(t, "created", first(bob, bobsPruned).Data.Op)
+
+	// Alice's first entry ages out of the log: alice, from before it, must
+	// refetch; carol, who never had an event, need not.
+	_, err = b.db.Pool.Exec(ctx, "UPDATE "+b.db.Table("relay_log")+" SET logged_at = now() - interval '2 hours' WHERE seq = $1", a1)
+	require.NoError(t, err)
+	b.waitJob(t, b.pruneNow(t))
+	var aged int
+	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("relay_log")+" WHERE seq = $1", a1).Scan(&aged))
+	require.Zero(t, aged, "the entry aged out")
+	require.Equal(t, "refetch", first(alice, a1-1).Data.Op)
+	require.Equal(t, "created", first(carol, a1-1).Data.Op, "alice's aged entry made carol refetch")
+
+	// An id the relay never handed out (another database) still refetches.
+	var head int64
+	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT last_seq FROM "+b.db.Table("relay_state")).Scan(&head))
+	require.Equal(t, "refetch", first(carol, head+1<<40).Data.Op)
+}

@@ -171,3 +171,49 @@ COMMIT;`, "bellhop.", db.Schema+"."))
 		" AS n ON n.id = l.id AND n.xid = l.xid").Scan(&current))
 	require.Equal(t, 1, current, "the restored log entry is still its row's current one")
 }
+
+// A schema at 00002 (one global prune horizon) upgrades in place: the
+// global horizon stays as every recipient's floor. Going back down raises
+// it over every recipient's horizon, so the old code replays across no gap.
+func TestUpgradeToRecipientHorizons(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	schema := db.Schema + "_up"
+	t.Cleanup(func() { _, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") })
+	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
+	require.NoError(t, err)
+
+	cfg := db.Pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["search_path"] = schema
+	sqlDB := stdlib.OpenDB(*cfg)
+	defer sqlDB.Close()
+	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS(), goose.WithDisableGlobalRegistry(true))
+	require.NoError(t, err)
+	_, err = provider.UpTo(ctx, 2)
+	require.NoError(t, err)
+
+	table := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
+	_, err = db.Pool.Exec(ctx, "UPDATE "+table("relay_state")+" SET pruned_seq = 70, last_seq = 100")
+	require.NoError(t, err)
+
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema))
+
+	var floor int64
+	var horizons int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT pruned_seq, (SELECT count(*) FROM "+table("relay_horizon")+") FROM "+
+		table("relay_state")).Scan(&floor, &horizons))
+	require.EqualValues(t, 70, floor, "what was pruned for everyone stays so")
+	require.Zero(t, horizons)
+
+	_, err = db.Pool.Exec(ctx, "INSERT INTO "+table("relay_horizon")+" (notifiable_type, tenant_id, notifiable_id, seq)"+
+		" VALUES ('User', '', 'a', 90), ('User', '', 'b', 60)")
+	require.NoError(t, err)
+	_, err = provider.DownTo(ctx, 2)
+	require.NoError(t, err)
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT pruned_seq FROM "+table("relay_state")).Scan(&floor))
+	require.EqualValues(t, 90, floor, "the highest horizon of anyone's")
+	var left bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", schema+".relay_horizon").Scan(&left))
+	require.False(t, left)
+}
