@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
 	"github.com/bellhophq/bellhop/worker"
@@ -232,4 +234,60 @@ func TestPruneHorizonIsPerRecipient(t *testing.T) {
 	var head int64
 	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT last_seq FROM "+b.db.Table("relay_state")).Scan(&head))
 	require.Equal(t, "refetch", first(carol, head+1<<40).Data.Op)
+}
+
+// A prune that deletes one of the recipient's entries after the stream
+// checked the recipient's horizon, but before its replay read the log, must
+// still end in refetch: the replay no longer sees the entry.
+func TestPruneDuringResumeRefetches(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	r := b.startRelay(t, func(c *relay.Config) {
+		c.PruneInterval = time.Hour
+		c.Retention = time.Hour
+		c.ReplayWindow = time.Hour
+	})
+	set, err := sqlq.Load(os.DirFS("../worker"), b.db.Schema)
+	require.NoError(t, err)
+	prune := set.Get("Prune")
+	require.NoError(t, set.Err())
+
+	s := openStream(t, r.URL, alice, -1)
+	b.send(t, alice, "a1")
+	from := s.next(t, 5*time.Second).ID
+	readOld := b.send(t, alice, "a2")
+	s.next(t, 5*time.Second)
+	_, err = b.db.Pool.Exec(ctx, "UPDATE "+b.db.Table("notifications")+" SET read_at = now() - interval '2 hours' WHERE id = $1", readOld)
+	require.NoError(t, err)
+	s.next(t, 5*time.Second)
+	b.waitLogged(t)
+
+	// Readers of the log wait while this transaction holds it; the resume
+	// reads the horizon without it, then waits in its replay.
+	tx, err := b.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	var pid int
+	require.NoError(t, tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid))
+	_, err = tx.Exec(ctx, "LOCK TABLE "+b.db.Table("relay_log")+" IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+	rs := openStream(t, r.URL, alice, from)
+	require.Eventually(t, func() bool {
+		var waiting bool
+		err := b.db.Pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"+
+			" WHERE wait_event_type = 'Lock' AND $1 = ANY (pg_blocking_pids(pid)) AND query LIKE '%seq > $4%')",
+			pid).Scan(&waiting)
+		return err == nil && waiting
+	}, 10*time.Second, 5*time.Millisecond, "the resume never reached its replay")
+	var pruned int64
+	require.NoError(t, tx.QueryRow(ctx, prune, "1 hour", "1 hour", 5000).Scan(&pruned))
+	require.EqualValues(t, 1, pruned, "alice's old read row")
+	require.NoError(t, tx.Commit(ctx))
+
+	select {
+	case ev := <-rs.Events:
+		require.Equal(t, "refetch", ev.Data.Op, "the pruned read event is gone and the client was not told")
+	case <-time.After(2 * time.Second):
+		t.Fatal("the resume replayed nothing and did not refetch: alice's read of a2 is lost")
+	}
 }

@@ -241,9 +241,23 @@ func (r *Relay) resume(ctx context.Context, out *sink, to outbox.Recipient, last
 		return head, out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
 	}
 	sent, ok := r.replay(ctx, out, to, lastID, head)
+	if !ok {
+		return sent, false
+	}
+	// A prune between the check and the replay's reads may have deleted an
+	// entry the replay then did not see; it raised the recipient's horizon
+	// in the same transaction, so a second look tells. (The refetch may
+	// repeat the id of the last event replayed: it resets the client.)
+	if err := r.pool.QueryRow(ctx, r.q.resume, to.Tenant, to.Type, to.ID).Scan(&last, &pruned); err != nil {
+		r.log.Warn("read relay head after replay", "err", err)
+		return head, false
+	}
+	if lastID < pruned {
+		return head, out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
+	}
 	// The client may have come from a replica ahead of this one's hub: it
 	// already has everything up to lastID, which must not come again.
-	return max(sent, lastID), ok
+	return max(sent, lastID), true
 }
 
 // replay writes to's events in (from, head] from the database.
