@@ -198,11 +198,13 @@ WITH doomed AS (
       AND seq NOT IN (SELECT seq FROM unlogged)
     RETURNING seq, tenant_id, notifiable_type, notifiable_id
 ), horizon AS (
-    -- One row per recipient: ON CONFLICT may touch a row only once.
+    -- One row per recipient (ON CONFLICT may touch a row only once), in key
+    -- order, so that two prunes at once take the row locks in one order.
     INSERT INTO bellhop.relay_horizon AS h (tenant_id, notifiable_type, notifiable_id, seq)
     SELECT tenant_id, notifiable_type, notifiable_id, max(seq)
     FROM (SELECT * FROM unlogged UNION ALL SELECT * FROM aged) AS p
     GROUP BY tenant_id, notifiable_type, notifiable_id
+    ORDER BY tenant_id, notifiable_type, notifiable_id
     ON CONFLICT (tenant_id, notifiable_type, notifiable_id)
     DO UPDATE SET seq = greatest(h.seq, excluded.seq), pruned_at = now()
 )
