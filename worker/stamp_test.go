@@ -97,7 +97,7 @@ func stampTx(t *testing.T, r *Relay, db *pgtest.DB, floor int64) (seqs []int64, 
 	rows.Close()
 	require.NoError(t, rows.Err())
 	var mode string
-	require.NoError(t, tx.QueryRow(ctx, r.q.durability).Scan(&mode))
+	require.NoError(t, tx.QueryRow(ctx, r.q.durability, r.cfg.DurableStamps).Scan(&mode))
 	require.NoError(t, tx.Commit(ctx))
 	rows, err = db.Pool.Query(ctx, "SELECT seq FROM "+db.Table("relay_log")+" ORDER BY seq")
 	require.NoError(t, err)
@@ -151,6 +151,79 @@ func TestStampSeqsFollowTheClock(t *testing.T) {
 	send(1)
 	seqs, _ = stampTx(t, r, db, ahead+1000)
 	require.Equal(t, ahead+1001, seqs[len(seqs)-1])
+}
+
+// On another server than the one that moved the head last (a promoted
+// standby, or any restart), the first stamp jumps the head ten minutes of
+// microseconds past the clock, even with nothing to log, and records the
+// server; the stamps after it follow the head again, waiting for their
+// flush while it is ahead of the clock.
+func TestStampJumpsOnANewServer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	r, err := New(db.Pool, Config{Schema: db.Schema})
+	require.NoError(t, err)
+	const margin = 600_000_000
+	clockUS := func() int64 {
+		var us int64
+		require.NoError(t, db.Pool.QueryRow(ctx, "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint").Scan(&us))
+		return us
+	}
+	head := func() int64 {
+		var h int64
+		require.NoError(t, db.Pool.QueryRow(ctx, "SELECT last_seq FROM "+db.Table("relay_state")).Scan(&h))
+		return h
+	}
+
+	seqs, _ := stampTx(t, r, db, 0)
+	require.Empty(t, seqs)
+	require.Zero(t, head(), "the server the schema was migrated on is not new")
+
+	_, err = db.Pool.Exec(ctx, "UPDATE "+db.Table("relay_state")+" SET server_started = now() - interval '1 day'")
+	require.NoError(t, err)
+	before := clockUS()
+	seqs, async := stampTx(t, r, db, 0)
+	require.Empty(t, seqs)
+	require.False(t, async)
+	jumped := head()
+	require.GreaterOrEqual(t, jumped, before+margin, "the jump holds with nothing logged")
+	require.LessOrEqual(t, jumped, clockUS()+margin)
+
+	_, err = db.Pool.Exec(ctx, "INSERT INTO "+db.Table("notifications")+" (notifiable_id, type) VALUES ('u', 'after')")
+	require.NoError(t, err)
+	seqs, async = stampTx(t, r, db, 0)
+	require.Equal(t, []int64{jumped + 1}, seqs, "once: then the head goes on")
+	require.False(t, async, "ahead of the clock, a stamp waits for its flush")
+}
+
+// A role or server default of synchronous_commit = off does not make
+// durable stamps, or stamps ahead of the clock, asynchronous; other
+// durable settings are kept.
+func TestDurabilityOverridesAsyncDefault(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	mode := func(durable bool, ahead bool, session string) string {
+		tx, err := db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer tx.Rollback(ctx) //nolint:errcheck // read only
+		r, err := New(db.Pool, Config{Schema: db.Schema, DurableStamps: durable})
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, "SELECT set_config('synchronous_commit', $1, true)", session)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, "UPDATE "+db.Table("relay_state")+" SET last_seq = CASE WHEN $1 THEN 9e18::bigint ELSE 0 END", ahead)
+		require.NoError(t, err)
+		var m string
+		require.NoError(t, tx.QueryRow(ctx, r.q.durability, durable).Scan(&m))
+		return m
+	}
+	require.Equal(t, "off", mode(false, false, "off"))
+	require.Equal(t, "off", mode(false, false, "on"))
+	require.Equal(t, "on", mode(false, true, "off"))
+	require.Equal(t, "on", mode(true, false, "off"))
+	require.Equal(t, "remote_apply", mode(true, false, "remote_apply"))
+	require.Equal(t, "local", mode(false, true, "local"))
 }
 
 // Pruning drops log entries older than the replay window, whatever their

@@ -41,6 +41,19 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 -- numbers just below the clock in microseconds when the head is further
 -- behind, else those right after the head.
 --
+-- On another server than the one that moved the head last (server_started,
+-- the postmaster's start time: new on every server start, and never the
+-- same on a standby as on its primary), the first stamp jumps the head ten
+-- minutes of microseconds past the clock (and past the head and $3), logged
+-- rows or not. That server may lack the last stamps of the old one: a
+-- standby promoted without them (asynchronous replication), or a server
+-- that lost asynchronously committed stamps in a crash. Their seqs were at
+-- most the old head, which followed the old server's clock; the clocks of
+-- two servers, or of one across a restart, differ by far less than ten
+-- minutes, so no seq a client may hold is handed out again. Detected here,
+-- in the statement, not at a relay's start: relays that outlive a failover
+-- see it too.
+--
 -- A round starts from a fresh snapshot (next) and logs every row version
 -- visible in it but not in seen: those whose xid is at or past seen's xmax,
 -- and those of transactions seen's xip lists as running. A round longer
@@ -49,6 +62,7 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 WITH state AS (
     SELECT last_seq, seen,
            floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS clock_us,
+           server_started IS DISTINCT FROM pg_postmaster_start_time() AS new_server,
            coalesce(next, pg_current_snapshot()) AS next,
            CASE WHEN next IS NULL THEN '0'::xid8 ELSE next_xid END AS after_xid,
            CASE WHEN next IS NULL THEN '00000000-0000-0000-0000-000000000000'::uuid ELSE next_id END AS after_id,
@@ -94,9 +108,13 @@ WITH state AS (
     LIMIT $1
 ), counted AS (
     -- Seqs follow the head, and the clock (see Durability), and never come
-    -- below $3, the highest seq the stamping process has pushed.
+    -- below $3, the highest seq the stamping process has pushed; on a new
+    -- server they jump (600,000,000 µs: ten minutes).
     SELECT count(*) AS n,
-           greatest((SELECT last_seq FROM st), $3::bigint, (SELECT clock_us FROM st) - count(*)) AS base
+           CASE WHEN (SELECT new_server FROM st)
+                THEN greatest((SELECT last_seq FROM st), $3::bigint, (SELECT clock_us FROM st)) + 600000000
+                ELSE greatest((SELECT last_seq FROM st), $3::bigint, (SELECT clock_us FROM st) - count(*))
+           END AS base
     FROM batch
 ), logged AS (
     INSERT INTO bellhop.relay_log (seq, id, xid, tenant_id, notifiable_type, notifiable_id)
@@ -105,14 +123,17 @@ WITH state AS (
     RETURNING seq
 ), moved AS (
     -- Writes only when there is something to record: a round that logged
-    -- rows, or one that must end. An empty poll writes nothing.
+    -- rows, or one that must end, or a new server (its jump is kept even
+    -- when nothing was logged). An empty poll writes nothing.
     UPDATE bellhop.relay_state
-    SET last_seq = CASE WHEN (SELECT n FROM counted) > 0 THEN (SELECT base + n FROM counted) ELSE last_seq END,
+    SET last_seq = CASE WHEN (SELECT n FROM counted) > 0 OR (SELECT new_server FROM st)
+                        THEN (SELECT base + n FROM counted) ELSE last_seq END,
+        server_started = pg_postmaster_start_time(),
         seen     = CASE WHEN (SELECT n FROM counted) < $1 THEN (SELECT next FROM st) ELSE seen END,
         next     = CASE WHEN (SELECT n FROM counted) < $1 THEN NULL ELSE (SELECT next FROM st) END,
         next_xid = coalesce((SELECT xid FROM batch WHERE k = $1), '0'),
         next_id  = coalesce((SELECT id FROM batch WHERE k = $1), '00000000-0000-0000-0000-000000000000')
-    WHERE (SELECT n FROM counted) > 0 OR next IS NOT NULL
+    WHERE (SELECT n FROM counted) > 0 OR next IS NOT NULL OR (SELECT new_server FROM st)
 )
 SELECT (SELECT base FROM counted) + b.k, true, b.id::text, b.tenant_id, b.notifiable_type, b.notifiable_id,
        b.type, b.op, b.sse, b.database_key, b.read_at, 'sse' = ANY (b.channels), b.updated_at,
@@ -133,11 +154,22 @@ ORDER BY b.k;
 -- got it would skip that row when it resumes. So the stamp waits for its
 -- flush unless its head is at most the database clock in microseconds; seqs
 -- after a crash start above the clock (see Stamp), which by then has passed
--- every seq lost. Relies on the database clock not stepping back across a
--- crash; BELLHOP_DURABLE_STAMPS=true skips this statement.
+-- every seq lost; a server restart also jumps them ten minutes ahead.
+-- After such a jump the head stays ahead of the clock for those ten minutes,
+-- and stamps wait for their flush meanwhile: an asynchronous stamp is only
+-- sound below the clock, since a crash of the backends alone (PostgreSQL's
+-- restart_after_crash) keeps the postmaster, so the jump does not come again.
+--
+-- $1: BELLHOP_DURABLE_STAMPS, every stamp waits. Waiting is set explicitly:
+-- a server or role default of synchronous_commit = off would otherwise make
+-- both the durable stamps and those ahead of the clock asynchronous. Any
+-- other setting (local, on, remote_write, remote_apply) flushes locally and
+-- is kept, standbys included.
 SELECT set_config('synchronous_commit',
-    CASE WHEN last_seq <= floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint
-         THEN 'off' ELSE current_setting('synchronous_commit') END, true)
+    CASE WHEN NOT $1::boolean AND last_seq <= floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+         THEN 'off'
+         WHEN current_setting('synchronous_commit') = 'off' THEN 'on'
+         ELSE current_setting('synchronous_commit') END, true)
 FROM bellhop.relay_state;
 
 -- name: SetWake
