@@ -66,9 +66,9 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 --
 -- On another server than the one that moved the head last (server_started,
 -- the postmaster's start time: new on every server start, and never the
--- same on a standby as on its primary), the first stamp jumps the head ten
--- minutes of microseconds past the clock (and past the head and $3), logged
--- rows or not. That server may lack the last stamps of the old one: a
+-- same on a standby as on its primary), the first stamp that logs rows
+-- jumps ten minutes of microseconds past the clock (and past the head and
+-- $3), and records the server. That server may lack the last stamps of the old one: a
 -- standby promoted without them (asynchronous replication), or a server
 -- that lost asynchronously committed stamps in a crash. Their seqs were at
 -- most the old head, which followed the old server's clock; the clocks of
@@ -163,17 +163,15 @@ WITH state AS (
     RETURNING seq
 ), moved AS (
     -- Writes only when there is something to record: a round that logged
-    -- rows, or one that must end, or a new server (its jump is kept even
-    -- when nothing was logged). An empty poll writes nothing.
+    -- rows, or one that must end. An empty poll writes nothing.
     UPDATE bellhop.relay_state
-    SET last_seq = CASE WHEN (SELECT n FROM counted) > 0 OR (SELECT new_server FROM st)
-                        THEN (SELECT base + n FROM counted) ELSE last_seq END,
-        server_started = pg_postmaster_start_time(),
+    SET last_seq = CASE WHEN (SELECT n FROM counted) > 0 THEN (SELECT base + n FROM counted) ELSE last_seq END,
+        server_started = CASE WHEN (SELECT n FROM counted) > 0 THEN pg_postmaster_start_time() ELSE server_started END,
         seen     = CASE WHEN (SELECT n FROM counted) < $1 THEN (SELECT next FROM st) ELSE seen END,
         next     = CASE WHEN (SELECT n FROM counted) < $1 THEN NULL ELSE (SELECT next FROM st) END,
         next_xid = coalesce((SELECT xid FROM batch WHERE k = $1), '0'),
         next_id  = coalesce((SELECT id FROM batch WHERE k = $1), '00000000-0000-0000-0000-000000000000')
-    WHERE (SELECT n FROM counted) > 0 OR next IS NOT NULL OR (SELECT new_server FROM st)
+    WHERE (SELECT n FROM counted) > 0 OR next IS NOT NULL
 )
 SELECT (SELECT base FROM counted) + b.k, true, b.id::text, b.tenant_id, b.notifiable_type, b.notifiable_id,
        b.type, b.op, b.sse, b.database_key, b.read_at, 'sse' = ANY (b.channels), b.updated_at,
