@@ -217,3 +217,43 @@ func TestUpgradeToRecipientHorizons(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", schema+".relay_horizon").Scan(&left))
 	require.False(t, left)
 }
+
+// A schema at 00002 upgrades to record the server the head was last moved
+// on: the one it is upgraded on, so the head does not jump for the upgrade;
+// down again, the column goes.
+func TestUpgradeRecordsTheServer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	schema := db.Schema + "_ep"
+	t.Cleanup(func() { _, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") })
+	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
+	require.NoError(t, err)
+
+	cfg := db.Pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["search_path"] = schema
+	sqlDB := stdlib.OpenDB(*cfg)
+	defer sqlDB.Close()
+	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS(), goose.WithDisableGlobalRegistry(true))
+	require.NoError(t, err)
+	_, err = provider.UpTo(ctx, 2)
+	require.NoError(t, err)
+	state := pgx.Identifier{schema, "relay_state"}.Sanitize()
+	_, err = db.Pool.Exec(ctx, "UPDATE "+state+" SET last_seq = 42")
+	require.NoError(t, err)
+
+	_, err = provider.UpTo(ctx, 4)
+	require.NoError(t, err)
+	var head int64
+	var current bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT last_seq, server_started = pg_postmaster_start_time() FROM "+state).Scan(&head, &current))
+	require.EqualValues(t, 42, head)
+	require.True(t, current, "the server it was upgraded on")
+
+	_, err = provider.DownTo(ctx, 2)
+	require.NoError(t, err)
+	var cols int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_schema = $1"+
+		" AND table_name = 'relay_state' AND column_name = 'server_started'", schema).Scan(&cols))
+	require.Zero(t, cols)
+}

@@ -39,9 +39,7 @@ func (r *Relay) stamp(ctx context.Context) (int, error) {
 		})
 		return err
 	})
-	if !r.cfg.DurableStamps {
-		b.Queue(r.q.durability)
-	}
+	b.Queue(r.q.durability, r.cfg.DurableStamps)
 	// The entries are read before the Sync that commits them: nothing is
 	// pushed until Close reports the commit.
 	if err := r.pool.SendBatch(ctx, b).Close(); err != nil {

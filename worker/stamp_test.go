@@ -97,7 +97,7 @@ func stampTx(t *testing.T, r *Relay, db *pgtest.DB, floor int64) (seqs []int64, 
 	rows.Close()
 	require.NoError(t, rows.Err())
 	var mode string
-	require.NoError(t, tx.QueryRow(ctx, r.q.durability).Scan(&mode))
+	require.NoError(t, tx.QueryRow(ctx, r.q.durability, r.cfg.DurableStamps).Scan(&mode))
 	require.NoError(t, tx.Commit(ctx))
 	rows, err = db.Pool.Query(ctx, "SELECT seq FROM "+db.Table("relay_log")+" ORDER BY seq")
 	require.NoError(t, err)
@@ -151,6 +151,89 @@ func TestStampSeqsFollowTheClock(t *testing.T) {
 	send(1)
 	seqs, _ = stampTx(t, r, db, ahead+1000)
 	require.Equal(t, ahead+1001, seqs[len(seqs)-1])
+}
+
+// On another server than the one that moved the head last (a promoted
+// standby, or any restart), the first stamp that logs rows jumps ten
+// minutes of microseconds past the clock and records the server; the
+// stamps after it follow the head again, waiting for their flush while it
+// is ahead of the clock. An empty poll still writes nothing.
+func TestStampJumpsOnANewServer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	r, err := New(db.Pool, Config{Schema: db.Schema})
+	require.NoError(t, err)
+	const margin = 600_000_000
+	clockUS := func() int64 {
+		var us int64
+		require.NoError(t, db.Pool.QueryRow(ctx, "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint").Scan(&us))
+		return us
+	}
+	send := func() {
+		_, err := db.Pool.Exec(ctx, "INSERT INTO "+db.Table("notifications")+" (notifiable_id, type) VALUES ('u', 'n')")
+		require.NoError(t, err)
+	}
+
+	send()
+	before := clockUS()
+	seqs, _ := stampTx(t, r, db, 0)
+	require.Len(t, seqs, 1)
+	require.Less(t, seqs[0], before+margin, "the server the schema was migrated on is not new")
+
+	_, err = db.Pool.Exec(ctx, "UPDATE "+db.Table("relay_state")+" SET server_started = now() - interval '1 day'")
+	require.NoError(t, err)
+	seqs, _ = stampTx(t, r, db, 0)
+	require.Len(t, seqs, 1, "an empty poll")
+	var head int64
+	var recorded bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT last_seq, server_started = pg_postmaster_start_time() FROM "+
+		db.Table("relay_state")).Scan(&head, &recorded))
+	require.Equal(t, seqs[0], head, "an empty poll moves nothing")
+	require.False(t, recorded)
+
+	send()
+	before = clockUS()
+	seqs, async := stampTx(t, r, db, 0)
+	require.Len(t, seqs, 2)
+	jumped := seqs[1]
+	require.GreaterOrEqual(t, jumped, before+margin)
+	require.LessOrEqual(t, jumped, clockUS()+margin+1)
+	require.False(t, async, "ahead of the clock, a stamp waits for its flush")
+
+	send()
+	seqs, async = stampTx(t, r, db, 0)
+	require.Equal(t, jumped+1, seqs[2], "once: then the head goes on")
+	require.False(t, async)
+}
+
+// A role or server default of synchronous_commit = off does not make
+// durable stamps, or stamps ahead of the clock, asynchronous; other
+// durable settings are kept.
+func TestDurabilityOverridesAsyncDefault(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	mode := func(durable bool, ahead bool, session string) string {
+		tx, err := db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer tx.Rollback(ctx) //nolint:errcheck // read only
+		r, err := New(db.Pool, Config{Schema: db.Schema, DurableStamps: durable})
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, "SELECT set_config('synchronous_commit', $1, true)", session)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, "UPDATE "+db.Table("relay_state")+" SET last_seq = CASE WHEN $1 THEN 9e18::bigint ELSE 0 END", ahead)
+		require.NoError(t, err)
+		var m string
+		require.NoError(t, tx.QueryRow(ctx, r.q.durability, durable).Scan(&m))
+		return m
+	}
+	require.Equal(t, "off", mode(false, false, "off"))
+	require.Equal(t, "off", mode(false, false, "on"))
+	require.Equal(t, "on", mode(false, true, "off"))
+	require.Equal(t, "on", mode(true, false, "off"))
+	require.Equal(t, "remote_apply", mode(true, false, "remote_apply"))
+	require.Equal(t, "local", mode(false, true, "local"))
 }
 
 // Pruning drops log entries older than the replay window, whatever their

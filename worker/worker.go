@@ -84,7 +84,8 @@ type Config struct {
 	// never hand out a seq at or below it.
 	Floor func() int64
 	// DurableStamps makes every stamp wait for its WAL flush, whatever the
-	// clock (see Durability in sql/worker.sql).
+	// clock and whatever synchronous_commit the server or the role defaults
+	// to (see Durability in sql/worker.sql).
 	DurableStamps bool
 }
 

@@ -51,6 +51,10 @@ const scenarioDoc = `1. **Commit-to-event latency.** 1,000 SSE streams (one per 
 6. **Resume.** A stream receives one event and disconnects; 1,000 events for its recipient are committed and stamped;
    the stream reconnects with ` + "`Last-Event-ID`" + `. Time from starting the reconnect (TCP dial) until the 1,000th event
    was read; every event must arrive once, in order.
+7. **Large open transaction.** The latency setup of scenario 1 (1,000 streams, single-row writers at 100/s for 5 s),
+   first with nothing else running (the anchor), then while another connection holds a transaction with 100,000
+   uncommitted rows (for a recipient with no stream; rolled back after the run). The relay's probes must not walk
+   those rows: commit-to-event latency for everyone else should stay where the anchor is.
 
 The smoke run (` + "`make bench-smoke`" + `) runs every scenario once at small sizes (fewer streams, rows and seconds).
 `
@@ -831,6 +835,70 @@ RETURNING id::text`, p.schema, behind), user)
 		caught.add(ms(recv[len(recv)-1].Sub(start)))
 		first.add(ms(recv[0].Sub(start)))
 		fmt.Fprintf(os.Stderr, "   resume %d behind: first %.2f ms, caught up %.2f ms\n", len(ds), ms(recv[0].Sub(start)), ms(recv[len(recv)-1].Sub(start)))
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------- 7
+
+func (b *bench) openTransaction(ctx context.Context) error {
+	const s = "7. Open transaction"
+	held := b.pick(100000, 20000)
+	p, ob, users, f, err := b.relayWithStreams(ctx)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	defer f.close()
+	fmt.Fprintf(os.Stderr, "   %d streams connected\n", len(users))
+
+	const rate = 100
+	d := b.dur(5*time.Second, 500*time.Millisecond)
+	run := func(d time.Duration) ([]time.Duration, error) {
+		l := newLedger()
+		err := paced(ctx, rate, d, 8, func() error {
+			return b.sendOne(ctx, ob, users[rand.IntN(len(users))], l)
+		})
+		if err != nil {
+			return nil, err
+		}
+		done, _ := latencies(b.deliver(s, f, l, 30*time.Second))
+		return done, nil
+	}
+	if _, err := run(b.dur(500*time.Millisecond, 200*time.Millisecond)); err != nil { // warm-up
+		return err
+	}
+	name := fmt.Sprintf("100/s while a transaction holds %s uncommitted rows", thousands(float64(held)))
+	p50 := b.fig(s, name+": p50, from COMMIT return (anchor: none held)", "ms")
+	p99 := b.fig(s, name+": p99, from COMMIT return (anchor: none held)", "ms")
+	p50.anchor, p99.anchor = anchorFig("ms"), anchorFig("ms")
+	for range b.runs {
+		alone, err := run(d)
+		if err != nil {
+			return err
+		}
+		p50.anchor.add(pct(alone, 50))
+		p99.anchor.add(pct(alone, 99))
+
+		tx, err := b.pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.notifications (notifiable_id, type)
+SELECT 'holder', 'bench.open' FROM generate_series(1, %d)`, p.schema, held))
+		if err != nil {
+			_ = tx.Rollback(ctx)
+			return err
+		}
+		beside, err := run(d)
+		_ = tx.Rollback(ctx)
+		if err != nil {
+			return err
+		}
+		p50.add(pct(beside, 50))
+		p99.add(pct(beside, 99))
+		fmt.Fprintf(os.Stderr, "   alone p50 %.2f ms p99 %.2f ms; beside %d uncommitted rows p50 %.2f ms p99 %.2f ms\n",
+			pct(alone, 50), pct(alone, 99), held, pct(beside, 50), pct(beside, 99))
 	}
 	return nil
 }

@@ -6,14 +6,37 @@
 -- round this also counts what the round already logged; one more stamp ends
 -- the round.
 --
--- Written as "the lowest such xid" rather than EXISTS: EXISTS lets the
--- planner expect an early match and scan the table (130 ms at 360,000
--- rows, the sweep's every second); ordered by xid, only the index will do.
-SELECT (SELECT xid FROM bellhop.notifications
-        WHERE xid >= pg_snapshot_xmax((SELECT seen FROM bellhop.relay_state))
-        ORDER BY xid LIMIT 1) IS NOT NULL
+-- Only the xids of transactions that have ended are looked up: an index
+-- scan over a running transaction's rows would visit every one of them
+-- (invisible, so it goes on): 100,000 uncommitted rows made each probe walk
+-- 100,000 entries and heap tuples, 2 ms became 37 ms. So the xid range is
+-- cut into the gaps between the xids still running in this statement's
+-- snapshot (now), one index probe each, and seen's xip is narrowed to the
+-- xids that ended since.
+--
+-- Each probe is "the lowest xid" rather than EXISTS: EXISTS lets the planner
+-- expect an early match and scan the table (130 ms at 360,000 rows, the
+-- sweep's every second); ordered by xid, only the index will do.
+WITH s AS (
+    SELECT seen, pg_current_snapshot() AS now,
+           (pg_snapshot_xmax(seen)::text::numeric - 1)::text::xid8 AS below_xmax
+    FROM bellhop.relay_state
+), gaps AS (
+    -- (lo, hi), both excluded: from seen's xmax to now's, cut at each xid
+    -- running in now.
+    SELECT p AS lo, coalesce(lead(p) OVER (ORDER BY p), pg_snapshot_xmax((SELECT now FROM s))) AS hi
+    FROM (SELECT below_xmax AS p FROM s
+          UNION ALL
+          SELECT x FROM s, pg_snapshot_xip(s.now) AS x WHERE x > s.below_xmax) AS points
+)
+SELECT EXISTS (
+           SELECT 1 FROM gaps
+           WHERE (SELECT xid FROM bellhop.notifications
+                  WHERE xid > gaps.lo AND xid < gaps.hi
+                  ORDER BY xid LIMIT 1) IS NOT NULL)
     OR (SELECT xid FROM bellhop.notifications
-        WHERE xid = ANY (ARRAY(SELECT pg_snapshot_xip(seen) FROM bellhop.relay_state))
+        WHERE xid = ANY (ARRAY(SELECT x FROM s, pg_snapshot_xip(s.seen) AS x
+                               WHERE pg_visible_in_snapshot(x, s.now)))
         ORDER BY xid LIMIT 1) IS NOT NULL;
 
 -- name: Lock
@@ -41,6 +64,19 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 -- numbers just below the clock in microseconds when the head is further
 -- behind, else those right after the head.
 --
+-- On another server than the one that moved the head last (server_started,
+-- the postmaster's start time: new on every server start, and never the
+-- same on a standby as on its primary), the first stamp that logs rows
+-- jumps ten minutes of microseconds past the clock (and past the head and
+-- $3), and records the server. That server may lack the last stamps of the old one: a
+-- standby promoted without them (asynchronous replication), or a server
+-- that lost asynchronously committed stamps in a crash. Their seqs were at
+-- most the old head, which followed the old server's clock; the clocks of
+-- two servers, or of one across a restart, differ by far less than ten
+-- minutes, so no seq a client may hold is handed out again. Detected here,
+-- in the statement, not at a relay's start: relays that outlive a failover
+-- see it too.
+--
 -- A round starts from a fresh snapshot (next) and logs every row version
 -- visible in it but not in seen: those whose xid is at or past seen's xmax,
 -- and those of transactions seen's xip lists as running. A round longer
@@ -49,6 +85,7 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 WITH state AS (
     SELECT last_seq, seen,
            floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS clock_us,
+           server_started IS DISTINCT FROM pg_postmaster_start_time() AS new_server,
            coalesce(next, pg_current_snapshot()) AS next,
            CASE WHEN next IS NULL THEN '0'::xid8 ELSE next_xid END AS after_xid,
            CASE WHEN next IS NULL THEN '00000000-0000-0000-0000-000000000000'::uuid ELSE next_id END AS after_id,
@@ -65,28 +102,45 @@ WITH state AS (
            CASE WHEN (after_xid, after_id) > (below_xmax, last_uuid) THEN after_xid ELSE below_xmax END AS from_xid,
            CASE WHEN (after_xid, after_id) > (below_xmax, last_uuid) THEN after_id ELSE last_uuid END AS from_id
     FROM state
+), gaps AS (
+    -- The range branch's stretches of the xid index: from the round's
+    -- position to next's xmax, cut at each xid still running in next. The
+    -- index scan of a running transaction's xid would visit each of its
+    -- rows, all invisible to next, however many (see HasPending). Each gap
+    -- is (lo_xid, lo_id) < (xid, id), xid < hi.
+    SELECT row_number() OVER (ORDER BY lo_xid) AS i, lo_xid, lo_id,
+           coalesce(lead(lo_xid) OVER (ORDER BY lo_xid), pg_snapshot_xmax((SELECT next FROM st))) AS hi
+    FROM (SELECT from_xid AS lo_xid, from_id AS lo_id FROM st
+          UNION ALL
+          SELECT x, last_uuid FROM st, pg_snapshot_xip(st.next) AS x WHERE x > st.from_xid) AS points
 ), batch AS (
     -- The state is read through scalar subqueries: one row, which the
     -- planner then knows, and parameters an index scan can start from. Each
-    -- branch walks the xid index in order and stops at $1, so at most 2 x $1
-    -- rows are sorted however large the backlog.
+    -- branch walks the xid index in order and stops at $1 (the range
+    -- branch gap after gap, in order, an incremental sort stopping once it
+    -- has $1), so at most about 2 x $1 rows are sorted however large the
+    -- backlog. Every xid of seen's xip precedes the range branch's.
     SELECT u.*, row_number() OVER (ORDER BY u.xid, u.id) AS k
     FROM (
-        (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
-                n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at
-         FROM bellhop.notifications AS n
-         WHERE (n.xid, n.id) > ((SELECT from_xid FROM st), (SELECT from_id FROM st))
-           AND n.xid < pg_snapshot_xmax((SELECT next FROM st))
-           AND pg_visible_in_snapshot(n.xid, (SELECT next FROM st))
-         ORDER BY n.xid, n.id
+        (SELECT r.*
+         FROM (SELECT * FROM gaps ORDER BY i) AS g
+         CROSS JOIN LATERAL (
+             SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
+                    n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at
+             FROM bellhop.notifications AS n
+             WHERE (n.xid, n.id) > (g.lo_xid, g.lo_id) AND n.xid < g.hi
+             ORDER BY n.xid, n.id
+             LIMIT $1) AS r
+         ORDER BY g.i, r.xid, r.id
          LIMIT $1)
         UNION ALL
+        -- Only the xids that have ended by next.
         (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
                 n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at
          FROM bellhop.notifications AS n
-         WHERE n.xid = ANY (ARRAY(SELECT pg_snapshot_xip((SELECT seen FROM st))))
+         WHERE n.xid = ANY (ARRAY(SELECT x FROM pg_snapshot_xip((SELECT seen FROM st)) AS x
+                                  WHERE pg_visible_in_snapshot(x, (SELECT next FROM st))))
            AND (n.xid, n.id) > ((SELECT after_xid FROM st), (SELECT after_id FROM st))
-           AND pg_visible_in_snapshot(n.xid, (SELECT next FROM st))
          ORDER BY n.xid, n.id
          LIMIT $1)
     ) AS u
@@ -94,9 +148,13 @@ WITH state AS (
     LIMIT $1
 ), counted AS (
     -- Seqs follow the head, and the clock (see Durability), and never come
-    -- below $3, the highest seq the stamping process has pushed.
+    -- below $3, the highest seq the stamping process has pushed; on a new
+    -- server they jump (600,000,000 µs: ten minutes).
     SELECT count(*) AS n,
-           greatest((SELECT last_seq FROM st), $3::bigint, (SELECT clock_us FROM st) - count(*)) AS base
+           CASE WHEN (SELECT new_server FROM st)
+                THEN greatest((SELECT last_seq FROM st), $3::bigint, (SELECT clock_us FROM st)) + 600000000
+                ELSE greatest((SELECT last_seq FROM st), $3::bigint, (SELECT clock_us FROM st) - count(*))
+           END AS base
     FROM batch
 ), logged AS (
     INSERT INTO bellhop.relay_log (seq, id, xid, tenant_id, notifiable_type, notifiable_id)
@@ -108,6 +166,7 @@ WITH state AS (
     -- rows, or one that must end. An empty poll writes nothing.
     UPDATE bellhop.relay_state
     SET last_seq = CASE WHEN (SELECT n FROM counted) > 0 THEN (SELECT base + n FROM counted) ELSE last_seq END,
+        server_started = CASE WHEN (SELECT n FROM counted) > 0 THEN pg_postmaster_start_time() ELSE server_started END,
         seen     = CASE WHEN (SELECT n FROM counted) < $1 THEN (SELECT next FROM st) ELSE seen END,
         next     = CASE WHEN (SELECT n FROM counted) < $1 THEN NULL ELSE (SELECT next FROM st) END,
         next_xid = coalesce((SELECT xid FROM batch WHERE k = $1), '0'),
@@ -133,11 +192,22 @@ ORDER BY b.k;
 -- got it would skip that row when it resumes. So the stamp waits for its
 -- flush unless its head is at most the database clock in microseconds; seqs
 -- after a crash start above the clock (see Stamp), which by then has passed
--- every seq lost. Relies on the database clock not stepping back across a
--- crash; BELLHOP_DURABLE_STAMPS=true skips this statement.
+-- every seq lost; a server restart also jumps them ten minutes ahead.
+-- After such a jump the head stays ahead of the clock for those ten minutes,
+-- and stamps wait for their flush meanwhile: an asynchronous stamp is only
+-- sound below the clock, since a crash of the backends alone (PostgreSQL's
+-- restart_after_crash) keeps the postmaster, so the jump does not come again.
+--
+-- $1: BELLHOP_DURABLE_STAMPS, every stamp waits. Waiting is set explicitly:
+-- a server or role default of synchronous_commit = off would otherwise make
+-- both the durable stamps and those ahead of the clock asynchronous. Any
+-- other setting (local, on, remote_write, remote_apply) flushes locally and
+-- is kept, standbys included.
 SELECT set_config('synchronous_commit',
-    CASE WHEN last_seq <= floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint
-         THEN 'off' ELSE current_setting('synchronous_commit') END, true)
+    CASE WHEN NOT $1::boolean AND last_seq <= floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+         THEN 'off'
+         WHEN current_setting('synchronous_commit') = 'off' THEN 'on'
+         ELSE current_setting('synchronous_commit') END, true)
 FROM bellhop.relay_state;
 
 -- name: SetWake
