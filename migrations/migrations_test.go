@@ -17,6 +17,14 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// dropSchema drops a schema a test migrated beside its own, and the
+// schema's writer role.
+func dropSchema(db *pgtest.DB, schema string) {
+	ctx := context.Background()
+	_, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+	_, _ = db.Pool.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{migrations.WriterRole(schema)}.Sanitize())
+}
+
 func TestUpIsIdempotent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -40,7 +48,7 @@ func TestUpConcurrently(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t) // a pool and a schema to drop; migrate a fresh one beside it
 	schema := db.Schema + "_c"
-	t.Cleanup(func() { _, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") })
+	t.Cleanup(func() { dropSchema(db, schema) })
 
 	var g errgroup.Group
 	for range 4 {
@@ -69,7 +77,7 @@ func TestUpgradeFromRelaySeq(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
 	schema := db.Schema + "_up"
-	t.Cleanup(func() { _, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") })
+	t.Cleanup(func() { dropSchema(db, schema) })
 	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
 	require.NoError(t, err)
 

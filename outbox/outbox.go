@@ -11,7 +11,11 @@ import (
 	"github.com/bellhophq/bellhop/internal/sqlq"
 )
 
-// Size limits, in bytes of encoded JSON or of UTF-8 text.
+// Size limits, in bytes of UTF-8 text or of JSON as PostgreSQL writes jsonb
+// out (a space after every ':' and ',', numbers in full). The table's CHECK
+// constraints (migrations/sql/00005_writers.sql) enforce the same limits on
+// every writer; the outbox checks first, for a clearer error and a
+// transaction that stays usable.
 const (
 	// MaxDataBytes bounds ToDatabase: what the inbox stores and lists.
 	MaxDataBytes = 64 << 10
