@@ -184,9 +184,9 @@ func TestWriterLimitsHoldForPlainSQL(t *testing.T) {
 	long := strings.Repeat("x", outbox.MaxNameBytes+1)
 	cases := []struct {
 		name, constraint, column, value string
-		msg                               outbox.Message
-		to                                outbox.Recipient
-		field                             string
+		msg                             outbox.Message
+		to                              outbox.Recipient
+		field                           string
 	}{
 		{"sse of 1.1 MB", "notifications_sse_max_4kib", "sse", blob(1100 << 10),
 			outbox.Message{Kind: "k", SSE: json.RawMessage(blob(1100 << 10))}, alice, "sse"},
@@ -246,4 +246,97 @@ func TestWriterLimitsHoldForPlainSQL(t *testing.T) {
 	require.Equal(t, id, ev.Data.ID, "nothing refused was pushed")
 	require.Len(t, ev.Data.SSE, outbox.MaxSSEBytes-1, "the event's sse, compacted by the relay")
 	s.quiet(t, 300*time.Millisecond)
+}
+
+// Item 5: two-phase commit writers. With the wake flag up (the relay idle
+// in adaptive mode) a writer's PREPARE TRANSACTION fails, since the wake
+// trigger notified; with bellhop.no_wake on, per transaction or per role,
+// it prepares, and the relay's sweep pushes what is committed, never what
+// is rolled back. On a cluster of the test's own: it needs
+// max_prepared_transactions, which the shared server has at 0.
+func TestTwoPhaseCommitWriters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.NewServer(t) // stopped and removed when the test ends
+	admin, err := pgx.Connect(ctx, srv.URL)
+	require.NoError(t, err)
+	_, err = admin.Exec(ctx, "ALTER SYSTEM SET max_prepared_transactions = 10")
+	require.NoError(t, err)
+	admin.Close(ctx)
+	require.NoError(t, srv.Restart("fast"))
+
+	db := pgtest.NewOn(t, srv.URL)
+	t.Cleanup(func() {
+		// A prepared transaction left by a failure would hold its locks
+		// through the schema's drop.
+		rows, err := db.Pool.Query(ctx, "SELECT gid FROM pg_prepared_xacts")
+		if err != nil {
+			return
+		}
+		gids, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, gid := range gids {
+			_, _ = db.Pool.Exec(ctx, "ROLLBACK PREPARED '"+strings.ReplaceAll(gid, "'", "''")+"'")
+		}
+	})
+	ob, err := outbox.New(db.Schema)
+	require.NoError(t, err)
+	b := &testBundle{db: db, ob: ob}
+	r := b.startRelay(t) // adaptive, sweep every second
+	s := openStream(t, r.URL, alice, -1)
+	flagUp := func() bool {
+		var v int64
+		require.NoError(t, db.Pool.QueryRow(ctx, "SELECT pg_sequence_last_value($1::regclass)", db.Schema+".relay_wake").Scan(&v))
+		return v == 1
+	}
+	require.Eventually(t, flagUp, 5*time.Second, 10*time.Millisecond, "the idle relay raises the wake flag")
+
+	table := db.Table("notifications")
+	prepare := func(conn *pgx.Conn, gid, kind string, noWake bool) error {
+		t.Helper()
+		_, err := conn.Exec(ctx, "BEGIN")
+		require.NoError(t, err)
+		if noWake {
+			_, err = conn.Exec(ctx, "SET LOCAL bellhop.no_wake = on")
+			require.NoError(t, err)
+		}
+		_, err = conn.Exec(ctx, "INSERT INTO "+table+" (notifiable_id, type) VALUES ('alice', $1)", kind)
+		require.NoError(t, err)
+		_, err = conn.Exec(ctx, "PREPARE TRANSACTION '"+gid+"'")
+		return err
+	}
+	writer, err := pgx.Connect(ctx, srv.URL)
+	require.NoError(t, err)
+	t.Cleanup(func() { writer.Close(ctx) })
+
+	// The hazard, documented: the wake NOTIFY makes PREPARE fail.
+	err = prepare(writer, "plain", "2pc.plain", false)
+	require.ErrorContains(t, err, "cannot PREPARE a transaction that has executed LISTEN, UNLISTEN, or NOTIFY")
+
+	require.Eventually(t, flagUp, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, prepare(writer, "commit-me", "2pc.commit", true))
+	require.NoError(t, prepare(writer, "roll-me-back", "2pc.rollback", true))
+	// Per role: the setting as the role's default, for a role that holds
+	// only the writer role.
+	app := loginAs(t, db, db.Schema+"_2pc", db.WriterRole())
+	_, err = db.Pool.Exec(ctx, "ALTER ROLE "+pgx.Identifier{db.Schema + "_2pc"}.Sanitize()+" SET bellhop.no_wake = on")
+	require.NoError(t, err)
+	app.Reset() // a role's settings apply to its new sessions
+	appConn, err := app.Acquire(ctx)
+	require.NoError(t, err)
+	defer appConn.Release()
+	require.True(t, flagUp(), "the flag is still up: nothing woke the relay")
+	require.NoError(t, prepare(appConn.Conn(), "by-role", "2pc.role", false))
+	s.quiet(t, 1500*time.Millisecond) // prepared is not committed: the sweep passed and found nothing
+
+	_, err = writer.Exec(ctx, "ROLLBACK PREPARED 'roll-me-back'")
+	require.NoError(t, err)
+	_, err = writer.Exec(ctx, "COMMIT PREPARED 'commit-me'")
+	require.NoError(t, err)
+	ev := s.next(t, 5*time.Second) // the sweep's, within a second
+	require.Equal(t, "2pc.commit", ev.Data.Type)
+	_, err = writer.Exec(ctx, "COMMIT PREPARED 'by-role'")
+	require.NoError(t, err)
+	ev = s.next(t, 5*time.Second)
+	require.Equal(t, "2pc.role", ev.Data.Type)
+	s.quiet(t, 2500*time.Millisecond) // two more sweeps: the rolled back one never comes
 }
