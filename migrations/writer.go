@@ -57,10 +57,12 @@ func grantWriter(ctx context.Context, conn *pgx.Conn, schema, role string) error
 		case errors.As(err, &pgErr) && (pgErr.Code == "42710" || pgErr.Code == "23505"):
 			// Created meanwhile by a migration of another schema sharing it.
 		case errors.As(err, &pgErr) && pgErr.Code == "42501":
-			return fmt.Errorf("migrate: create the writer role %s: %w; the migrating user needs CREATEROLE "+
-				"(ALTER ROLE current_user CREATEROLE, as a superuser), or create the role beforehand "+
-				"(CREATE ROLE %s NOLOGIN), or name an existing role (BELLHOP_WRITER_ROLE for relay migrate)",
-				role, err, pgx.Identifier{role}.Sanitize())
+			var user string
+			_ = conn.QueryRow(ctx, "SELECT current_user").Scan(&user)
+			return fmt.Errorf("migrate: create the writer role %s: %w; either give the migrating user CREATEROLE "+
+				"(as a superuser: ALTER ROLE %s CREATEROLE), or create the role beforehand as one "+
+				"(CREATE ROLE %s NOLOGIN) and migrate again, or name an existing role (BELLHOP_WRITER_ROLE for relay migrate)",
+				role, err, pgx.Identifier{user}.Sanitize(), role)
 		case err != nil:
 			return fmt.Errorf("migrate: create the writer role %s: %w", role, err)
 		}
