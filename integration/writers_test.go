@@ -339,4 +339,23 @@ func TestTwoPhaseCommitWriters(t *testing.T) {
 	ev = s.next(t, 5*time.Second)
 	require.Equal(t, "2pc.role", ev.Data.Type)
 	s.quiet(t, 2500*time.Millisecond) // two more sweeps: the rolled back one never comes
+
+	// The README's recipe, verbatim: prepare, and commit later.
+	blocks := readmeSQL(t, "### From any language: plain SQL", db.Schema)
+	var recipe string
+	for _, b := range blocks {
+		if strings.Contains(b, "PREPARE TRANSACTION") {
+			recipe = b
+		}
+	}
+	prepareSQL, commitSQL, ok := strings.Cut(recipe, "-- later\n")
+	require.True(t, ok, "the README's two-phase commit recipe: %q", recipe)
+	s42 := openStream(t, r.URL, outbox.User("42"), -1)
+	require.Eventually(t, flagUp, 5*time.Second, 10*time.Millisecond)
+	_, err = writer.Exec(ctx, prepareSQL)
+	require.NoError(t, err, "the README's prepare")
+	s42.quiet(t, 300*time.Millisecond)
+	_, err = writer.Exec(ctx, commitSQL)
+	require.NoError(t, err, "the README's commit")
+	require.Equal(t, "invoice.paid", s42.next(t, 5*time.Second).Data.Type)
 }

@@ -61,7 +61,9 @@ func New(schema string) (*Outbox, error) {
 // transaction, nothing is visible, and no event is pushed, until it
 // commits; a rollback leaves nothing behind. A Keyed notification updates
 // the recipient's row with that key in place (and marks it unread) if there
-// is one.
+// is one. A transaction to be prepared (two-phase commit) must first run
+// SET LOCAL bellhop.no_wake = on: PostgreSQL refuses to prepare one that
+// woke the relay with NOTIFY (see the README).
 func (o *Outbox) Send(ctx context.Context, db DB, to Recipient, n Notification) (string, error) {
 	if err := to.validate("recipient"); err != nil {
 		return "", err
