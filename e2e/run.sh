@@ -55,6 +55,8 @@ cleanup() {
   fi
   if [[ "${E2E_KEEP_SCHEMA:-}" != 1 ]]; then
     psql -X -q -d "$DATABASE_URL" -c "DROP SCHEMA IF EXISTS $BELLHOP_SCHEMA CASCADE" >/dev/null 2>&1 || true
+    # relay migrate made the schema's writer role, which is server-wide.
+    psql -X -q -d "$DATABASE_URL" -c "DROP ROLE IF EXISTS ${BELLHOP_SCHEMA}_writer" >/dev/null 2>&1 || true
   else
     echo "e2e: kept schema $BELLHOP_SCHEMA"
   fi

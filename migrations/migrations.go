@@ -37,11 +37,35 @@ func FS() fs.FS {
 // parallel while two processes on one schema take turns.
 const lockNamespace = 0x6265_6c6c // "bell"
 
+// Options configures UpWithOptions.
+type Options struct {
+	// Schema is where Bellhop's and River's tables live, such as "bellhop".
+	Schema string
+	// WriterRole is the NOLOGIN role that holds what every documented write
+	// needs; "" means WriterRole(Schema).
+	WriterRole string
+}
+
 // Up creates schema if needed and applies every pending migration of
-// Bellhop and of River to it. Applying twice is a no-op; processes that run
-// it at the same time take turns on an advisory lock.
+// Bellhop and of River to it, then creates the schema's writer role
+// (WriterRole(schema)) if it is missing and grants it what writers need.
+// Applying twice is a no-op; processes that run it at the same time take
+// turns on an advisory lock.
 func Up(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	return UpWithOptions(ctx, pool, Options{Schema: schema})
+}
+
+// UpWithOptions is Up with a writer role of the caller's choosing.
+func UpWithOptions(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
+	schema := opts.Schema
 	if err := sqlq.CheckSchema(schema); err != nil {
+		return err
+	}
+	role := opts.WriterRole
+	if role == "" {
+		role = WriterRole(schema)
+	}
+	if err := CheckRole(role); err != nil {
 		return err
 	}
 	conn, err := pool.Acquire(ctx)
@@ -71,7 +95,7 @@ func Up(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return fmt.Errorf("migrate: river: %w", err)
 	}
-	return nil
+	return grantWriter(ctx, conn.Conn(), schema, role)
 }
 
 func gooseUp(ctx context.Context, pool *pgxpool.Pool, schema string) error {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/stretchr/testify/require"
@@ -16,6 +18,14 @@ import (
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// dropSchema drops a schema a test migrated beside its own, and the
+// schema's writer role.
+func dropSchema(db *pgtest.DB, schema string) {
+	ctx := context.Background()
+	_, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+	_, _ = db.Pool.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{migrations.WriterRole(schema)}.Sanitize())
+}
 
 func TestUpIsIdempotent(t *testing.T) {
 	t.Parallel()
@@ -40,7 +50,7 @@ func TestUpConcurrently(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t) // a pool and a schema to drop; migrate a fresh one beside it
 	schema := db.Schema + "_c"
-	t.Cleanup(func() { _, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") })
+	t.Cleanup(func() { dropSchema(db, schema) })
 
 	var g errgroup.Group
 	for range 4 {
@@ -69,7 +79,7 @@ func TestUpgradeFromRelaySeq(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
 	schema := db.Schema + "_up"
-	t.Cleanup(func() { _, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") })
+	t.Cleanup(func() { dropSchema(db, schema) })
 	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
 	require.NoError(t, err)
 
@@ -172,6 +182,148 @@ COMMIT;`, "bellhop.", db.Schema+"."))
 	require.Equal(t, 1, current, "the restored log entry is still its row's current one")
 }
 
+// upTo migrates a fresh schema beside db's to version, dropped (with its
+// writer role) when t ends, and returns a goose provider for it.
+func upTo(t *testing.T, db *pgtest.DB, schema string, version int64) *goose.Provider {
+	t.Helper()
+	ctx := context.Background()
+	t.Cleanup(func() { dropSchema(db, schema) })
+	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
+	require.NoError(t, err)
+	cfg := db.Pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["search_path"] = schema
+	sqlDB := stdlib.OpenDB(*cfg)
+	t.Cleanup(func() { sqlDB.Close() })
+	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS(), goose.WithDisableGlobalRegistry(true))
+	require.NoError(t, err)
+	_, err = provider.UpTo(ctx, version)
+	require.NoError(t, err)
+	return provider
+}
+
+// A schema at 00002 upgrades to the writers' limits: an sse that breaks
+// them is cleared without pushing the row again (its xid stays), other
+// rows are untouched, the wake trigger reads bellhop.no_wake, and the
+// writer role gets its grants. The Down section goes back.
+func TestUpgradeToWriterLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	schema := db.Schema + "_w"
+	provider := upTo(t, db, schema, 2)
+	table := pgx.Identifier{schema, "notifications"}.Sanitize()
+
+	insert := func(sse string) (id, xid string) {
+		require.NoError(t, db.Pool.QueryRow(ctx, "INSERT INTO "+table+" (notifiable_id, type, sse) VALUES ('u', 'old', $1::jsonb) RETURNING id::text, xid::text",
+			sse).Scan(&id, &xid))
+		return id, xid
+	}
+	big := `{"blob": "` + strings.Repeat("x", 5000) + `"}`
+	okID, _ := insert(`{"n": 1}`)
+	bigID, bigXid := insert(big)
+	arrayID, _ := insert(`[1, 2]`)
+
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema))
+
+	var sse map[string]any
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT sse FROM "+table+" WHERE id = $1", okID).Scan(&sse))
+	require.Equal(t, map[string]any{"n": float64(1)}, sse)
+	var cleared int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE id IN ($1, $2) AND sse IS NULL", bigID, arrayID).Scan(&cleared))
+	require.Equal(t, 2, cleared)
+	var xid, op string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT xid::text, op FROM "+table+" WHERE id = $1", bigID).Scan(&xid, &op))
+	require.Equal(t, bigXid, xid, "cleared quietly: not a change to push")
+	require.Equal(t, "created", op)
+
+	_, err := db.Pool.Exec(ctx, "INSERT INTO "+table+" (notifiable_id, type, sse) VALUES ('u', 'new', $1::jsonb)", big)
+	require.ErrorContains(t, err, "notifications_sse_max_4kib")
+	var trigger string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'notifications_wake' AND tgrelid = $1::regclass",
+		schema+".notifications").Scan(&trigger))
+	require.Contains(t, trigger, "bellhop.no_wake")
+	var canInsert, canReadLog bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT has_any_column_privilege($1, $2, 'INSERT'), has_table_privilege($1, $3, 'SELECT')",
+		migrations.WriterRole(schema), schema+".notifications", schema+".relay_log").Scan(&canInsert, &canReadLog))
+	require.True(t, canInsert)
+	require.False(t, canReadLog)
+
+	_, err = provider.DownTo(ctx, 2)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, "INSERT INTO "+table+" (notifiable_id, type, sse) VALUES ('u', 'new', $1::jsonb)", big)
+	require.NoError(t, err, "down: no limits")
+	_, err = db.Pool.Exec(ctx, "DELETE FROM "+table+" WHERE type = 'new'")
+	require.NoError(t, err)
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema), "and up again")
+}
+
+// Rows the migration cannot fix stop it, with a message that says how to
+// find them.
+func TestUpgradeToWriterLimitsStopsOnOversizedRows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	schema := db.Schema + "_x"
+	upTo(t, db, schema, 2)
+	_, err := db.Pool.Exec(ctx, "INSERT INTO "+pgx.Identifier{schema, "notifications"}.Sanitize()+
+		" (notifiable_id, type, data) VALUES ('u', 'huge', jsonb_build_object('blob', repeat('x', 70000)))")
+	require.NoError(t, err)
+
+	err = migrations.Up(ctx, db.Pool, schema)
+	require.ErrorContains(t, err, "1 notifications are over the new limits")
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Contains(t, pgErr.Hint, "SELECT id FROM notifications WHERE octet_length(data::text) > 65536")
+}
+
+// Creating the writer role needs CREATEROLE: without it the migration
+// says what to do, and with the role created beforehand it only grants.
+func TestUpWithoutCreateRole(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	owner := db.Schema + "_owner"
+	schema := db.Schema + "_o"
+	role := migrations.WriterRole(schema)
+	var database string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT current_database()").Scan(&database))
+	for _, q := range []string{
+		"CREATE ROLE " + owner + " LOGIN",
+		"GRANT CREATE ON DATABASE " + pgx.Identifier{database}.Sanitize() + " TO " + owner,
+	} {
+		_, err := db.Pool.Exec(ctx, q)
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() {
+		dropSchema(db, schema)
+		for _, q := range []string{
+			"REVOKE CREATE ON DATABASE " + pgx.Identifier{database}.Sanitize() + " FROM " + owner,
+			"DROP OWNED BY " + owner,
+			"DROP ROLE " + owner,
+		} {
+			_, err := db.Pool.Exec(context.Background(), q)
+			require.NoError(t, err, q)
+		}
+	})
+	cfg := db.Pool.Config().Copy()
+	cfg.ConnConfig.User = owner
+	cfg.ConnConfig.Password = ""
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer pool.Close()
+
+	err = migrations.Up(ctx, pool, schema)
+	require.ErrorContains(t, err, "CREATEROLE")
+	require.ErrorContains(t, err, "CREATE ROLE "+role+" NOLOGIN")
+
+	_, err = db.Pool.Exec(ctx, "CREATE ROLE "+role+" NOLOGIN")
+	require.NoError(t, err)
+	require.NoError(t, migrations.Up(ctx, pool, schema))
+	var canInsert bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT has_any_column_privilege($1, $2, 'INSERT')", role, schema+".notifications").Scan(&canInsert))
+	require.True(t, canInsert)
+}
+
 // A schema at 00002 (one global prune horizon) upgrades in place: the
 // global horizon stays as every recipient's floor. Going back down raises
 // it over every recipient's horizon, so the old code replays across no gap.
@@ -180,21 +332,10 @@ func TestUpgradeToRecipientHorizons(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
 	schema := db.Schema + "_up"
-	t.Cleanup(func() { _, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") })
-	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
-	require.NoError(t, err)
-
-	cfg := db.Pool.Config().ConnConfig.Copy()
-	cfg.RuntimeParams["search_path"] = schema
-	sqlDB := stdlib.OpenDB(*cfg)
-	defer sqlDB.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS(), goose.WithDisableGlobalRegistry(true))
-	require.NoError(t, err)
-	_, err = provider.UpTo(ctx, 2)
-	require.NoError(t, err)
+	provider := upTo(t, db, schema, 2)
 
 	table := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
-	_, err = db.Pool.Exec(ctx, "UPDATE "+table("relay_state")+" SET pruned_seq = 70, last_seq = 100")
+	_, err := db.Pool.Exec(ctx, "UPDATE "+table("relay_state")+" SET pruned_seq = 70, last_seq = 100")
 	require.NoError(t, err)
 
 	require.NoError(t, migrations.Up(ctx, db.Pool, schema))
@@ -226,20 +367,9 @@ func TestUpgradeRecordsTheServer(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
 	schema := db.Schema + "_ep"
-	t.Cleanup(func() { _, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") })
-	_, err := db.Pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
-	require.NoError(t, err)
-
-	cfg := db.Pool.Config().ConnConfig.Copy()
-	cfg.RuntimeParams["search_path"] = schema
-	sqlDB := stdlib.OpenDB(*cfg)
-	defer sqlDB.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS(), goose.WithDisableGlobalRegistry(true))
-	require.NoError(t, err)
-	_, err = provider.UpTo(ctx, 2)
-	require.NoError(t, err)
+	provider := upTo(t, db, schema, 2)
 	state := pgx.Identifier{schema, "relay_state"}.Sanitize()
-	_, err = db.Pool.Exec(ctx, "UPDATE "+state+" SET last_seq = 42")
+	_, err := db.Pool.Exec(ctx, "UPDATE "+state+" SET last_seq = 42")
 	require.NoError(t, err)
 
 	_, err = provider.UpTo(ctx, 4)

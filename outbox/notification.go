@@ -107,8 +107,13 @@ func jsonObject(field string, v any, limit int) ([]byte, error) {
 	if len(b) == 0 || b[0] != '{' {
 		return nil, invalid(field, "must be a JSON object")
 	}
-	if len(b) > limit {
-		return nil, invalid(field, "is "+itoa(len(b))+" bytes of JSON, over the limit of "+itoa(limit))
+	// Measured as stored: what the table's constraint and the stream see.
+	size, err := storedSize(b)
+	if err != nil {
+		return nil, invalid(field, err.Error())
+	}
+	if size > limit {
+		return nil, invalid(field, "is "+itoa(size)+" bytes of JSON as PostgreSQL stores it, over the limit of "+itoa(limit))
 	}
 	return b, nil
 }

@@ -11,7 +11,11 @@ import (
 	"github.com/bellhophq/bellhop/internal/sqlq"
 )
 
-// Size limits, in bytes of encoded JSON or of UTF-8 text.
+// Size limits, in bytes of UTF-8 text or of JSON as PostgreSQL writes jsonb
+// out (a space after every ':' and ',', numbers in full). The table's CHECK
+// constraints (migrations/sql/00005_writers.sql) enforce the same limits on
+// every writer; the outbox checks first, for a clearer error and a
+// transaction that stays usable.
 const (
 	// MaxDataBytes bounds ToDatabase: what the inbox stores and lists.
 	MaxDataBytes = 64 << 10
@@ -57,7 +61,9 @@ func New(schema string) (*Outbox, error) {
 // transaction, nothing is visible, and no event is pushed, until it
 // commits; a rollback leaves nothing behind. A Keyed notification updates
 // the recipient's row with that key in place (and marks it unread) if there
-// is one.
+// is one. A transaction to be prepared (two-phase commit) must first run
+// SET LOCAL bellhop.no_wake = on: PostgreSQL refuses to prepare one that
+// woke the relay with NOTIFY (see the README).
 func (o *Outbox) Send(ctx context.Context, db DB, to Recipient, n Notification) (string, error) {
 	if err := to.validate("recipient"); err != nil {
 		return "", err

@@ -14,7 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bellhophq/bellhop/migrations"
 )
 
 // jwtSecret signs every token the harness mints; the relay gets the same.
@@ -144,6 +147,8 @@ func dropSchema(pool *pgxpool.Pool, schema string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	// Its writer role belongs to the whole server.
+	_, _ = pool.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{migrations.WriterRole(schema)}.Sanitize())
 }
 
 // warnings returns the relay's log lines at warn or above (it logs nothing

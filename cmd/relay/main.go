@@ -171,16 +171,35 @@ func connect(ctx context.Context) (*pgxpool.Pool, relay.Config, error) {
 	return pool, cfg, nil
 }
 
+// migrateConfig is what only migrate reads, beside relay.Config.
+type migrateConfig struct {
+	// WriterRole is the role writers are granted; "" means
+	// migrations.WriterRole(BELLHOP_SCHEMA).
+	WriterRole string `env:"BELLHOP_WRITER_ROLE"`
+}
+
 func migrate(ctx context.Context, stdout io.Writer) error {
+	var mc migrateConfig
+	if err := envconfig.Process(ctx, &mc); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if mc.WriterRole != "" {
+		if err := migrations.CheckRole(mc.WriterRole); err != nil {
+			return fmt.Errorf("BELLHOP_WRITER_ROLE: %w", err)
+		}
+	}
 	pool, cfg, err := connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := migrations.Up(ctx, pool, cfg.Schema); err != nil {
+	if mc.WriterRole == "" {
+		mc.WriterRole = migrations.WriterRole(cfg.Schema)
+	}
+	if err := migrations.UpWithOptions(ctx, pool, migrations.Options{Schema: cfg.Schema, WriterRole: mc.WriterRole}); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "schema %q is up to date\n", cfg.Schema)
+	fmt.Fprintf(stdout, "schema %q is up to date; writers need: GRANT %s TO your_app_role;\n", cfg.Schema, mc.WriterRole)
 	return nil
 }
 

@@ -44,6 +44,7 @@ var configVars = []string{
 	"BELLHOP_REQUEST_TIMEOUT", "BELLHOP_WAKE_MODE", "BELLHOP_POLL_INTERVAL",
 	"BELLHOP_SWEEP_INTERVAL", "BELLHOP_RETENTION", "BELLHOP_REPLAY_WINDOW",
 	"BELLHOP_PRUNE_INTERVAL", "BELLHOP_DB_MAX_CONNS", "BELLHOP_LOG_LEVEL", "BELLHOP_LOG_FORMAT",
+	"BELLHOP_WRITER_ROLE",
 }
 
 // cleanEnv unsets every configuration variable for the rest of t (restored
@@ -114,6 +115,8 @@ func TestConfigIsCheckedAtStart(t *testing.T) {
 			[]string{"BELLHOP_SCHEMA", "lower-case letters, digits or underscores"}},
 		{"schema injection, migrate", []string{"migrate"}, map[string]string{"BELLHOP_SCHEMA": `x"; drop`},
 			[]string{"BELLHOP_SCHEMA", "lower-case letters, digits or underscores"}},
+		{"writer role injection, migrate", []string{"migrate"}, map[string]string{"BELLHOP_WRITER_ROLE": `w"; drop`},
+			[]string{"BELLHOP_WRITER_ROLE", "lower-case letters, digits or underscores"}},
 		{"schema injection, send", []string{"send", "--to", "1", "--type", "t"}, map[string]string{"BELLHOP_SCHEMA": `x"; drop`},
 			[]string{"BELLHOP_SCHEMA", "lower-case letters, digits or underscores"}},
 		{"heartbeat not a duration", []string{"serve"}, map[string]string{"BELLHOP_HEARTBEAT": "notaduration"},
@@ -182,6 +185,8 @@ func TestMainCommandsWorkAgainstTheDatabase(t *testing.T) {
 	t.Cleanup(func() {
 		_, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 		require.NoError(t, err)
+		_, err = conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{schema + "_writer"}.Sanitize())
+		require.NoError(t, err)
 		conn.Close(context.Background())
 	})
 	t.Setenv("DATABASE_URL", dbURL)
@@ -198,6 +203,10 @@ func TestMainCommandsWorkAgainstTheDatabase(t *testing.T) {
 	stdout, _, err = runCmd(t, "migrate") // idempotent
 	require.NoError(t, err)
 	require.Contains(t, stdout, "up to date")
+	require.Contains(t, stdout, "GRANT "+schema+"_writer TO your_app_role", "the schema's own writer role, named for it")
+	var writer bool
+	require.NoError(t, conn.QueryRow(ctx, "SELECT NOT rolcanlogin FROM pg_roles WHERE rolname = $1", schema+"_writer").Scan(&writer))
+	require.True(t, writer, "migrate created the NOLOGIN writer role")
 
 	stdout, _, err = runCmd(t, "send", "--to", "42", "--tenant", "acme", "--type", "invoice.paid",
 		"--data", `{"invoiceId": "1001"}`, "--sse", ` {"n":1} `)

@@ -140,6 +140,7 @@ func (s *soak) run(ctx context.Context, duration time.Duration, nRecipients, nWr
 		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		_, _ = s.pool.Exec(dctx, "DROP SCHEMA "+pgx.Identifier{s.schema}.Sanitize()+" CASCADE")
+		_, _ = s.pool.Exec(dctx, "DROP ROLE IF EXISTS "+pgx.Identifier{migrations.WriterRole(s.schema)}.Sanitize())
 	}()
 
 	for i := range s.nRelays {

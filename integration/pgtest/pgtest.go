@@ -140,15 +140,25 @@ func openURL(ctx context.Context, url string) (*DB, error) {
 	return &DB{Pool: pool, Schema: schema, URL: url}, nil
 }
 
-// Close drops db's schema and closes its pool.
+// Close drops db's schema and its writer role, and closes its pool.
 func (db *DB) Close() error {
 	_, err := db.Pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{db.Schema}.Sanitize()+" CASCADE")
+	if err != nil {
+		db.Pool.Close()
+		return fmt.Errorf("drop schema %s: %w", db.Schema, err)
+	}
+	// Roles belong to the whole server, which outlives the test.
+	role := migrations.WriterRole(db.Schema)
+	_, err = db.Pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize())
 	db.Pool.Close()
 	if err != nil {
-		return fmt.Errorf("drop schema %s: %w", db.Schema, err)
+		return fmt.Errorf("drop role %s: %w", role, err)
 	}
 	return nil
 }
+
+// WriterRole is the name of db's writer role (see migrations.WriterRole).
+func (db *DB) WriterRole() string { return migrations.WriterRole(db.Schema) }
 
 // Table returns the schema-qualified, quoted name of a table in db's schema.
 func (db *DB) Table(name string) string {
