@@ -163,6 +163,11 @@ func noBody(next http.Handler) http.Handler {
 			return
 		}
 		w.Header().Set("Connection", "close")
+		// net/http reads what is left of a body after the handler (to find
+		// a chunked body's trailers, even on a connection it then closes):
+		// a read deadline already past makes that read fail at once. A
+		// stream clears it when it takes the connection.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 		if req.ContentLength > maxBodyBytes {
 			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request bodies are limited to %d bytes (no route takes one)", maxBodyBytes))
 			return
