@@ -242,7 +242,7 @@ describe('subscribe (fetch + SSE against a real server)', () => {
     await waitUntil(() => seen.length === 2, 3000, 'the event after the refusal');
     expect(seen).toEqual([5, 6]);
     expect(errors).toMatchObject([{ status: 429, code: 'too_many_streams', message: 'this recipient already has 16 open streams' }]);
-    expect(statuses).toEqual(['connecting', 'open', 'closed', 'connecting', 'open', 'error', 'connecting', 'open']);
+    expect(statuses).toEqual(['connecting', 'open', 'closed', 'connecting', 'error', 'connecting', 'open']);
     expect(server.requests[2].headers['last-event-id']).toBe('5');
     const waited = at[2] - at[1];
     expect(waited).toBeGreaterThanOrEqual(300);

@@ -102,6 +102,8 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
   let pending: BellhopEvent[] = [];
   /** Set by a `refused` event on the current connection. */
   let refusal: Refusal | undefined;
+  /** The current connection was reported open. */
+  let opened = false;
   /** The delay the last failed attempt's server asked for, if any. */
   let serverDelayMs: number | undefined;
   let flushTimer: ReturnType<typeof setTimeout> | undefined;
@@ -140,11 +142,22 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
     if (flushTimer === undefined) flushTimer = setTimeout(flush, debounceMs);
   };
 
+  // A connection is reported open at its first comment, id or event, not
+  // at its headers: a refused stream (200, then only a retry and its
+  // refused event) is an error, not an open stream that closed.
+  const markOpen = () => {
+    if (opened || refusal) return;
+    opened = true;
+    status('open');
+    attempt = 0;
+  };
+
   const onMessage = (msg: SSEMessage) => {
     if (msg.event === 'refused') {
       refusal = decodeRefusal(msg);
       return;
     }
+    markOpen();
     if (msg.event !== 'notification') return;
     const ev = decodeEvent(msg);
     if (!ev) return;
@@ -174,6 +187,7 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
     controller = new AbortController();
     refusal = undefined;
     serverDelayMs = undefined;
+    opened = false;
     const headers: Record<string, string> = { Accept: 'text/event-stream' };
     const token = await conn.resolveToken();
     if (stopped) return 'stop';
@@ -199,17 +213,17 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
       throw new BellhopError(res.status, 'bad_content_type', `expected text/event-stream, got ${ct || 'nothing'}`);
     }
     if (!res.body) throw new BellhopError(res.status, 'no_body', 'streaming response bodies are not supported');
-    status('open');
-    attempt = 0;
     const parser = new SSEParser(
       {
         onMessage,
+        onComment: markOpen,
         onRetry: (ms) => {
           retryMs = ms;
         },
         // `id: N` with no data (the relay sends its head on connect): resume
         // from N next time, as EventSource does, though no event was seen.
         onLastEventId: (id) => {
+          markOpen();
           lastId = id;
         },
       },
