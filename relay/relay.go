@@ -213,10 +213,13 @@ func (r *Relay) OpsHandler() http.Handler { return r.ops }
 // its headers: a client gets headerTimeout to send them. The server's
 // ReadTimeout is only a backstop, above the request timeout, since
 // net/http cancels the context of a request that outlives it; a stream
-// clears the deadlines when it takes its connection (open).
+// clears the deadlines when it takes its connection (open). Idle
+// keep-alive connections stay longer than the 60 s idle timeout of common
+// load balancers (AWS ALB, nginx upstreams): a backend that closes first
+// makes them answer 502.
 const (
 	headerTimeout = 5 * time.Second
-	idleTimeout   = time.Minute
+	idleTimeout   = 2 * time.Minute
 )
 
 // NewServer is an http.Server for h with the relay's timeouts.
