@@ -255,6 +255,53 @@ func TestHTTPConnectionsWithoutTokenAreCut(t *testing.T) {
 		head, _, _ := strings.Cut(res.got, "\r\n\r\n")
 		require.Contains(t, strings.ToLower(head), "connection: close", "%s", res.name)
 	}
+
+	// A client that does send a small body (fetch with body: '{}') gets
+	// its answer: the body is ignored, not a reason to reset.
+	for range 20 {
+		req, err := http.NewRequest(http.MethodPost, r.URL+"/notifications/read-all", strings.NewReader(`{"all":true}`))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token(t, alice))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode, "%s", body)
+		require.JSONEq(t, `{"updated":0}`, string(body))
+	}
+}
+
+func TestHTTPStreamWithAnnouncedBodyStaysOpen(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	r := b.startServed(t)
+	u, err := url.Parse(r.URL)
+	require.NoError(t, err)
+	conn, err := net.Dial("tcp", u.Host)
+	require.NoError(t, err)
+	defer conn.Close()
+	// An authenticated stream that announces a body it never sends: the
+	// body is ignored, and the bound on draining it must not cut the stream
+	// once it has its connection.
+	_, err = io.WriteString(conn, "GET /notifications/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token(t, alice)+"\r\nAccept: text/event-stream\r\nContent-Length: 5\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(15*time.Second)))
+	br := bufio.NewReader(conn)
+	status, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "HTTP/1.1 200 OK\r\n", status)
+	time.Sleep(2 * time.Second)
+	id := b.send(t, alice, "after.two.seconds")
+	for {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err, "the stream must stay open")
+		if strings.HasPrefix(line, "data: ") {
+			require.Contains(t, line, id)
+			return
+		}
+	}
 }
 
 func TestHTTPBadTextIs400(t *testing.T) {

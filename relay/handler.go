@@ -1,10 +1,12 @@
 package relay
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -21,6 +23,9 @@ import (
 
 // maxBodyBytes bounds request bodies; no route needs one.
 const maxBodyBytes = 1 << 10
+
+// drainTimeout bounds the wait for an ignored body after the answer.
+const drainTimeout = time.Second
 
 // routes is the relay's API, and its health and metrics routes unless
 // BELLHOP_OPS_ADDR moves them to a listener of their own (opsRoutes).
@@ -149,13 +154,12 @@ func withTimeout(next http.Handler, d time.Duration) http.Handler {
 	})
 }
 
-// noBody makes sure no request body is ever read: no route takes one, and
-// waiting for one a client announced but never sends would hold the
-// connection (and a goroutine) for as long as the client likes. A body
-// over maxBodyBytes is refused from its Content-Length; any other is
-// ignored, and the connection closed after the answer, since its unread
-// bytes would otherwise be taken for the next request (or waited for, as
-// net/http drains small bodies before it reuses a connection).
+// noBody makes sure no handler reads a request body, and that none is
+// waited for: no route takes one, and a body a client announced but never
+// sends would hold the connection (and a goroutine) for as long as the
+// client liked. A body over maxBodyBytes is refused from its
+// Content-Length; any other is ignored. Either way the connection closes
+// after the answer, its unread bytes being no request.
 func noBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.ContentLength == 0 {
@@ -163,20 +167,42 @@ func noBody(next http.Handler) http.Handler {
 			return
 		}
 		w.Header().Set("Connection", "close")
-		// net/http reads what is left of a body after the handler (to find
-		// a chunked body's trailers, even on a connection it then closes):
-		// a read deadline already past makes that read fail at once. A
-		// stream clears it when it takes the connection.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		// Once the answer is out, net/http still reads what is left of the
+		// body (a chunked one even on a connection it then closes, for its
+		// trailers). A second bounds that: enough for a body already on its
+		// way (closing on unread bytes resets the connection, which can
+		// lose the answer), not enough to hold the connection. A stream
+		// that took its connection is left alone.
+		hw := &hijackWatch{ResponseWriter: w}
+		defer func() {
+			if !hw.hijacked {
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainTimeout))
+			}
+		}()
 		if req.ContentLength > maxBodyBytes {
 			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request bodies are limited to %d bytes (no route takes one)", maxBodyBytes))
 			return
 		}
 		req.Body = http.NoBody
 		req.ContentLength = 0
-		next.ServeHTTP(w, req)
+		next.ServeHTTP(hw, req)
 	})
 }
+
+// hijackWatch notes whether a handler took the connection.
+type hijackWatch struct {
+	http.ResponseWriter
+	hijacked bool
+}
+
+func (h *hijackWatch) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.hijacked = err == nil
+	return conn, rw, err
+}
+
+// Unwrap lets http.ResponseController reach the rest (Flush, deadlines).
+func (h *hijackWatch) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // checkQuery refuses a query string that does not parse (req.URL.Query
 // drops what it cannot parse, and gives up after 10,000 parameters, so a

@@ -161,6 +161,7 @@ func (r *Relay) open(w http.ResponseWriter, req *http.Request) (*sink, net.Conn)
 			_ = conn.SetDeadline(time.Time{})
 			var head bytes.Buffer
 			head.WriteString("HTTP/1.1 200 OK\r\n")
+			w.Header().Del("Connection") // noBody may have set it; once is enough
 			_ = w.Header().Write(&head)
 			head.WriteString("Connection: close\r\n\r\n")
 			out := &sink{w: conn, setDeadline: conn.SetWriteDeadline, timeout: r.cfg.WriteTimeout}
