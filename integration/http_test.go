@@ -418,7 +418,10 @@ func refusedStream(t *testing.T, res *http.Response) (int64, map[string]any) {
 func TestHTTPRefusedEventStreamsRetry(t *testing.T) {
 	t.Parallel()
 	_, b := setup(t)
-	r := b.startServed(t, func(c *relay.Config) { c.MaxStreamsPerRecipient = 1; c.MaxStreams = 2 })
+	r := b.startServed(t, func(c *relay.Config) {
+		c.MaxStreamsPerRecipient, c.MaxStreams = 1, 2
+		c.AllowedOrigins = []string{"https://app.example"}
+	})
 	openStream(t, r.URL, alice, -1)
 	streamReq := func(to outbox.Recipient, accept string) *http.Response {
 		req, err := http.NewRequest(http.MethodGet, r.URL+"/notifications/stream", nil)
@@ -428,6 +431,7 @@ func TestHTTPRefusedEventStreamsRetry(t *testing.T) {
 		if accept != "" {
 			req.Header.Set("Accept", accept)
 		}
+		req.Header.Set("Origin", "https://app.example")
 		res, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		return res
@@ -453,6 +457,7 @@ func TestHTTPRefusedEventStreamsRetry(t *testing.T) {
 	res.Body.Close()
 	require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 	require.NotEmpty(t, res.Header.Get("Retry-After"))
+	require.Contains(t, res.Header.Get("Access-Control-Expose-Headers"), "Retry-After", "a page on an allowed origin may read it")
 	requireAPIError(t, body, "too_many_streams", "BELLHOP_MAX_STREAMS_PER_RECIPIENT")
 
 	// Over the relay's limit.

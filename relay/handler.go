@@ -130,6 +130,9 @@ func (r *Relay) cors(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Allow-Credentials", "true")
+		// A script may read only safelisted headers of a cross-origin
+		// answer unless told: the SDK needs these two.
+		h.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate")
 		h.Add("Vary", "Origin")
 		if req.Method == http.MethodOptions {
 			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
