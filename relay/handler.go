@@ -1,16 +1,19 @@
 package relay
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -21,6 +24,11 @@ import (
 // maxBodyBytes bounds request bodies; no route needs one.
 const maxBodyBytes = 1 << 10
 
+// drainTimeout bounds the wait for an ignored body after the answer.
+const drainTimeout = time.Second
+
+// routes is the relay's API, and its health and metrics routes unless
+// BELLHOP_OPS_ADDR moves them to a listener of their own (opsRoutes).
 func (r *Relay) routes() http.Handler {
 	api := http.NewServeMux()
 	api.HandleFunc("GET /notifications", r.authed(r.list))
@@ -29,6 +37,11 @@ func (r *Relay) routes() http.Handler {
 	api.HandleFunc("POST /notifications/{id}/read", r.authed(r.markRead))
 	api.HandleFunc("POST /notifications/{id}/unread", r.authed(r.markUnread))
 	api.HandleFunc("DELETE /notifications/{id}", r.authed(r.remove))
+	// Without a pattern of its own, PUT /notifications would be redirected
+	// (307) to /notifications/ by the mux.
+	api.HandleFunc("/notifications", func(w http.ResponseWriter, req *http.Request) {
+		notRouted(api, w, req)
+	})
 	api.HandleFunc("/notifications/", func(w http.ResponseWriter, req *http.Request) {
 		notRouted(api, w, req)
 	})
@@ -36,15 +49,38 @@ func (r *Relay) routes() http.Handler {
 	mux := http.NewServeMux()
 	// Streams are long-lived: no request timeout for them.
 	mux.HandleFunc("GET /notifications/stream", r.authed(r.stream))
+	// A GET pattern also takes HEAD, which would open a stream nobody reads;
+	// and any other method must not fall through to /notifications/{id}.
+	mux.HandleFunc("/notifications/stream", func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", req.Method+" is not allowed here; use GET")
+	})
+	mux.HandleFunc("HEAD /notifications/stream", func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", req.Method+" is not allowed here; use GET")
+	})
 	bounded := withTimeout(api, r.cfg.RequestTimeout)
 	mux.Handle("/notifications", bounded)
 	mux.Handle("/notifications/", bounded)
+	if r.cfg.OpsAddr == "" {
+		r.opsRoutes(mux)
+	}
+	return r.cors(checkQuery(noBody(mux)))
+}
+
+// opsHandler serves health and metrics on BELLHOP_OPS_ADDR.
+func (r *Relay) opsHandler() http.Handler {
+	mux := http.NewServeMux()
+	r.opsRoutes(mux)
+	return noBody(mux)
+}
+
+func (r *Relay) opsRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", r.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.Registry, promhttp.HandlerOpts{}))
-	return r.cors(limitBody(mux))
 }
 
 // notRouted answers JSON for what the mux would answer in plain text: 405
@@ -54,7 +90,8 @@ func notRouted(mux *http.ServeMux, w http.ResponseWriter, req *http.Request) {
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
 		probe := req.Clone(req.Context())
 		probe.Method = m
-		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/notifications/" {
+		// Only a pattern with a method is a route; the others are catch-alls.
+		if _, pattern := mux.Handler(probe); strings.Contains(pattern, " ") {
 			allowed = append(allowed, m)
 		}
 	}
@@ -68,7 +105,10 @@ func notRouted(mux *http.ServeMux, w http.ResponseWriter, req *http.Request) {
 
 func (r *Relay) readyz(w http.ResponseWriter, req *http.Request) {
 	if err := r.Ready(req.Context()); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "not_ready", err.Error())
+		// The detail names the database's user, name and address: it goes
+		// to the log, not to whoever asks.
+		r.log.Warn("not ready", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "the relay is not ready; its log says why")
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -90,6 +130,9 @@ func (r *Relay) cors(next http.Handler) http.Handler {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Allow-Credentials", "true")
+		// A script may read only safelisted headers of a cross-origin
+		// answer unless told: the SDK needs these two.
+		h.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate")
 		h.Add("Vary", "Origin")
 		if req.Method == http.MethodOptions {
 			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
@@ -114,48 +157,180 @@ func withTimeout(next http.Handler, d time.Duration) http.Handler {
 	})
 }
 
-// limitBody refuses bodies over maxBodyBytes with 413.
-func limitBody(next http.Handler) http.Handler {
+// noBody makes sure no handler reads a request body, and that none is
+// waited for: no route takes one, and a body a client announced but never
+// sends would hold the connection (and a goroutine) for as long as the
+// client liked. A body over maxBodyBytes is refused from its
+// Content-Length; any other is ignored. Either way the connection closes
+// after the answer, its unread bytes being no request.
+func noBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.ContentLength > maxBodyBytes {
-			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request bodies are limited to %d bytes", maxBodyBytes))
+		if req.ContentLength == 0 {
+			next.ServeHTTP(w, req)
 			return
 		}
-		if req.Body != nil && req.Body != http.NoBody {
-			req.Body = http.MaxBytesReader(w, req.Body, maxBodyBytes)
-			if _, err := io.Copy(io.Discard, req.Body); err != nil {
-				writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request bodies are limited to %d bytes", maxBodyBytes))
+		w.Header().Set("Connection", "close")
+		// Once the answer is out, net/http still reads what is left of the
+		// body (a chunked one even on a connection it then closes, for its
+		// trailers). A second bounds that: enough for a body already on its
+		// way (closing on unread bytes resets the connection, which can
+		// lose the answer), not enough to hold the connection. A stream
+		// that took its connection is left alone.
+		hw := &hijackWatch{ResponseWriter: w}
+		defer func() {
+			if !hw.hijacked {
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainTimeout))
+			}
+		}()
+		if req.ContentLength > maxBodyBytes {
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request bodies are limited to %d bytes (no route takes one)", maxBodyBytes))
+			return
+		}
+		req.Body = http.NoBody
+		req.ContentLength = 0
+		next.ServeHTTP(hw, req)
+	})
+}
+
+// hijackWatch notes whether a handler took the connection.
+type hijackWatch struct {
+	http.ResponseWriter
+	hijacked bool
+}
+
+func (h *hijackWatch) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.hijacked = err == nil
+	return conn, rw, err
+}
+
+// Unwrap lets http.ResponseController reach the rest (Flush, deadlines).
+func (h *hijackWatch) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// checkQuery refuses a query string that does not parse (req.URL.Query
+// drops what it cannot parse, and gives up after 10,000 parameters, so a
+// filter could silently vanish) or that holds NUL or invalid UTF-8, which
+// PostgreSQL refuses in text (a 500 otherwise).
+func checkQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.RawQuery == "" {
+			next.ServeHTTP(w, req)
+			return
+		}
+		q, err := url.ParseQuery(req.URL.RawQuery)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_query", "the query string does not parse: "+err.Error())
+			return
+		}
+		for k, vs := range q {
+			if !cleanText(k) {
+				writeError(w, http.StatusBadRequest, "bad_parameter", "parameter names must be UTF-8 text without NUL")
 				return
+			}
+			for _, v := range vs {
+				if !cleanText(v) {
+					writeError(w, http.StatusBadRequest, "bad_parameter", "parameter "+strconv.Quote(k)+" must be UTF-8 text without NUL")
+					return
+				}
 			}
 		}
 		next.ServeHTTP(w, req)
 	})
 }
 
+// cleanText reports whether PostgreSQL can take s as text.
+func cleanText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
 type authedHandler func(w http.ResponseWriter, req *http.Request, to outbox.Recipient)
 
 func (r *Relay) authed(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
+		if req.Header.Get("Authorization") == "" {
+			// The cookie is the credential: the browser attaches it to
+			// requests from any site.
+			if aerr := r.checkCookie(req); aerr != nil {
+				refuse(w, aerr)
+				return
+			}
+		}
 		to, aerr := r.auth.recipient(req)
+		if aerr == nil {
+			aerr = checkRecipient(to)
+		}
 		if aerr != nil {
-			challenge := `Bearer realm="bellhop"`
-			if aerr.code != "" {
-				challenge += fmt.Sprintf(`, error=%q, error_description=%q`, aerr.code, aerr.description)
-			}
-			w.Header().Set("WWW-Authenticate", challenge)
-			code := aerr.code
-			if code == "" {
-				code = "unauthorized"
-			}
-			writeError(w, aerr.status, code, aerr.description)
+			refuse(w, aerr)
 			return
 		}
 		h(w, req, to)
 	}
 }
 
+// refuse answers an authentication failure (RFC 6750) and closes the
+// connection: a client without a valid token holds none open.
+func refuse(w http.ResponseWriter, aerr *authError) {
+	if aerr.status == http.StatusUnauthorized {
+		challenge := `Bearer realm="bellhop"`
+		if aerr.code != "" {
+			challenge += fmt.Sprintf(`, error=%q, error_description=%q`, aerr.code, aerr.description)
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	code := aerr.code
+	if code == "" {
+		code = "unauthorized"
+	}
+	w.Header().Set("Connection", "close")
+	writeError(w, aerr.status, code, aerr.description)
+}
+
+// checkCookie refuses cookie authentication the browser may have attached
+// for another site (CSRF): a request whose Origin is neither the relay's
+// own nor in BELLHOP_ALLOWED_ORIGINS, or, without Origin, one the browser
+// marks Sec-Fetch-Site: cross-site. A form or a text/plain fetch needs no
+// preflight, so CORS alone does not stop it. It also refuses two cookies
+// of the token's name: which one the browser sent first depends on their
+// paths and ages, and a sibling domain can plant one.
+func (r *Relay) checkCookie(req *http.Request) *authError {
+	cookies := req.CookiesNamed(r.cfg.CookieName)
+	if len(cookies) == 0 {
+		return nil
+	}
+	if len(cookies) > 1 {
+		return &authError{http.StatusUnauthorized, "invalid_request", fmt.Sprintf("the request carries %d %s cookies; send exactly one (clear the others, e.g. one set for another path or parent domain)", len(cookies), r.cfg.CookieName)}
+	}
+	if origin := req.Header.Get("Origin"); origin != "" {
+		if slices.Contains(r.cfg.AllowedOrigins, origin) || sameOrigin(origin, req) {
+			return nil
+		}
+		return &authError{http.StatusForbidden, "cross_site_request", "origin " + strconv.Quote(origin) + " may not use the " + r.cfg.CookieName + " cookie: it is neither the relay's own origin nor in BELLHOP_ALLOWED_ORIGINS"}
+	}
+	if req.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return &authError{http.StatusForbidden, "cross_site_request", "a cross-site request may not use the " + r.cfg.CookieName + " cookie unless its origin is in BELLHOP_ALLOWED_ORIGINS"}
+	}
+	return nil
+}
+
+// sameOrigin reports whether origin names the host the request was sent
+// to. The scheme is not compared: behind a TLS-terminating proxy the relay
+// sees http for an https page.
+func sameOrigin(origin string, req *http.Request) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, req.Host)
+}
+
+// checkRecipient refuses a token whose recipient PostgreSQL cannot take as
+// text (NUL, invalid UTF-8): every query is scoped by it.
+func checkRecipient(to outbox.Recipient) *authError {
+	if !cleanText(to.Tenant) || !cleanText(to.Type) || !cleanText(to.ID) {
+		return &authError{http.StatusUnauthorized, "invalid_token", "the token's sub, tenant or notifiable_type holds NUL or invalid UTF-8"}
+	}
+	return nil
+}
+
 func (r *Relay) list(w http.ResponseWriter, req *http.Request, to outbox.Recipient) {
-	q := req.URL.Query()
+	q := req.URL.Query() // checkQuery made sure it parses
 	for name := range q {
 		switch name {
 		case "limit", "cursor", "unread", "type":

@@ -60,6 +60,9 @@ type Config struct {
 	MaxConns      int32         `env:"BELLHOP_DB_MAX_CONNS, default=16"`
 	// PprofAddr, when set, serves net/http/pprof there (keep it private).
 	PprofAddr string `env:"BELLHOP_PPROF_ADDR"`
+	// OpsAddr, when set, serves /healthz, /readyz and /metrics there
+	// instead of on ListenAddr, so they need not be public.
+	OpsAddr string `env:"BELLHOP_OPS_ADDR"`
 }
 
 // queries are the hub's and the stream's SQL.
@@ -83,6 +86,7 @@ type Relay struct {
 	log     *slog.Logger
 	q       queries
 	handler http.Handler
+	ops     http.Handler
 	cancel  context.CancelFunc
 	// stopAuth ends the JWKS refresh, if any.
 	stopAuth context.CancelFunc
@@ -186,6 +190,7 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 	h = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), &r.q, cfg.StreamBuffer, m, log)
 	r.hub = h
 	r.handler = r.routes()
+	r.ops = r.opsHandler()
 	return r, nil
 }
 
@@ -196,8 +201,38 @@ func positive(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Handler is the relay's HTTP API.
+// Handler is the relay's HTTP API, with /healthz, /readyz and /metrics
+// unless Config.OpsAddr is set.
 func (r *Relay) Handler() http.Handler { return r.handler }
+
+// OpsHandler serves /healthz, /readyz and /metrics (ListenAndServe serves
+// it on Config.OpsAddr, when set).
+func (r *Relay) OpsHandler() http.Handler { return r.ops }
+
+// Server timeouts. No route reads a request body (noBody), so a request is
+// its headers: a client gets headerTimeout to send them. The server's
+// ReadTimeout is only a backstop, above the request timeout, since
+// net/http cancels the context of a request that outlives it; a stream
+// clears the deadlines when it takes its connection (open). Idle
+// keep-alive connections stay longer than the 60 s idle timeout of common
+// load balancers (AWS ALB, nginx upstreams): a backend that closes first
+// makes them answer 502.
+const (
+	headerTimeout = 5 * time.Second
+	idleTimeout   = 2 * time.Minute
+)
+
+// NewServer is an http.Server for h with the relay's timeouts.
+func (r *Relay) NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: headerTimeout,
+		ReadTimeout:       r.cfg.RequestTimeout + headerTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
+	}
+}
 
 // Pool is the relay's connection pool.
 func (r *Relay) Pool() *pgxpool.Pool { return r.pool }
@@ -256,18 +291,21 @@ func (r *Relay) ListenerPIDs() []uint32 {
 // ListenAndServe serves the API on cfg.ListenAddr until ctx ends, then shuts
 // down gracefully: streams are told to reconnect, River stops cleanly.
 func (r *Relay) ListenAndServe(ctx context.Context) error {
-	srv := &http.Server{
-		Addr:              r.cfg.ListenAddr,
-		Handler:           r.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
-	}
+	srv := r.NewServer(r.cfg.ListenAddr, r.handler)
 	if err := r.Start(ctx); err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.ListenAndServe() }()
+	if r.cfg.OpsAddr != "" {
+		opsSrv := r.NewServer(r.cfg.OpsAddr, r.ops)
+		go func() {
+			if err := opsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("BELLHOP_OPS_ADDR %s: %w", r.cfg.OpsAddr, err)
+			}
+		}()
+		defer opsSrv.Close()
+	}
 	if r.cfg.PprofAddr != "" {
 		// DefaultServeMux holds net/http/pprof's handlers, and nothing else.
 		pprofSrv := &http.Server{Addr: r.cfg.PprofAddr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
@@ -278,7 +316,7 @@ func (r *Relay) ListenAndServe(ctx context.Context) error {
 		}()
 		defer pprofSrv.Close()
 	}
-	r.log.Info("relay serving", "addr", r.cfg.ListenAddr, "schema", r.cfg.Schema, "wake_mode", r.cfg.WakeMode)
+	r.log.Info("relay serving", "addr", r.cfg.ListenAddr, "ops_addr", r.cfg.OpsAddr, "schema", r.cfg.Schema, "wake_mode", r.cfg.WakeMode)
 	var err error
 	select {
 	case err = <-errc:

@@ -3,13 +3,16 @@ package relay
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,9 +27,11 @@ const replayPage = 500
 // ?last_event_id=) first, then live events, with heartbeats (see live).
 func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recipient) {
 	lastID := int64(-1)
+	// The header wins: EventSource sends it when it reconnects, to the
+	// same URL, so a ?last_event_id= in that URL is the older position.
 	raw := req.Header.Get("Last-Event-ID")
-	if q := req.URL.Query().Get("last_event_id"); q != "" {
-		raw = q
+	if raw == "" {
+		raw = req.URL.Query().Get("last_event_id")
 	}
 	if raw != "" {
 		n, err := strconv.ParseInt(raw, 10, 64)
@@ -38,19 +43,17 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 	}
 	all, mine := r.hub.streams(to)
 	if r.cfg.MaxStreams > 0 && all >= r.cfg.MaxStreams {
-		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "too_many_streams", "this relay has reached BELLHOP_MAX_STREAMS; retry, or connect to another replica")
+		r.refuseStream(w, req, http.StatusServiceUnavailable, "too_many_streams", "this relay has reached BELLHOP_MAX_STREAMS; retry, or connect to another replica", 5*time.Second)
 		return
 	}
 	if r.cfg.MaxStreamsPerRecipient > 0 && mine >= r.cfg.MaxStreamsPerRecipient {
-		writeError(w, http.StatusTooManyRequests, "too_many_streams", fmt.Sprintf("this recipient already has %d open streams (BELLHOP_MAX_STREAMS_PER_RECIPIENT)", mine))
+		r.refuseStream(w, req, http.StatusTooManyRequests, "too_many_streams", fmt.Sprintf("this recipient already has %d open streams (BELLHOP_MAX_STREAMS_PER_RECIPIENT)", mine), 10*time.Second)
 		return
 	}
 
 	sub, head, err := r.hub.subscribe(to)
 	if err != nil {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "shutting_down", err.Error())
+		r.refuseStream(w, req, http.StatusServiceUnavailable, "shutting_down", err.Error(), time.Second)
 		return
 	}
 	h := w.Header()
@@ -98,6 +101,52 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recip
 	go r.liveConn(conn, out, sub, to, sent)
 }
 
+// refused is the data of the event that ends a refused event stream.
+type refused struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	Status  int    `json:"status"`
+	RetryMS int64  `json:"retry_ms"`
+}
+
+// refuseStream refuses a stream that retrying later may get (a limit, a
+// shutdown). A client that does not ask for an event stream gets status
+// with Retry-After. One that does (EventSource always sends Accept:
+// text/event-stream) gets 200 instead: by the HTML spec any other answer
+// makes EventSource give up for good, so a plain page would stay dark
+// until reloaded. Its stream holds a retry: of after plus up to as much
+// again of jitter (so refused tabs do not all come back at once), one
+// refused event saying why, and ends; EventSource reconnects after the
+// retry, with its Last-Event-ID unchanged.
+func (r *Relay) refuseStream(w http.ResponseWriter, req *http.Request, status int, reason, message string, after time.Duration) {
+	retry := after + rand.N(after)
+	h := w.Header()
+	h.Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+	h.Set("Connection", "close")
+	if !acceptsEventStream(req) {
+		writeError(w, status, reason, message)
+		return
+	}
+	data, _ := json.Marshal(refused{Reason: reason, Message: message, Status: status, RetryMS: retry.Milliseconds()})
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = fmt.Fprintf(w, "retry: %d\nevent: refused\ndata: %s\n\n", retry.Milliseconds(), data)
+}
+
+// acceptsEventStream reports whether req asks for text/event-stream.
+func acceptsEventStream(req *http.Request) bool {
+	for _, v := range req.Header.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // open starts the response. Over HTTP/1.x it takes the connection from
 // net/http (hijacks it) and writes the head itself, the body delimited by
 // the connection's close: an idle stream then holds none of net/http's
@@ -112,6 +161,7 @@ func (r *Relay) open(w http.ResponseWriter, req *http.Request) (*sink, net.Conn)
 			_ = conn.SetDeadline(time.Time{})
 			var head bytes.Buffer
 			head.WriteString("HTTP/1.1 200 OK\r\n")
+			w.Header().Del("Connection") // noBody may have set it; once is enough
 			_ = w.Header().Write(&head)
 			head.WriteString("Connection: close\r\n\r\n")
 			out := &sink{w: conn, setDeadline: conn.SetWriteDeadline, timeout: r.cfg.WriteTimeout}

@@ -1,7 +1,8 @@
 import type http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backoffDelay, createClient, type BellhopEvent, type StreamStatus } from '../src';
-import { sleep, sseEvent, startServer, waitUntil, type TestServer } from './helpers/server';
+import { jitterUp, retryAfterMs } from '../src/core/subscribe';
+import { json, sleep, sseEvent, startServer, waitUntil, type TestServer } from './helpers/server';
 
 let server: TestServer | undefined;
 const cleanups: Array<() => void> = [];
@@ -205,6 +206,84 @@ describe('subscribe (fetch + SSE against a real server)', () => {
     await waitUntil(() => seen.length === 1, 3000, 'event after errors');
     expect(statuses).toEqual(['connecting', 'error', 'connecting', 'error', 'connecting', 'open']);
     expect(errors).toMatchObject([{ status: 401, code: 'unauthorized' }, { status: 500 }]);
+  });
+
+  it('a refused event stream (what the relay sends at a limit): reports the error, waits its retry and resumes', async () => {
+    let conn = 0;
+    const at: number[] = [];
+    server = await startServer((_req, res) => {
+      conn++;
+      at.push(Date.now());
+      if (conn === 1) {
+        sseHead(res);
+        res.write(sseEvent(5, 'created'));
+        res.end();
+      } else if (conn === 2) {
+        // As the relay answers a stream over a limit to a client that asks
+        // for text/event-stream: 200, a retry, one refused event, the end.
+        res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Retry-After': '1', Connection: 'close' });
+        res.end('retry: 300\nevent: refused\ndata: {"reason":"too_many_streams","message":"this recipient already has 16 open streams","status":429,"retry_ms":300}\n\n');
+      } else {
+        sseHead(res);
+        res.write(sseEvent(6, 'created'));
+      }
+    });
+    const errors: unknown[] = [];
+    const statuses: StreamStatus[] = [];
+    const seen: number[] = [];
+    const unsub = createClient({ baseUrl: server.url }).subscribe((ev) => seen.push(...ev.map((e) => e.seq)), {
+      retryMs: 10,
+      onStatus: (st, err) => {
+        statuses.push(st);
+        if (err) errors.push(err);
+      },
+    });
+    cleanups.push(unsub);
+    await waitUntil(() => seen.length === 2, 3000, 'the event after the refusal');
+    expect(seen).toEqual([5, 6]);
+    expect(errors).toMatchObject([{ status: 429, code: 'too_many_streams', message: 'this recipient already has 16 open streams' }]);
+    expect(statuses).toEqual(['connecting', 'open', 'closed', 'connecting', 'error', 'connecting', 'open']);
+    expect(server.requests[2].headers['last-event-id']).toBe('5');
+    const waited = at[2] - at[1];
+    expect(waited).toBeGreaterThanOrEqual(300);
+    expect(waited).toBeLessThan(300 * 1.25 + 200);
+  });
+
+  it('429 or 503 with Retry-After: waits what the server asked, not the backoff', async () => {
+    let conn = 0;
+    const at: number[] = [];
+    server = await startServer((_req, res) => {
+      conn++;
+      at.push(Date.now());
+      if (conn === 1) {
+        json(res, 503, { error: 'shutting_down', message: 'the relay is shutting down' }, { 'Retry-After': '1' });
+      } else {
+        sseHead(res);
+        res.write(sseEvent(1, 'created'));
+      }
+    });
+    const errors: unknown[] = [];
+    const seen: number[] = [];
+    const unsub = createClient({ baseUrl: server.url }).subscribe((ev) => seen.push(...ev.map((e) => e.seq)), {
+      retryMs: 10,
+      onStatus: (_st, err) => {
+        if (err) errors.push(err);
+      },
+    });
+    cleanups.push(unsub);
+    await waitUntil(() => seen.length === 1, 4000, 'the event after the 503');
+    expect(errors).toMatchObject([{ status: 503, code: 'shutting_down' }]);
+    expect(at[1] - at[0]).toBeGreaterThanOrEqual(1000);
+    expect(at[1] - at[0]).toBeLessThan(1250 + 300);
+  });
+
+  it('reads Retry-After as seconds or an HTTP date', () => {
+    expect(retryAfterMs('3')).toBe(3000);
+    expect(retryAfterMs(null)).toBeUndefined();
+    expect(retryAfterMs('soon')).toBeUndefined();
+    expect(retryAfterMs(new Date(10_000).toUTCString(), 4_000)).toBe(6_000);
+    expect(jitterUp(1000, () => 0)).toBe(1000);
+    expect(jitterUp(1000, () => 0.999)).toBeLessThanOrEqual(1250);
   });
 
   it('batches a burst into one call with debounceMs', async () => {

@@ -19,6 +19,51 @@ export function backoffDelay(baseMs: number, attempt: number, maxMs: number, ran
   return Math.round(d / 2 + random() * (d / 2));
 }
 
+/**
+ * How long the server asked to be left alone, from `Retry-After` (seconds
+ * or an HTTP date); undefined when absent or unusable.
+ */
+export function retryAfterMs(value: string | null, now: number = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const v = value.trim();
+  if (/^[0-9]+$/.test(v)) return parseInt(v, 10) * 1000;
+  const at = Date.parse(v);
+  return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
+}
+
+/** A delay the server asked for, with up to a quarter more of jitter, so refused clients spread out. */
+export function jitterUp(ms: number, random: () => number = Math.random): number {
+  return Math.round(ms + random() * (ms / 4));
+}
+
+/**
+ * The relay refused the stream for now (a limit, a shutdown): as a 200
+ * event stream holding one `refused` event (what `EventSource` can
+ * survive), or as 429/503 with `Retry-After`.
+ */
+interface Refusal {
+  reason: string;
+  message: string;
+  status: number;
+  retryMs: number;
+}
+
+function decodeRefusal(msg: SSEMessage): Refusal {
+  let p: { reason?: unknown; message?: unknown; status?: unknown; retry_ms?: unknown } = {};
+  try {
+    const v = JSON.parse(msg.data) as unknown;
+    if (v && typeof v === 'object') p = v as typeof p;
+  } catch {
+    /* keep the defaults */
+  }
+  return {
+    reason: typeof p.reason === 'string' && p.reason ? p.reason : 'refused',
+    message: typeof p.message === 'string' && p.message ? p.message : 'the relay refused the stream; retrying later',
+    status: typeof p.status === 'number' ? p.status : 503,
+    retryMs: typeof p.retry_ms === 'number' && Number.isFinite(p.retry_ms) && p.retry_ms >= 0 ? p.retry_ms : NaN,
+  };
+}
+
 /** Decode the JSON payload of a `notification` SSE message. Returns null for anything unusable. */
 export function decodeEvent(msg: SSEMessage): BellhopEvent | null {
   let payload: unknown;
@@ -39,7 +84,9 @@ export function decodeEvent(msg: SSEMessage): BellhopEvent | null {
  * Fetch-based SSE subscription (so it can send `Authorization`), with
  * reconnect + exponential backoff + jitter (base = server `retry:`),
  * `Last-Event-ID` resume, dedupe by event id, `refetch` handling and
- * optional debounced batching.
+ * optional debounced batching. A refusal (a `refused` event, or 429/503
+ * with `Retry-After`) is reported as an `error` status and retried after
+ * the delay the server asked for, with jitter, from the same position.
  */
 export function subscribeStream(conn: StreamConnection, listener: StreamListener, opts: SubscribeOptions = {}): Unsubscribe {
   const debounceMs = Math.max(0, opts.debounceMs ?? 0);
@@ -53,6 +100,12 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
   let sleepTimer: ReturnType<typeof setTimeout> | undefined;
   let wakeSleep: (() => void) | undefined;
   let pending: BellhopEvent[] = [];
+  /** Set by a `refused` event on the current connection. */
+  let refusal: Refusal | undefined;
+  /** The current connection was reported open. */
+  let opened = false;
+  /** The delay the last failed attempt's server asked for, if any. */
+  let serverDelayMs: number | undefined;
   let flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   const status: NonNullable<SubscribeOptions['onStatus']> = (s, err) => {
@@ -89,7 +142,22 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
     if (flushTimer === undefined) flushTimer = setTimeout(flush, debounceMs);
   };
 
+  // A connection is reported open at its first comment, id or event, not
+  // at its headers: a refused stream (200, then only a retry and its
+  // refused event) is an error, not an open stream that closed.
+  const markOpen = () => {
+    if (opened || refusal) return;
+    opened = true;
+    status('open');
+    attempt = 0;
+  };
+
   const onMessage = (msg: SSEMessage) => {
+    if (msg.event === 'refused') {
+      refusal = decodeRefusal(msg);
+      return;
+    }
+    markOpen();
     if (msg.event !== 'notification') return;
     const ev = decodeEvent(msg);
     if (!ev) return;
@@ -115,8 +183,11 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
       sleepTimer = setTimeout(resolve, ms);
     });
 
-  const connectOnce = async (): Promise<'closed' | 'stop'> => {
+  const connectOnce = async (): Promise<'closed' | 'stop' | 'refused'> => {
     controller = new AbortController();
+    refusal = undefined;
+    serverDelayMs = undefined;
+    opened = false;
     const headers: Record<string, string> = { Accept: 'text/event-stream' };
     const token = await conn.resolveToken();
     if (stopped) return 'stop';
@@ -133,23 +204,26 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
       // Per spec, 204 No Content means "stop reconnecting".
       return 'stop';
     }
-    if (!res.ok) throw await errorFromResponse(res);
+    if (!res.ok) {
+      if (res.status === 429 || res.status === 503) serverDelayMs = retryAfterMs(res.headers.get('retry-after'));
+      throw await errorFromResponse(res);
+    }
     const ct = res.headers.get('content-type') ?? '';
     if (!ct.toLowerCase().includes('text/event-stream')) {
       throw new BellhopError(res.status, 'bad_content_type', `expected text/event-stream, got ${ct || 'nothing'}`);
     }
     if (!res.body) throw new BellhopError(res.status, 'no_body', 'streaming response bodies are not supported');
-    status('open');
-    attempt = 0;
     const parser = new SSEParser(
       {
         onMessage,
+        onComment: markOpen,
         onRetry: (ms) => {
           retryMs = ms;
         },
         // `id: N` with no data (the relay sends its head on connect): resume
         // from N next time, as EventSource does, though no event was seen.
         onLastEventId: (id) => {
+          markOpen();
           lastId = id;
         },
       },
@@ -165,6 +239,7 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
         if (stopped) return 'stop';
       }
       parser.feed(decoder.decode());
+      if (refusal) return 'refused';
     } finally {
       try {
         reader.releaseLock();
@@ -187,11 +262,23 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
           }
           return;
         }
+        if (result === 'refused' && refusal) {
+          const r = refusal;
+          status('error', new BellhopError(r.status, r.reason, r.message));
+          if (stopped) return;
+          await sleep(jitterUp(Number.isFinite(r.retryMs) ? r.retryMs : backoffDelay(retryMs, ++attempt, maxRetryMs)));
+          continue;
+        }
         status('closed');
       } catch (err) {
         if (stopped) return;
         status('error', err);
         attempt++;
+        if (serverDelayMs !== undefined) {
+          // 429/503 with Retry-After: the server's delay, never less than the backoff's.
+          await sleep(jitterUp(Math.max(serverDelayMs, backoffDelay(retryMs, attempt, maxRetryMs))));
+          continue;
+        }
       }
       if (stopped) return;
       await sleep(backoffDelay(retryMs, attempt, maxRetryMs));
