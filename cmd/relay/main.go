@@ -44,7 +44,8 @@ commands:
   migrate   apply Bellhop's schema and River's to DATABASE_URL
   token     mint a JWT for local testing: --sub, --tenant, --type, --ttl
   send      write one notification in its own transaction
-  demo      run a demo: Postgres, the relay and a page with a live bell
+  demo      run a demo: Postgres, the relay and a page with a live bell, on
+            127.0.0.1:8080 with its own secret and schema: --addr, --schema
   version   print the version
 
 Configuration is read from the environment (DATABASE_URL, BELLHOP_*); see the README.`
