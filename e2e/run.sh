@@ -29,7 +29,6 @@ echo "e2e: installing the test dependencies (npm ci)"
 
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
 export BELLHOP_SCHEMA="e2e_$(date +%s)_$$"
-export BELLHOP_JWT_SECRET="bellhop-e2e-fixed-secret-0123456789abcdef"
 export BELLHOP_LOG_FORMAT=text
 port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 export E2E_ADDR="127.0.0.1:$port"
@@ -67,7 +66,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "e2e: starting relay demo on $E2E_ADDR, schema $BELLHOP_SCHEMA"
-"$E2E_RELAY_BIN" demo --addr "$E2E_ADDR" >>"$E2E_RELAY_LOG" 2>&1 &
+"$E2E_RELAY_BIN" demo --addr "$E2E_ADDR" --schema "$BELLHOP_SCHEMA" >>"$E2E_RELAY_LOG" 2>&1 &
 echo $! >"$E2E_RELAY_PIDFILE"
 disown
 for i in $(seq 1 300); do

@@ -9,7 +9,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -21,27 +23,29 @@ import (
 	"github.com/bellhophq/bellhop/outbox"
 )
 
-// Claims is what a Bellhop token carries. sub is the notifiable's id;
-// tenant and notifiable_type default to "" and "User"; exp is required.
-type Claims struct {
-	jwt.RegisteredClaims
-	Tenant         string `json:"tenant,omitempty"`
-	NotifiableType string `json:"notifiable_type,omitempty"`
-}
-
 // MinSecretBytes is the shortest HS256 secret accepted (RFC 7518 §3.2).
 const MinSecretBytes = 32
 
 // maxTokenBytes bounds a token before it is parsed.
 const maxTokenBytes = 8 << 10
 
+// DefaultJWTMaxLifetime is the longest a token may be valid unless
+// Config.JWTMaxLifetime says otherwise.
+const DefaultJWTMaxLifetime = 24 * time.Hour
+
+// leeway absorbs clock skew between the token's issuer and the relay.
+const leeway = 30 * time.Second
+
 // authenticator verifies tokens with one key, or a JWKS, and an algorithm
 // allowlist.
 type authenticator struct {
-	keyfunc    jwt.Keyfunc
-	methods    []string
-	cookieName string
-	parser     *jwt.Parser
+	keyfunc     jwt.Keyfunc
+	methods     []string
+	cookieName  string
+	parser      *jwt.Parser
+	issuer      string
+	audience    string
+	maxLifetime time.Duration
 }
 
 // asymmetric are the algorithms a public key or a JWKS may verify; never
@@ -51,7 +55,10 @@ var asymmetric = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", 
 // newAuthenticator builds the token check; ctx bounds a JWKS's background
 // refresh.
 func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
-	a := &authenticator{cookieName: cfg.CookieName}
+	a := &authenticator{cookieName: cfg.CookieName, issuer: cfg.JWTIssuer, audience: cfg.JWTAudience, maxLifetime: cfg.JWTMaxLifetime}
+	if a.maxLifetime <= 0 {
+		a.maxLifetime = DefaultJWTMaxLifetime
+	}
 	set := 0
 	for _, v := range []string{cfg.JWTSecret, cfg.JWTPublicKeyFile, cfg.JWKSURL} {
 		if v != "" {
@@ -62,8 +69,12 @@ func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
 	case set > 1:
 		return nil, errors.New("set only one of BELLHOP_JWT_SECRET, BELLHOP_JWT_PUBLIC_KEY_FILE and BELLHOP_JWKS_URL")
 	case cfg.JWKSURL != "":
+		if err := checkJWKS(cfg); err != nil {
+			return nil, err
+		}
 		strict := false // fail at start if the JWKS cannot be fetched
 		k, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
+			Client:                    cfg.JWKSClient,
 			NoErrorReturnFirstHTTPReq: &strict,
 			HTTPTimeout:               10 * time.Second,
 		})
@@ -91,7 +102,7 @@ func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(a.methods), // never "none", never another family
 		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(30 * time.Second),
+		jwt.WithLeeway(leeway),
 	}
 	if cfg.JWTIssuer != "" {
 		opts = append(opts, jwt.WithIssuer(cfg.JWTIssuer))
@@ -101,6 +112,33 @@ func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
 	}
 	a.parser = jwt.NewParser(opts...)
 	return a, nil
+}
+
+// checkJWKS refuses a JWKS that would let in tokens meant for someone else:
+// an identity provider signs every application's tokens with the same keys,
+// so only aud tells this application's apart; and keys fetched over plain
+// HTTP can be swapped on the way.
+func checkJWKS(cfg Config) error {
+	u, err := url.Parse(cfg.JWKSURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("BELLHOP_JWKS_URL=%q is not an https:// URL", cfg.JWKSURL)
+	}
+	if u.Scheme == "http" && !loopback(u.Hostname()) {
+		return fmt.Errorf("BELLHOP_JWKS_URL=%q must use https:// (plain http:// is allowed only for localhost, 127.0.0.0/8 and ::1): keys fetched over plain HTTP can be replaced by anyone on the path", cfg.JWKSURL)
+	}
+	if cfg.JWTAudience == "" {
+		return errors.New("BELLHOP_JWT_AUDIENCE is required with BELLHOP_JWKS_URL: set it to the audience (aud) your identity provider puts in this application's tokens (often its client id or API identifier); without it, a token the provider issued for any other application would be accepted")
+	}
+	return nil
+}
+
+// loopback reports whether host names this machine only.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // loadPublicKey reads a PEM public key and the algorithms it may verify.
@@ -137,35 +175,58 @@ type authError struct {
 
 func (e *authError) Error() string { return e.description }
 
+// refuse is a 401 whose description can be quoted as is in a
+// WWW-Authenticate error_description: RFC 6750 §3 allows only printable
+// ASCII there, without '"' and '\', and the handler quotes it with %q, which
+// would otherwise escape them into \" sequences a client cannot read.
+func refuse(code, description string) *authError {
+	b := make([]byte, 0, len(description))
+	for i := 0; i < len(description); i++ {
+		switch c := description[i]; {
+		case c == '"':
+			b = append(b, '\'')
+		case c == '\\', c < 0x20, c > 0x7e:
+			b = append(b, '?')
+		default:
+			b = append(b, c)
+		}
+	}
+	return &authError{http.StatusUnauthorized, code, string(b)}
+}
+
 // recipient authenticates r and returns who it is for.
 func (a *authenticator) recipient(r *http.Request) (outbox.Recipient, *authError) {
 	token := ""
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, value, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || value == "" {
-			return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_request", "the Authorization header must be \"Bearer <token>\""}
+			return outbox.Recipient{}, refuse("invalid_request", "the Authorization header must be: Bearer <token>")
 		}
 		token = strings.TrimSpace(value)
 	} else if c, err := r.Cookie(a.cookieName); err == nil {
 		token = c.Value
 	}
 	if token == "" {
-		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "", "a token is required: send Authorization: Bearer <token>, or the " + a.cookieName + " cookie"}
+		return outbox.Recipient{}, refuse("", "a token is required: send Authorization: Bearer <token>, or the "+a.cookieName+" cookie")
 	}
 	if len(token) > maxTokenBytes {
-		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_token", "the token is too large"}
+		return outbox.Recipient{}, refuse("invalid_token", "the token is too large")
 	}
 	var claims Claims
 	parsed, err := a.parser.ParseWithClaims(token, &claims, a.keyfunc)
 	if err != nil {
-		desc := describe(err)
+		desc := a.describe(err, &claims)
 		if parsed != nil && parsed.Method != nil && !slices.Contains(a.methods, parsed.Method.Alg()) {
-			desc = fmt.Sprintf("the token's algorithm %q is not accepted (accepted: %s)", parsed.Method.Alg(), strings.Join(a.methods, ", "))
+			desc = fmt.Sprintf("the token's algorithm %s is not accepted (accepted: %s)", parsed.Method.Alg(), strings.Join(a.methods, ", "))
 		}
-		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_token", desc}
+		return outbox.Recipient{}, refuse("invalid_token", desc)
 	}
 	if claims.Subject == "" {
-		return outbox.Recipient{}, &authError{http.StatusUnauthorized, "invalid_token", "the token has no sub claim"}
+		return outbox.Recipient{}, refuse("invalid_token", "the token has no sub claim")
+	}
+	// A token valid for years is a credential nobody can revoke.
+	if life := claims.lifetime(time.Now()); life > a.maxLifetime+leeway {
+		return outbox.Recipient{}, refuse("invalid_token", fmt.Sprintf("the token is valid for %s (from its iat, or from now); this relay accepts at most %s (BELLHOP_JWT_MAX_LIFETIME)", life.Round(time.Second), a.maxLifetime))
 	}
 	to := outbox.Recipient{Tenant: claims.Tenant, Type: claims.NotifiableType, ID: claims.Subject}
 	if to.Type == "" {
@@ -175,8 +236,12 @@ func (a *authenticator) recipient(r *http.Request) (outbox.Recipient, *authError
 }
 
 // describe says what is wrong with a token without echoing any of it.
-func describe(err error) string {
+// claims holds what was decoded, to name the claim that is missing.
+func (a *authenticator) describe(err error, claims *Claims) string {
+	var ce claimError
 	switch {
+	case errors.As(err, &ce):
+		return ce.Error()
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "the token is malformed"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
@@ -185,10 +250,18 @@ func describe(err error) string {
 		return "the token's key (kid) is not in the JWKS"
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		return "the token cannot be verified with the configured keys"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		switch {
+		case claims.ExpiresAt == nil:
+			return "the token has no exp claim"
+		case a.audience != "" && len(claims.Audience) == 0:
+			return "the token has no aud claim; this relay requires aud " + a.audience
+		case a.issuer != "" && claims.Issuer == "":
+			return "the token has no iss claim; this relay requires iss " + a.issuer
+		}
+		return "the token lacks a required claim"
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return "the token is expired"
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "the token has no exp claim"
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return "the token is not valid yet"
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):

@@ -251,7 +251,7 @@ func (r *Relay) authed(h authedHandler) http.HandlerFunc {
 			// The cookie is the credential: the browser attaches it to
 			// requests from any site.
 			if aerr := r.checkCookie(req); aerr != nil {
-				refuse(w, aerr)
+				writeAuthError(w, aerr)
 				return
 			}
 		}
@@ -260,16 +260,16 @@ func (r *Relay) authed(h authedHandler) http.HandlerFunc {
 			aerr = checkRecipient(to)
 		}
 		if aerr != nil {
-			refuse(w, aerr)
+			writeAuthError(w, aerr)
 			return
 		}
 		h(w, req, to)
 	}
 }
 
-// refuse answers an authentication failure (RFC 6750) and closes the
+// writeAuthError answers an authentication failure (RFC 6750) and closes the
 // connection: a client without a valid token holds none open.
-func refuse(w http.ResponseWriter, aerr *authError) {
+func writeAuthError(w http.ResponseWriter, aerr *authError) {
 	if aerr.status == http.StatusUnauthorized {
 		challenge := `Bearer realm="bellhop"`
 		if aerr.code != "" {
@@ -298,7 +298,7 @@ func (r *Relay) checkCookie(req *http.Request) *authError {
 		return nil
 	}
 	if len(cookies) > 1 {
-		return &authError{http.StatusUnauthorized, "invalid_request", fmt.Sprintf("the request carries %d %s cookies; send exactly one (clear the others, e.g. one set for another path or parent domain)", len(cookies), r.cfg.CookieName)}
+		return refuse("invalid_request", fmt.Sprintf("the request carries %d %s cookies; send exactly one (clear the others, e.g. one set for another path or parent domain)", len(cookies), r.cfg.CookieName))
 	}
 	if origin := req.Header.Get("Origin"); origin != "" {
 		if slices.Contains(r.cfg.AllowedOrigins, origin) || sameOrigin(origin, req) {
@@ -324,7 +324,7 @@ func sameOrigin(origin string, req *http.Request) bool {
 // text (NUL, invalid UTF-8): every query is scoped by it.
 func checkRecipient(to outbox.Recipient) *authError {
 	if !cleanText(to.Tenant) || !cleanText(to.Type) || !cleanText(to.ID) {
-		return &authError{http.StatusUnauthorized, "invalid_token", "the token's sub, tenant or notifiable_type holds NUL or invalid UTF-8"}
+		return refuse("invalid_token", "the token's sub, tenant or notifiable_type holds NUL or invalid UTF-8")
 	}
 	return nil
 }

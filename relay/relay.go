@@ -33,6 +33,15 @@ type Config struct {
 	CookieName       string   `env:"BELLHOP_COOKIE_NAME, default=bellhop_token"`
 	AllowedOrigins   []string `env:"BELLHOP_ALLOWED_ORIGINS"`
 
+	// JWKSURL must be https:// (http:// only on loopback) and needs
+	// JWTAudience: an identity provider's keys sign every application's
+	// tokens. JWKSClient fetches it (a proxy, a private CA); defaults to
+	// keyfunc's client.
+	JWKSClient *http.Client `env:",noinit"`
+	// JWTMaxLifetime is the longest a token may be valid, from its iat (or
+	// from now, if it has none or a later one) to its exp. Defaults to 24h.
+	JWTMaxLifetime time.Duration `env:"BELLHOP_JWT_MAX_LIFETIME, default=24h"`
+
 	Heartbeat    time.Duration `env:"BELLHOP_HEARTBEAT, default=25s"`
 	RetryHint    time.Duration `env:"BELLHOP_RETRY_HINT, default=2s"`
 	StreamBuffer int           `env:"BELLHOP_STREAM_BUFFER, default=32"`

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,42 +9,96 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/bellhophq/bellhop/internal/pgserver"
+	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/migrations"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
 	demopage "github.com/bellhophq/bellhop/relay/demo"
 )
 
+// Demo defaults. The page mints a token for whoever opens it, so the demo
+// listens on loopback only unless told otherwise, and keeps to a schema of
+// its own.
+const (
+	demoAddr   = "127.0.0.1:8080"
+	demoSchema = "bellhop_demo"
+)
+
+// demoFlags are the demo's flags and their defaults.
+func demoFlags(stderr io.Writer) (fs *flag.FlagSet, addr, schema *string) {
+	fs = flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr = fs.String("addr", demoAddr, "the address to serve the demo page and the relay on; the page signs anyone in, so keep it on loopback")
+	schema = fs.String("schema", demoSchema, "the schema of the demo's tables (BELLHOP_SCHEMA is ignored, so the demo never writes into your application's)")
+	return fs, addr, schema
+}
+
 // demo runs everything a browser needs to see Bellhop work: a PostgreSQL
 // (DATABASE_URL, else one pgserver finds or starts), the schema, the relay
 // and the demo page, until ctx ends (SIGINT, SIGTERM).
 //
-// It never drops data: started again against the same DATABASE_URL and
-// schema, it continues where it stopped.
+// It is safe to run with an application's environment: it signs tokens with
+// a secret of its own (never BELLHOP_JWT_SECRET), writes only to its own
+// schema (--schema, never BELLHOP_SCHEMA) and listens on loopback unless
+// --addr says otherwise. It never drops data: started again against the same
+// database and schema, it continues where it stopped, with the same secret.
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", ":8080", "the address to serve the demo page and the relay on")
+	fs, addr, schema := demoFlags(stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("demo: unexpected arguments %q (the only flag is --addr)", fs.Args())
+		return fmt.Errorf("demo: unexpected arguments %q (the flags are --addr and --schema)", fs.Args())
+	}
+	if err := sqlq.CheckSchema(*schema); err != nil {
+		return fmt.Errorf("demo: --schema: %w", err)
 	}
 
 	var cfg relay.Config
 	if err := readEnv(ctx, &cfg); err != nil {
 		return err
 	}
+	switch cfg.WakeMode {
+	case "adaptive", "notify", "poll":
+	default:
+		return fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll", cfg.WakeMode)
+	}
 	log := newLogger(stderr)
+
+	// What the demo ignores of the environment, for the banner.
+	var ignored []string
+	for _, v := range []struct{ name, value string }{
+		{"BELLHOP_JWT_SECRET", cfg.JWTSecret}, {"BELLHOP_JWT_PUBLIC_KEY_FILE", cfg.JWTPublicKeyFile},
+		{"BELLHOP_JWKS_URL", cfg.JWKSURL}, {"BELLHOP_JWT_ISSUER", cfg.JWTIssuer},
+		{"BELLHOP_JWT_AUDIENCE", cfg.JWTAudience},
+	} {
+		if v.value != "" {
+			ignored = append(ignored, v.name)
+		}
+	}
+	if os.Getenv("BELLHOP_SCHEMA") != "" && os.Getenv("BELLHOP_SCHEMA") != *schema {
+		ignored = append(ignored, "BELLHOP_SCHEMA")
+	}
+	// The demo checks only the tokens its page mints.
+	cfg.JWTSecret, cfg.JWTPublicKeyFile, cfg.JWKSURL, cfg.JWTIssuer, cfg.JWTAudience = "", "", "", "", ""
+	cfg.JWTMaxLifetime = relay.DefaultJWTMaxLifetime
+	cfg.Schema = *schema
+	cfg.CookieName = demopage.CookieName
 
 	// The background context for what must outlive ctx: stopping the
 	// cluster and the relay happens after ctx is cancelled.
 	bg := context.WithoutCancel(ctx)
 
+	dbSource := "DATABASE_URL"
 	if cfg.DatabaseURL == "" {
 		fmt.Fprintln(stderr, "relay demo: DATABASE_URL is not set; starting a PostgreSQL (Docker, else local binaries)...")
 		pg, err := pgserver.Start(bg)
@@ -59,28 +111,19 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}()
 		cfg.DatabaseURL = pg.URL
+		dbSource = pg.Source
 		log.Info("demo: using PostgreSQL", "source", pg.Source)
 	}
-	if cfg.JWTSecret == "" && cfg.JWTPublicKeyFile == "" && cfg.JWKSURL == "" {
-		b := make([]byte, 32)
-		_, _ = rand.Read(b)
-		cfg.JWTSecret = base64.RawURLEncoding.EncodeToString(b)
-	}
-	if cfg.JWTSecret == "" {
-		return errors.New("demo: the demo page mints HS256 tokens: set BELLHOP_JWT_SECRET (or leave it, BELLHOP_JWT_PUBLIC_KEY_FILE and BELLHOP_JWKS_URL unset for a random one)")
-	}
-	switch cfg.WakeMode {
-	case "adaptive", "notify", "poll":
-	default:
-		return fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll", cfg.WakeMode)
-	}
 
-	r, err := relay.New(ctx, cfg, log)
+	// The schema and the demo's secret first: the relay is built with it.
+	secret, err := demoSetup(ctx, cfg.DatabaseURL, cfg.Schema)
 	if err != nil {
 		return err
 	}
-	if err := migrations.Up(ctx, r.Pool(), cfg.Schema); err != nil {
-		r.Pool().Close()
+	cfg.JWTSecret = secret
+
+	r, err := relay.New(ctx, cfg, log)
+	if err != nil {
 		return err
 	}
 	ob, err := outbox.New(cfg.Schema)
@@ -100,7 +143,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	srv := &http.Server{
-		Handler:           demopage.Handler(ob, r.Pool(), cfg.JWTSecret, r.Handler()),
+		Handler:           demopage.Handler(ob, r.Pool(), secret, r.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -108,9 +151,12 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
-	port := ln.Addr().(*net.TCPAddr).Port
-	log.Info("demo serving", "addr", ln.Addr().String(), "schema", cfg.Schema)
-	fmt.Fprintf(stdout, "Bellhop demo: open http://localhost:%d/\n", port)
+	tcp := ln.Addr().(*net.TCPAddr)
+	log.Info("demo serving", "addr", tcp.String(), "schema", cfg.Schema)
+	if !tcp.IP.IsLoopback() {
+		log.Warn("demo: listening beyond loopback; anyone who reaches the page is signed in", "addr", tcp.String())
+	}
+	demoBanner(stdout, tcp, cfg.DatabaseURL, dbSource, cfg.Schema, ignored)
 
 	select {
 	case err = <-errc:
@@ -132,4 +178,53 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = nil
 	}
 	return err
+}
+
+// demoSetup migrates the demo's schema and returns its secret.
+func demoSetup(ctx context.Context, dbURL, schema string) (string, error) {
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return "", fmt.Errorf("demo: DATABASE_URL: %w", err)
+	}
+	defer pool.Close()
+	if err := migrations.Up(ctx, pool, schema); err != nil {
+		return "", fmt.Errorf("demo: migrate schema %q: %w", schema, err)
+	}
+	return demopage.Secret(ctx, pool, schema)
+}
+
+// demoBanner says where the demo is, what it uses and what it ignores.
+func demoBanner(w io.Writer, tcp *net.TCPAddr, dbURL, dbSource, schema string, ignored []string) {
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = "localhost"
+	}
+	// A password stays out of the terminal: the psql line reads it from
+	// the environment instead.
+	env := "DATABASE_URL"
+	if name, ok := strings.CutPrefix(dbSource, "env "); ok {
+		env = name // pgserver found it there
+	}
+	shown, psqlURL := dbURL, "'"+dbURL+"'"
+	if u, err := url.Parse(dbURL); err != nil || u.Scheme == "" {
+		shown, psqlURL = "("+env+")", `"$`+env+`"`
+	} else if _, hasPassword := u.User.Password(); hasPassword {
+		shown, psqlURL = u.Redacted(), `"$`+env+`"`
+	}
+	fmt.Fprintf(w, "Bellhop demo: open http://%s/\n", net.JoinHostPort(host, strconv.Itoa(tcp.Port)))
+	fmt.Fprintf(w, "  database: %s (%s), schema %s: the demo writes nowhere else\n", shown, dbSource, schema)
+	fmt.Fprintf(w, "  send one from psql:\n    psql %s -c \"INSERT INTO %s.notifications (notifiable_id, type, data) VALUES ('%s', 'demo.psql', jsonb_build_object('title', 'Hello from psql'))\"\n",
+		psqlURL, schema, demopage.Recipient.ID)
+	fmt.Fprintf(w, "  tokens: the page signs in whoever opens it, with the demo's own secret (kept in %s.%s), never BELLHOP_JWT_SECRET\n", schema, demopage.SecretTable)
+	if len(ignored) > 0 {
+		fmt.Fprintf(w, "  ignored from the environment: %s\n", strings.Join(ignored, ", "))
+	}
+	if !tcp.IP.IsLoopback() {
+		where := tcp.String()
+		if tcp.IP.IsUnspecified() {
+			where = fmt.Sprintf("every interface, port %d", tcp.Port)
+		}
+		fmt.Fprintf(w, "\n  WARNING: listening on %s, beyond this machine. Anyone who can reach it gets a\n"+
+			"  signed-in session and can send notifications. Use --addr 127.0.0.1:%d unless you mean it.\n\n", where, tcp.Port)
+	}
 }

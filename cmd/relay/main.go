@@ -44,7 +44,8 @@ commands:
   migrate   apply Bellhop's schema and River's to DATABASE_URL
   token     mint a JWT for local testing: --sub, --tenant, --type, --ttl
   send      write one notification in its own transaction
-  demo      run a demo: Postgres, the relay and a page with a live bell
+  demo      run a demo: Postgres, the relay and a page with a live bell, on
+            127.0.0.1:8080 with its own secret and schema: --addr, --schema
   version   print the version
 
 Configuration is read from the environment (DATABASE_URL, BELLHOP_*); see the README.`
@@ -103,6 +104,9 @@ func loadConfig(ctx context.Context, stderr io.Writer) (relay.Config, error) {
 	case "adaptive", "notify", "poll":
 	default:
 		return cfg, fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll", cfg.WakeMode)
+	}
+	if cfg.JWTMaxLifetime <= 0 {
+		return cfg, fmt.Errorf("BELLHOP_JWT_MAX_LIFETIME=%s must be positive, e.g. 1h (the default is 24h)", cfg.JWTMaxLifetime)
 	}
 	return cfg, nil
 }
@@ -218,6 +222,18 @@ func token(ctx context.Context, args []string, stdout io.Writer) error {
 	secret := os.Getenv("BELLHOP_JWT_SECRET")
 	if len(secret) < relay.MinSecretBytes {
 		return fmt.Errorf("token: BELLHOP_JWT_SECRET must be set to at least %d bytes (e.g. export BELLHOP_JWT_SECRET=$(openssl rand -base64 32))", relay.MinSecretBytes)
+	}
+	// A token the relay would refuse is no use to anyone.
+	maxLife := relay.DefaultJWTMaxLifetime
+	if v := os.Getenv("BELLHOP_JWT_MAX_LIFETIME"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("token: BELLHOP_JWT_MAX_LIFETIME=%q is not a positive duration such as 1h", v)
+		}
+		maxLife = d
+	}
+	if *ttl <= 0 || *ttl > maxLife {
+		return fmt.Errorf("token: --ttl %s must be positive and at most BELLHOP_JWT_MAX_LIFETIME (%s), or the relay refuses the token", *ttl, maxLife)
 	}
 	t, err := relay.Mint(secret, outbox.Recipient{Tenant: *tenant, Type: *typ, ID: *sub}, *ttl)
 	if err != nil {

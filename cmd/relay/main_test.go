@@ -9,11 +9,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +27,7 @@ import (
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
 	"github.com/bellhophq/bellhop/relay"
+	demopage "github.com/bellhophq/bellhop/relay/demo"
 )
 
 // These tests set the process environment (t.Setenv), so none of them runs
@@ -45,6 +49,7 @@ var configVars = []string{
 	"BELLHOP_SWEEP_INTERVAL", "BELLHOP_RETENTION", "BELLHOP_REPLAY_WINDOW",
 	"BELLHOP_PRUNE_INTERVAL", "BELLHOP_DB_MAX_CONNS", "BELLHOP_LOG_LEVEL", "BELLHOP_LOG_FORMAT",
 	"BELLHOP_WRITER_ROLE",
+	"BELLHOP_JWKS_URL", "BELLHOP_JWT_MAX_LIFETIME",
 }
 
 // cleanEnv unsets every configuration variable for the rest of t (restored
@@ -107,6 +112,16 @@ func TestConfigIsCheckedAtStart(t *testing.T) {
 			[]string{"only one of BELLHOP_JWT_SECRET, BELLHOP_JWT_PUBLIC_KEY_FILE and BELLHOP_JWKS_URL"}},
 		{"key file missing", []string{"serve"}, map[string]string{"BELLHOP_JWT_SECRET": "", "BELLHOP_JWT_PUBLIC_KEY_FILE": filepath.Join(dir, "nope.pem")},
 			[]string{"BELLHOP_JWT_PUBLIC_KEY_FILE", "nope.pem"}},
+		{"JWKS without an audience", []string{"serve"}, map[string]string{"BELLHOP_JWT_SECRET": "", "BELLHOP_JWKS_URL": "http://127.0.0.1:1/jwks.json"},
+			[]string{"BELLHOP_JWT_AUDIENCE is required with BELLHOP_JWKS_URL"}},
+		{"JWKS over plain http", []string{"serve"}, map[string]string{"BELLHOP_JWT_SECRET": "", "BELLHOP_JWKS_URL": "http://id.example/jwks.json", "BELLHOP_JWT_AUDIENCE": "app"},
+			[]string{"BELLHOP_JWKS_URL", "must use https://"}},
+		{"max lifetime zero", []string{"serve"}, map[string]string{"BELLHOP_JWT_MAX_LIFETIME": "0s"},
+			[]string{"BELLHOP_JWT_MAX_LIFETIME", "positive"}},
+		{"max lifetime not a duration", []string{"serve"}, map[string]string{"BELLHOP_JWT_MAX_LIFETIME": "forever"},
+			[]string{"BELLHOP_JWT_MAX_LIFETIME", "forever"}},
+		{"token longer than the max lifetime", []string{"token", "--sub", "42", "--ttl", "48h"}, nil,
+			[]string{"--ttl 48h0m0s", "BELLHOP_JWT_MAX_LIFETIME (24h0m0s)"}},
 		{"bogus wake mode", []string{"serve"}, map[string]string{"BELLHOP_WAKE_MODE": "bogus"},
 			[]string{"BELLHOP_WAKE_MODE", `"bogus"`, "adaptive", "notify", "poll"}},
 		{"schema with capitals", []string{"serve"}, map[string]string{"BELLHOP_SCHEMA": "Bad-Name"},
@@ -278,4 +293,158 @@ func TestMainCommandsWorkAgainstTheDatabase(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not stop when its context ended")
 	}
+}
+
+// syncBuffer is a bytes.Buffer a running command writes while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDemoIsSafeWithAnApplicationsEnvironment runs the demo with what a
+// production shell holds (DATABASE_URL, BELLHOP_JWT_SECRET, BELLHOP_SCHEMA):
+// it listens on loopback by default, signs its page's tokens with a secret
+// of its own, writes to its own schema and says all of it in its banner.
+func TestDemoIsSafeWithAnApplicationsEnvironment(t *testing.T) {
+	dbURL := cleanEnv(t)
+
+	fs, addr, schema := demoFlags(io.Discard)
+	require.NoError(t, fs.Parse(nil))
+	host, _, err := net.SplitHostPort(*addr)
+	require.NoError(t, err)
+	require.True(t, host == "localhost" || net.ParseIP(host).IsLoopback(), "the demo listens on %q by default, beyond loopback", *addr)
+	require.Equal(t, "bellhop_demo", *schema, "the demo's schema is not the application's")
+
+	b := make([]byte, 6)
+	_, err = rand.Read(b)
+	require.NoError(t, err)
+	demoSchema := "demo_" + hex.EncodeToString(b)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{demoSchema}.Sanitize()+" CASCADE")
+		require.NoError(t, err)
+		conn.Close(context.Background())
+	})
+	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("BELLHOP_JWT_SECRET", testSecret)
+	t.Setenv("BELLHOP_SCHEMA", "bellhop")
+	t.Setenv("BELLHOP_LOG_LEVEL", "error")
+
+	// startDemo runs the demo until the test stops it; it returns the page's
+	// URL and the banner.
+	startDemo := func(addr string) (string, string, func()) {
+		dctx, cancel := context.WithCancel(ctx)
+		var stdout, stderr syncBuffer
+		done := make(chan error, 1)
+		go func() { done <- run(dctx, []string{"demo", "--addr", addr, "--schema", demoSchema}, &stdout, &stderr) }()
+		open := regexp.MustCompile(`open (http://\S+)/\n`)
+		var base string
+		require.Eventually(t, func() bool {
+			select {
+			case err := <-done:
+				require.NoError(t, err, "the demo stopped: %s", stderr.String())
+				t.Fatalf("the demo stopped: %s", stderr.String())
+			default:
+			}
+			m := open.FindStringSubmatch(stdout.String())
+			if m != nil {
+				base = m[1]
+			}
+			return m != nil
+		}, 30*time.Second, 20*time.Millisecond, "no banner: %s", &stderr)
+		stop := func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("the demo did not stop")
+			}
+		}
+		t.Cleanup(cancel)
+		return base, stdout.String(), stop
+	}
+	get := func(url string, cookie *http.Cookie, bearer string) *http.Response {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		require.NoError(t, err)
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		return res
+	}
+	unread := func(base string, cookie *http.Cookie) int64 {
+		res := get(base+"/notifications/unread/count", cookie, "")
+		defer res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		var c struct{ Count int64 }
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&c))
+		return c.Count
+	}
+
+	base, banner, stop := startDemo("127.0.0.1:0")
+	require.True(t, strings.HasPrefix(base, "http://127.0.0.1:"), base)
+	require.Contains(t, banner, "never BELLHOP_JWT_SECRET")
+	require.Contains(t, banner, "ignored from the environment: BELLHOP_JWT_SECRET, BELLHOP_SCHEMA")
+	require.Contains(t, banner, dbURL)
+	require.NotContains(t, banner, testSecret)
+	require.NotContains(t, banner, "WARNING")
+
+	// The page's cookie is not signed with the application's secret, and the
+	// application's tokens are no use here.
+	res := get(base+"/", nil, "")
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var cookie *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == demopage.CookieName {
+			cookie = c
+		}
+	}
+	require.NotNil(t, cookie, "the page sets no token cookie")
+	_, err = jwt.Parse(cookie.Value, func(*jwt.Token) (any, error) { return []byte(testSecret), nil }, jwt.WithValidMethods([]string{"HS256"}))
+	require.ErrorIs(t, err, jwt.ErrTokenSignatureInvalid, "the demo signed its token with BELLHOP_JWT_SECRET")
+	appToken, err := relay.Mint(testSecret, demopage.Recipient, time.Hour)
+	require.NoError(t, err)
+	res = get(base+"/notifications/unread/count", nil, appToken)
+	res.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, res.StatusCode, "the demo accepted a token signed with BELLHOP_JWT_SECRET")
+
+	// The banner's psql line writes to the demo's schema, for the page's user.
+	require.Zero(t, unread(base, cookie))
+	psql := regexp.MustCompile(`psql '([^']+)' -c "([^"]+)"`).FindStringSubmatch(banner)
+	require.NotNil(t, psql, "no psql line in the banner:\n%s", banner)
+	require.Equal(t, dbURL, psql[1])
+	require.Contains(t, psql[2], "INSERT INTO "+demoSchema+".notifications")
+	_, err = conn.Exec(ctx, psql[2])
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return unread(base, cookie) == 1 }, 10*time.Second, 20*time.Millisecond)
+	stop()
+
+	// Beyond loopback only when asked, and loudly; restarted, the demo keeps
+	// its secret, so an open page's cookie still works.
+	base, banner, stop = startDemo("0.0.0.0:0")
+	defer stop()
+	require.Contains(t, banner, "WARNING: listening on every interface")
+	require.True(t, strings.HasPrefix(base, "http://localhost:"), base)
+	require.EqualValues(t, 1, unread(base, cookie))
 }

@@ -82,10 +82,10 @@ export async function killRelay() {
   throw new Error(`relay ${pid} still answers after SIGKILL`);
 }
 
-/** Starts `relay demo` again on the same address, schema and secret; waits for /readyz. */
+/** Starts `relay demo` again on the same address and schema (which keeps its secret); waits for /readyz. */
 export async function startRelay() {
   const log = openSync(env.relayLog, 'a');
-  const child = spawn(env.relayBin, ['demo', '--addr', env.addr], {
+  const child = spawn(env.relayBin, ['demo', '--addr', env.addr, '--schema', process.env.BELLHOP_SCHEMA], {
     env: process.env,
     stdio: ['ignore', log, log],
     detached: true,

@@ -9,7 +9,9 @@ package demo
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -21,12 +23,47 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
 )
 
 //go:embed page.html static
 var files embed.FS
+
+//go:embed sql/*.sql
+var queryFiles embed.FS
+
+// SecretTable is where, in the demo's schema, Secret keeps the secret.
+const SecretTable = "demo_secret"
+
+// Secret returns the demo's own HS256 secret for schema: made at random the
+// first time, then kept in the schema's demo_secret table, so a restarted
+// demo accepts the cookies it set before. The page mints a token for anyone
+// who opens it, so its secret must never be one the application's tokens
+// are signed with.
+func Secret(ctx context.Context, pool *pgxpool.Pool, schema string) (string, error) {
+	set, err := sqlq.Load(queryFiles, schema)
+	if err != nil {
+		return "", err
+	}
+	create, get := set.Get("CreateSecretTable"), set.Get("Secret")
+	if err := set.Err(); err != nil {
+		return "", err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("demo secret: %w", err)
+	}
+	if _, err := pool.Exec(ctx, create); err != nil {
+		return "", fmt.Errorf("demo secret: create %s.%s: %w", schema, SecretTable, err)
+	}
+	var secret string
+	if err := pool.QueryRow(ctx, get, base64.RawURLEncoding.EncodeToString(b)).Scan(&secret); err != nil {
+		return "", fmt.Errorf("demo secret: %w", err)
+	}
+	return secret, nil
+}
 
 // Recipient is who the demo page is signed in as.
 var Recipient = outbox.User("demo")
@@ -55,7 +92,7 @@ type server struct {
 // Handler serves the demo page on GET /, the browser bundle under
 // /demo/static/, the POST /demo/* buttons, and everything else through
 // relayHandler. The page sets the bellhop_token cookie for Recipient, signed
-// with secret (the relay's BELLHOP_JWT_SECRET).
+// with secret (the demo's own, from Secret).
 func Handler(ob *outbox.Outbox, pool *pgxpool.Pool, secret string, relayHandler http.Handler) http.Handler {
 	s := &server{ob: ob, pool: pool, secret: secret, log: slog.Default()}
 	static, err := fs.Sub(files, "static")
