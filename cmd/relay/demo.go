@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -142,12 +141,9 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	srv := &http.Server{
-		Handler:           demopage.Handler(ob, r.Pool(), secret, r.Handler()),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	// The relay's own timeouts: a connection that sends no token or no
+	// headers is cut within seconds here too.
+	srv := r.NewServer("", demopage.Handler(ob, r.Pool(), secret, r.Handler()))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
