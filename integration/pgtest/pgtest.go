@@ -28,10 +28,14 @@ var (
 	startErr error
 )
 
-// Main runs a package's tests and stops any server this package started.
-// Use it from TestMain.
-func Main(m *testing.M) {
+// Main runs a package's tests, then the package's own cleanups (what its
+// tests shared: a built binary, say), and stops any server this package
+// started. Use it from TestMain.
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
+	for _, c := range cleanups {
+		c()
+	}
 	if server != nil {
 		_ = server.Stop()
 	}

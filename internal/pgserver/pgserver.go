@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/testcontainers/testcontainers-go"
@@ -142,8 +143,15 @@ func StartLocal(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	reapOrphans(ctx, bin)
 	dir, err := os.MkdirTemp("", "bellhop-pg-")
 	if err != nil {
+		return nil, err
+	}
+	// The owner's pid lets a later start reap this cluster if the owner
+	// dies without Stop (a test binary killed by its timeout or a ^C).
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	// initdb refuses to run as root; run the cluster as the postgres user then.
@@ -201,6 +209,38 @@ func StartLocal(ctx context.Context) (*Server, error) {
 		return err
 	}
 	return s, nil
+}
+
+// ownerFile, in a throwaway cluster's directory, holds the pid of the
+// process that started it.
+const ownerFile = "owner.pid"
+
+// reapOrphans stops and removes throwaway clusters whose owner process is
+// gone: pg_ctl daemonizes the server, so it outlives a test binary that was
+// killed before its cleanup ran. Best effort: a cluster it cannot stop is
+// left as it is.
+func reapOrphans(ctx context.Context, bin string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "bellhop-pg-*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // being set up, or not ours to judge
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		orphan := &Server{DataDir: filepath.Join(dir, "data"), pgCtl: filepath.Join(bin, "pg_ctl"), logFile: filepath.Join(dir, "log")}
+		if os.Geteuid() == 0 {
+			orphan.asUser = []string{"runuser", "-u", "postgres", "--"}
+		}
+		if _, err := os.Stat(filepath.Join(orphan.DataDir, "postmaster.pid")); err == nil {
+			if orphan.ctl(ctx, "-m", "immediate", "-w", "stop") != nil {
+				continue
+			}
+		}
+		os.RemoveAll(dir)
+	}
 }
 
 // ctl runs pg_ctl on the local cluster, as its owner.

@@ -2,7 +2,14 @@ package pgserver
 
 import (
 	"context"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -31,4 +38,32 @@ func TestStartPrefersTheEnvironment(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "postgres://example/db", s.URL)
 	require.NoError(t, s.Stop())
+}
+
+// A throwaway cluster whose owner died without Stop (a test binary killed
+// by its timeout) is stopped and removed by the next StartLocal.
+func TestStartLocalReapsOrphans(t *testing.T) {
+	ctx := context.Background()
+	orphan, err := StartLocal(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = orphan.Stop() })
+	dir := filepath.Dir(orphan.DataDir)
+
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(dead.Process.Pid)), 0o644))
+
+	next, err := StartLocal(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = next.Stop() })
+
+	_, err = os.Stat(dir)
+	require.True(t, os.IsNotExist(err), "the orphan's directory is gone")
+	u, err := url.Parse(orphan.URL)
+	require.NoError(t, err)
+	conn, err := net.DialTimeout("tcp", u.Host, time.Second)
+	if err == nil {
+		conn.Close()
+	}
+	require.Error(t, err, "the orphan's server is stopped")
 }
