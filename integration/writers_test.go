@@ -278,7 +278,7 @@ func TestTwoPhaseCommitWriters(t *testing.T) {
 			_, _ = db.Pool.Exec(ctx, "ROLLBACK PREPARED '"+strings.ReplaceAll(gid, "'", "''")+"'")
 		}
 	})
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	require.NoError(t, err)
 	b := &testBundle{db: db, ob: ob}
 	r := b.startRelay(t) // adaptive, sweep every second

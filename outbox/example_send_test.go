@@ -36,7 +36,7 @@ func ExampleOutbox_Send() {
 	}
 	defer db.Close()
 
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func ExampleOutbox_SendMany() {
 	}
 	defer db.Close()
 
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	if err != nil {
 		log.Fatal(err)
 	}
