@@ -8,9 +8,10 @@ import (
 // SQLDB is what SendSQL writes through with database/sql: a *sql.Tx (the
 // usual case: the caller's business transaction), or a *sql.DB or
 // *sql.Conn, where each call is its own single-statement transaction. Any
-// driver works (pgx's stdlib, lib/pq), and so does any data layer that
-// hands out one of these or has the same QueryContext: sqlx's Tx, bun's Tx,
-// GORM's Statement.ConnPool inside a transaction.
+// driver works (pgx's stdlib, lib/pq), and so does a data layer's
+// transaction that passes queries through unchanged: sqlx's *sqlx.Tx,
+// GORM's Statement.ConnPool inside a transaction, the *sql.Tx inside bun's
+// bun.Tx (not bun.Tx itself: it rewrites queries for its ? placeholders).
 type SQLDB interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
