@@ -16,7 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/outbox"
@@ -84,9 +84,21 @@ type Config struct {
 	CountCap int64
 }
 
+// DB is what an Inbox runs its statements on: a *pgxpool.Pool (the usual
+// case: every call is its own transaction), a *pgx.Conn, or a pgx.Tx, so
+// that a change commits or rolls back with the application's own (see
+// WithTx).
+type DB interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	// Begin starts MarkAllRead's transaction; on a pgx.Tx, a savepoint.
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
 // Inbox reads and changes recipients' notifications.
 type Inbox struct {
-	pool     *pgxpool.Pool
+	db       DB
 	countCap int64
 	q        struct {
 		count, list, markRead, markUnread, quiet, markAll, readAll, delete string
@@ -96,8 +108,8 @@ type Inbox struct {
 //go:embed sql/*.sql
 var queryFiles embed.FS
 
-// New returns an Inbox over pool.
-func New(pool *pgxpool.Pool, cfg Config) (*Inbox, error) {
+// New returns an Inbox that runs on db.
+func New(db DB, cfg Config) (*Inbox, error) {
 	if cfg.Schema == "" {
 		cfg.Schema = sqlq.DefaultSchema
 	}
@@ -108,7 +120,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Inbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inbox: %w", err)
 	}
-	in := &Inbox{pool: pool, countCap: cfg.CountCap}
+	in := &Inbox{db: db, countCap: cfg.CountCap}
 	in.q.count = set.Get("UnreadCount")
 	in.q.list = set.Get("List")
 	in.q.markRead = set.Get("MarkRead")
@@ -120,10 +132,20 @@ func New(pool *pgxpool.Pool, cfg Config) (*Inbox, error) {
 	return in, set.Err()
 }
 
+// WithTx returns a copy of in that runs on tx, the application's
+// transaction: a change made through it is visible, and pushed to the
+// recipient's streams, only if tx commits. The copy is as cheap as a
+// struct; make one per transaction.
+func (in *Inbox) WithTx(tx pgx.Tx) *Inbox {
+	c := *in
+	c.db = tx
+	return &c
+}
+
 // UnreadCount counts to's unread notifications, up to the configured cap.
 func (in *Inbox) UnreadCount(ctx context.Context, to outbox.Recipient) (Count, error) {
 	var n int64
-	if err := in.pool.QueryRow(ctx, in.q.count, to.Tenant, to.Type, to.ID, in.countCap).Scan(&n); err != nil {
+	if err := in.db.QueryRow(ctx, in.q.count, to.Tenant, to.Type, to.ID, in.countCap).Scan(&n); err != nil {
 		return Count{}, fmt.Errorf("inbox: unread count: %w", err)
 	}
 	return Count{Count: n, Capped: n >= in.countCap}, nil
@@ -156,7 +178,7 @@ func (in *Inbox) List(ctx context.Context, to outbox.Recipient, opts ListOptions
 		types = []string{}
 	}
 	// One row more than asked tells whether there is a next page.
-	rows, err := in.pool.Query(ctx, in.q.list, to.Tenant, to.Type, to.ID, at, id, opts.UnreadOnly, types, limit+1)
+	rows, err := in.db.Query(ctx, in.q.list, to.Tenant, to.Type, to.ID, at, id, opts.UnreadOnly, types, limit+1)
 	if err != nil {
 		return Page{}, fmt.Errorf("inbox: list: %w", err)
 	}
@@ -188,7 +210,7 @@ func (in *Inbox) change(ctx context.Context, query string, to outbox.Recipient, 
 	if err := checkID(id); err != nil {
 		return Notification{}, err
 	}
-	rows, err := in.pool.Query(ctx, query, id, to.Tenant, to.Type, to.ID)
+	rows, err := in.db.Query(ctx, query, id, to.Tenant, to.Type, to.ID)
 	if err != nil {
 		return Notification{}, fmt.Errorf("inbox: update %s: %w", id, err)
 	}
@@ -204,10 +226,11 @@ func (in *Inbox) change(ctx context.Context, query string, to outbox.Recipient, 
 
 // MarkAllRead marks every unread notification of to read and returns how
 // many changed. The stream carries one read_all event for it, not one per
-// row.
+// row. It runs in a transaction of its own, or in a savepoint of the one
+// given to WithTx.
 func (in *Inbox) MarkAllRead(ctx context.Context, to outbox.Recipient) (int64, error) {
 	var n int64
-	err := pgx.BeginFunc(ctx, in.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, in.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, in.q.quiet, "on"); err != nil {
 			return err
 		}
@@ -215,11 +238,14 @@ func (in *Inbox) MarkAllRead(ctx context.Context, to outbox.Recipient) (int64, e
 		if err != nil {
 			return err
 		}
-		if n = tag.RowsAffected(); n == 0 {
-			return nil
-		}
+		// Loud again whatever happened: on WithTx's transaction this is a
+		// savepoint, and a setting left on would outlive it and silence the
+		// application's later changes in the same transaction.
 		if _, err := tx.Exec(ctx, in.q.quiet, "off"); err != nil {
 			return err
+		}
+		if n = tag.RowsAffected(); n == 0 {
+			return nil
 		}
 		_, err = tx.Exec(ctx, in.q.readAll, to.Tenant, to.Type, to.ID)
 		return err
@@ -235,7 +261,7 @@ func (in *Inbox) Delete(ctx context.Context, to outbox.Recipient, id string) err
 	if err := checkID(id); err != nil {
 		return err
 	}
-	tag, err := in.pool.Exec(ctx, in.q.delete, id, to.Tenant, to.Type, to.ID)
+	tag, err := in.db.Exec(ctx, in.q.delete, id, to.Tenant, to.Type, to.ID)
 	if err != nil {
 		return fmt.Errorf("inbox: delete %s: %w", id, err)
 	}

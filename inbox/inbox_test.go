@@ -24,7 +24,7 @@ type testBundle struct {
 func setup(t *testing.T) (context.Context, *testBundle) {
 	t.Helper()
 	db := pgtest.New(t)
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	require.NoError(t, err)
 	in, err := inbox.New(db.Pool, inbox.Config{Schema: db.Schema, CountCap: 50})
 	require.NoError(t, err)

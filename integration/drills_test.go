@@ -143,7 +143,7 @@ func TestDrillPostgresRestart(t *testing.T) {
 func drillPostgresRestart(t *testing.T, repeats bool, env ...string) {
 	srv := pgtest.NewServer(t)
 	db := pgtest.NewOn(t, srv.URL)
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	require.NoError(t, err)
 	b := &testBundle{db: db, ob: ob}
 	p := b.startRelays(t, 1, env...)[0]

@@ -77,7 +77,7 @@ func TestNewServerNeverReusesEventIDs(t *testing.T) {
 	t.Parallel()
 	srv := pgtest.NewServer(t)
 	db := pgtest.NewOn(t, srv.URL)
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	require.NoError(t, err)
 	b := &testBundle{db: db, ob: ob}
 	ctx := context.Background()
@@ -173,7 +173,7 @@ func TestDurableStampsSurviveACrash(t *testing.T) {
 func durableStampCrash(t *testing.T, prepare func(*pgtest.DB), mutate ...func(*relay.Config)) {
 	srv := pgtest.NewServer(t)
 	db := pgtest.NewOn(t, srv.URL)
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	require.NoError(t, err)
 	b := &testBundle{db: db, ob: ob}
 	ctx := context.Background()

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
@@ -142,6 +143,17 @@ func TestWriterRoleRunsEveryDocumentedWrite(t *testing.T) {
 	require.NoError(t, err, "keyed Send: the outbox's upsert")
 	require.Equal(t, first[0], second)
 	require.Equal(t, "updated", s.next(t, 5*time.Second).Data.Op)
+	// The same statements through database/sql: the role's grants cover them,
+	// and the relay pushes what they write.
+	sqlApp := stdlib.OpenDBFromPool(app)
+	sqlTx, err := sqlApp.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	viaSQL, err := b.ob.SendSQL(ctx, sqlTx, to, outbox.Message{Kind: "go.sendsql"})
+	require.NoError(t, err, "outbox.SendSQL in a database/sql transaction")
+	require.NoError(t, sqlTx.Commit())
+	ev = s.next(t, 5*time.Second)
+	require.Equal(t, viaSQL, ev.Data.ID)
+	require.Equal(t, "go.sendsql", ev.Data.Type)
 
 	// Reading a row back and marking it read by SQL are writes too.
 	_, err = app.Exec(ctx, "UPDATE "+b.db.Table("notifications")+" SET read_at = now() WHERE id = $1", id)
@@ -278,7 +290,7 @@ func TestTwoPhaseCommitWriters(t *testing.T) {
 			_, _ = db.Pool.Exec(ctx, "ROLLBACK PREPARED '"+strings.ReplaceAll(gid, "'", "''")+"'")
 		}
 	})
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	require.NoError(t, err)
 	b := &testBundle{db: db, ob: ob}
 	r := b.startRelay(t) // adaptive, sweep every second

@@ -31,7 +31,7 @@ func Example_progress() {
 	}
 	defer db.Close()
 
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	if err != nil {
 		log.Fatal(err)
 	}

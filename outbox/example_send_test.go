@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 
@@ -36,7 +37,7 @@ func ExampleOutbox_Send() {
 	}
 	defer db.Close()
 
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -58,6 +59,39 @@ func ExampleOutbox_Send() {
 	// Output: invoice.paid {"amount": 4200, "invoiceId": "1001"}
 }
 
+// A rollback takes the notification with it: nothing is written, and no
+// stream hears of it.
+func ExampleOutbox_Send_rollback() {
+	ctx := context.Background()
+	db, err := pgtest.Open(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
+	if err != nil {
+		log.Fatal(err)
+	}
+	errDeclined := errors.New("card declined")
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		if _, err := ob.Send(ctx, tx, outbox.User("42"), InvoicePaid{InvoiceID: "1001", Amount: 4200}); err != nil {
+			return err
+		}
+		return errDeclined // the business change fails: BeginFunc rolls back
+	})
+	fmt.Println(err)
+
+	var n int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+db.Table("notifications")).Scan(&n); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(n, "notifications")
+	// Output:
+	// card declined
+	// 0 notifications
+}
+
 // SendMany writes one notification for many recipients in one statement.
 func ExampleOutbox_SendMany() {
 	ctx := context.Background()
@@ -67,7 +101,7 @@ func ExampleOutbox_SendMany() {
 	}
 	defer db.Close()
 
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	if err != nil {
 		log.Fatal(err)
 	}

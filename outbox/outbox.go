@@ -3,7 +3,9 @@ package outbox
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -25,9 +27,10 @@ const (
 	MaxNameBytes = 255
 )
 
-// DB is what Send writes through: a pgx.Tx (the usual case: the caller's
-// business transaction), or a *pgxpool.Pool or *pgx.Conn, where each call is
-// its own single-statement transaction.
+// DB is what Send writes through with pgx: a pgx.Tx (the usual case: the
+// caller's business transaction), or a *pgxpool.Pool or *pgx.Conn, where
+// each call is its own single-statement transaction. For database/sql, see
+// SQLDB and SendSQL.
 type DB interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -36,17 +39,26 @@ type DB interface {
 //go:embed sql/*.sql
 var queryFiles embed.FS
 
-// Outbox writes notifications into one Bellhop schema.
+// Config configures an Outbox. The zero Config writes to the default schema.
+type Config struct {
+	// Schema is the schema Bellhop was migrated into: lower-case letters,
+	// digits and underscores, at most 48 bytes. Defaults to "bellhop".
+	Schema string
+}
+
+// Outbox writes notifications into one Bellhop schema. It holds no
+// connection: every send goes through the transaction, pool or connection
+// it is given, so one Outbox serves the whole application.
 type Outbox struct {
 	insertMany, upsertMany string
 }
 
-// New returns an Outbox for schema ("" means "bellhop").
-func New(schema string) (*Outbox, error) {
-	if schema == "" {
-		schema = sqlq.DefaultSchema
+// New returns an Outbox for cfg. It fails only on an invalid Config.
+func New(cfg Config) (*Outbox, error) {
+	if cfg.Schema == "" {
+		cfg.Schema = sqlq.DefaultSchema
 	}
-	set, err := sqlq.Load(queryFiles, schema)
+	set, err := sqlq.Load(queryFiles, cfg.Schema)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
@@ -68,16 +80,45 @@ func (o *Outbox) Send(ctx context.Context, db DB, to Recipient, n Notification) 
 	if err := to.validate("recipient"); err != nil {
 		return "", err
 	}
-	ids, err := o.SendMany(ctx, db, []Recipient{to}, n)
-	if err != nil {
-		return "", err
-	}
-	return ids[0], nil
+	return first(o.SendMany(ctx, db, []Recipient{to}, n))
 }
 
 // SendMany writes n for every recipient in one statement, one round trip,
 // and returns the ids in the order of to. Repeated recipients get one row.
 func (o *Outbox) SendMany(ctx context.Context, db DB, to []Recipient, n Notification) ([]string, error) {
+	s, err := o.prepare(to, n)
+	if err != nil || s == nil {
+		return nil, err
+	}
+	rows, err := db.Query(ctx, s.query, s.args...)
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	var r Recipient
+	var id string
+	_, err = pgx.ForEachRow(rows, []any{&r.Tenant, &r.Type, &r.ID, &id}, func() error {
+		s.ids[r] = id
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return s.result(to)
+}
+
+// send is one validated SendMany, ready for either driver: the statement,
+// its arguments (text and JSON only, which every driver binds alike), and
+// the ids the statement returns, by recipient.
+type send struct {
+	query string
+	args  []any
+	kind  string
+	ids   map[Recipient]string
+}
+
+// prepare validates a send and builds its statement. A nil send with no
+// error means there is nothing to write (no recipients).
+func (o *Outbox) prepare(to []Recipient, n Notification) (*send, error) {
 	e, err := encode(n)
 	if err != nil {
 		return nil, err
@@ -85,43 +126,56 @@ func (o *Outbox) SendMany(ctx context.Context, db DB, to []Recipient, n Notifica
 	if len(to) == 0 {
 		return nil, nil
 	}
-	index := make(map[Recipient]int, len(to))
-	var tenants, types, ids []string
+	type row struct {
+		Tenant string `json:"tenant_id"`
+		Type   string `json:"notifiable_type"`
+		ID     string `json:"notifiable_id"`
+	}
+	s := &send{kind: e.kind, ids: make(map[Recipient]string, len(to))}
+	rows := make([]row, 0, len(to))
 	for i, r := range to {
 		if err := r.validate(fmt.Sprintf("recipients[%d]", i)); err != nil {
 			return nil, err
 		}
-		if _, seen := index[r]; seen {
+		if _, seen := s.ids[r]; seen {
 			continue
 		}
-		index[r] = len(tenants)
-		tenants, types, ids = append(tenants, r.Tenant), append(types, r.Type), append(ids, r.ID)
+		s.ids[r] = ""
+		rows = append(rows, row{Tenant: r.Tenant, Type: r.Type, ID: r.ID})
 	}
-	args := []any{tenants, types, ids, e.kind, e.data, nullable(e.sse), e.channels}
-	query := o.insertMany
+	recipients, err := json.Marshal(rows)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: encode recipients: %w", err)
+	}
+	s.args = []any{string(recipients), e.kind, string(e.data), nullable(e.sse), strings.Join(e.channels, ",")}
+	s.query = o.insertMany
 	if e.key != "" {
-		query = o.upsertMany
-		args = append(args, e.key)
+		s.query = o.upsertMany
+		s.args = append(s.args, e.key)
 	}
-	rows, err := db.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("outbox: send %s to %d recipients: %w", e.kind, len(tenants), err)
-	}
-	byRecipient := make(map[Recipient]string, len(tenants))
-	var r Recipient
-	var id string
-	_, err = pgx.ForEachRow(rows, []any{&r.Tenant, &r.Type, &r.ID, &id}, func() error {
-		byRecipient[r] = id
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("outbox: send %s to %d recipients: %w", e.kind, len(tenants), err)
-	}
+	return s, nil
+}
+
+func (s *send) fail(err error) error {
+	return fmt.Errorf("outbox: send %s to %d recipients: %w", s.kind, len(s.ids), err)
+}
+
+// result returns the ids in the order of to.
+func (s *send) result(to []Recipient) ([]string, error) {
 	out := make([]string, len(to))
 	for i, r := range to {
-		out[i] = byRecipient[r]
+		if out[i] = s.ids[r]; out[i] == "" {
+			return nil, s.fail(fmt.Errorf("no row returned for recipients[%d]", i))
+		}
 	}
 	return out, nil
+}
+
+func first(ids []string, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	return ids[0], nil
 }
 
 func (r Recipient) validate(field string) error {
@@ -216,5 +270,5 @@ func nullable(b []byte) any {
 	if b == nil {
 		return nil
 	}
-	return b
+	return string(b)
 }

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -22,14 +23,39 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 type testBundle struct {
 	db *pgtest.DB
 	ob *outbox.Outbox
+	// sql is the same database through database/sql, with lib/pq's rules
+	// for arguments (see plainArgs).
+	sql *sql.DB
 }
 
 func setup(t *testing.T) (context.Context, *testBundle) {
 	t.Helper()
 	db := pgtest.New(t)
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	require.NoError(t, err)
-	return context.Background(), &testBundle{db: db, ob: ob}
+	sqlDB := openPlainArgs(t, db.URL)
+	return context.Background(), &testBundle{db: db, ob: ob, sql: sqlDB}
+}
+
+// drivers are the two ways into the outbox: Send with pgx, SendSQL with
+// database/sql. Tests that loop over them prove the same behaviour.
+var drivers = []string{"pgx", "database/sql"}
+
+// sendMany is SendMany or SendManySQL through driver, outside a
+// transaction of the caller's.
+func (b *testBundle) sendMany(ctx context.Context, driver string, to []outbox.Recipient, n outbox.Notification) ([]string, error) {
+	if driver == "pgx" {
+		return b.ob.SendMany(ctx, b.db.Pool, to, n)
+	}
+	return b.ob.SendManySQL(ctx, b.sql, to, n)
+}
+
+// send is Send or SendSQL through driver.
+func (b *testBundle) send(ctx context.Context, driver string, to outbox.Recipient, n outbox.Notification) (string, error) {
+	if driver == "pgx" {
+		return b.ob.Send(ctx, b.db.Pool, to, n)
+	}
+	return b.ob.SendSQL(ctx, b.sql, to, n)
 }
 
 // listen opens a connection listening on the schema's pending channel.
@@ -143,44 +169,49 @@ func (p progress) DatabaseKey() string { return p.key }
 
 func TestProgressUpsertsOneRow(t *testing.T) {
 	t.Parallel()
-	ctx, b := setup(t)
-	to := outbox.User("u1")
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			ctx, b := setup(t)
+			to := outbox.User("u1")
 
-	first, err := b.ob.Send(ctx, b.db.Pool, to, progress{key: "export-1", pct: 0})
-	require.NoError(t, err)
-	var created time.Time
-	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT created_at FROM "+b.db.Table("notifications")+" WHERE id = $1", first).Scan(&created))
-	// Read it, and pretend the relay stamped it, so the upserts must undo both.
-	_, err = b.db.Pool.Exec(ctx, "UPDATE "+b.db.Table("notifications")+" SET read_at = now() WHERE id = $1", first)
-	require.NoError(t, err)
-	_, err = b.db.Pool.Exec(ctx, "UPDATE "+b.db.Table("relay_state")+" SET seen = pg_current_snapshot()")
-	require.NoError(t, err)
-	require.Zero(t, b.count(t, "id IN (SELECT id FROM "+b.db.Table("relay_pending")+")"))
+			first, err := b.send(ctx, driver, to, progress{key: "export-1", pct: 0})
+			require.NoError(t, err)
+			var created time.Time
+			require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT created_at FROM "+b.db.Table("notifications")+" WHERE id = $1", first).Scan(&created))
+			// Read it, and pretend the relay stamped it, so the upserts must undo both.
+			_, err = b.db.Pool.Exec(ctx, "UPDATE "+b.db.Table("notifications")+" SET read_at = now() WHERE id = $1", first)
+			require.NoError(t, err)
+			_, err = b.db.Pool.Exec(ctx, "UPDATE "+b.db.Table("relay_state")+" SET seen = pg_current_snapshot()")
+			require.NoError(t, err)
+			require.Zero(t, b.count(t, "id IN (SELECT id FROM "+b.db.Table("relay_pending")+")"))
 
-	for pct := 25; pct <= 100; pct += 25 {
-		id, err := b.ob.Send(ctx, b.db.Pool, to, progress{key: "export-1", pct: pct})
-		require.NoError(t, err)
-		require.Equal(t, first, id)
+			for pct := 25; pct <= 100; pct += 25 {
+				id, err := b.send(ctx, driver, to, progress{key: "export-1", pct: pct})
+				require.NoError(t, err)
+				require.Equal(t, first, id)
+			}
+			require.Equal(t, 1, b.count(t, "true"))
+			var data string
+			var readAt *time.Time
+			var createdNow, updated time.Time
+			var op string
+			var pending bool
+			require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT data::text, read_at, created_at, updated_at, op, id IN (SELECT id FROM "+
+				b.db.Table("relay_pending")+") FROM "+b.db.Table("notifications")).Scan(&data, &readAt, &createdNow, &updated, &op, &pending))
+			require.JSONEq(t, `{"progress":100}`, data)
+			require.Nil(t, readAt, "an update counts as unread again")
+			require.Equal(t, created, createdNow)
+			require.True(t, updated.After(created))
+			require.Equal(t, "updated", op)
+			require.True(t, pending, "an update is pending again")
+
+			// The same key for another recipient is another row.
+			_, err = b.send(ctx, driver, outbox.User("u2"), progress{key: "export-1", pct: 5})
+			require.NoError(t, err)
+			require.Equal(t, 2, b.count(t, "database_key = 'export-1'"))
+		})
 	}
-	require.Equal(t, 1, b.count(t, "true"))
-	var data string
-	var readAt *time.Time
-	var createdNow, updated time.Time
-	var op string
-	var pending bool
-	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT data::text, read_at, created_at, updated_at, op, id IN (SELECT id FROM "+
-		b.db.Table("relay_pending")+") FROM "+b.db.Table("notifications")).Scan(&data, &readAt, &createdNow, &updated, &op, &pending))
-	require.JSONEq(t, `{"progress":100}`, data)
-	require.Nil(t, readAt, "an update counts as unread again")
-	require.Equal(t, created, createdNow)
-	require.True(t, updated.After(created))
-	require.Equal(t, "updated", op)
-	require.True(t, pending, "an update is pending again")
-
-	// The same key for another recipient is another row.
-	_, err = b.ob.Send(ctx, b.db.Pool, outbox.User("u2"), progress{key: "export-1", pct: 5})
-	require.NoError(t, err)
-	require.Equal(t, 2, b.count(t, "database_key = 'export-1'"))
 }
 
 func TestConcurrentUpsertsMakeOneRow(t *testing.T) {
@@ -209,30 +240,32 @@ func TestConcurrentUpsertsMakeOneRow(t *testing.T) {
 
 func TestSendMany(t *testing.T) {
 	t.Parallel()
-	ctx, b := setup(t)
-	to := []outbox.Recipient{outbox.User("a"), {Tenant: "t2", Type: "Team", ID: "a"}, outbox.User("b"), outbox.User("a")}
+	for _, driver := range drivers {
+		t.Run(driver, func(t *testing.T) {
+			t.Parallel()
+			ctx, b := setup(t)
+			to := []outbox.Recipient{outbox.User("a"), {Tenant: "t2", Type: "Team", ID: "a"}, outbox.User("b"), outbox.User("a")}
 
-	tx, err := b.db.Pool.Begin(ctx)
-	require.NoError(t, err)
-	ids, err := b.ob.SendMany(ctx, tx, to, invoicePaid{id: "inv"})
-	require.NoError(t, err)
-	require.NoError(t, tx.Commit(ctx))
+			ids, err := b.sendMany(ctx, driver, to, invoicePaid{id: "inv"})
+			require.NoError(t, err)
 
-	require.Len(t, ids, 4)
-	require.Equal(t, ids[0], ids[3], "a repeated recipient gets one row")
-	require.NotEqual(t, ids[0], ids[1])
-	require.Equal(t, 3, b.count(t, "true"))
-	require.Equal(t, 1, b.count(t, "id = $1 AND tenant_id = 't2' AND notifiable_type = 'Team' AND notifiable_id = 'a'", ids[1]))
+			require.Len(t, ids, 4)
+			require.Equal(t, ids[0], ids[3], "a repeated recipient gets one row")
+			require.NotEqual(t, ids[0], ids[1])
+			require.Equal(t, 3, b.count(t, "true"))
+			require.Equal(t, 1, b.count(t, "id = $1 AND tenant_id = 't2' AND notifiable_type = 'Team' AND notifiable_id = 'a'", ids[1]))
 
-	// Keyed: a second SendMany updates the same rows.
-	keyed := outbox.Message{Kind: "sync", Data: map[string]int{"progress": 1}, Key: "sync-1"}
-	first, err := b.ob.SendMany(ctx, b.db.Pool, to[:3], keyed)
-	require.NoError(t, err)
-	keyed.Data = map[string]int{"progress": 2}
-	second, err := b.ob.SendMany(ctx, b.db.Pool, to[:3], keyed)
-	require.NoError(t, err)
-	require.Equal(t, first, second)
-	require.Equal(t, 3, b.count(t, `database_key = 'sync-1' AND data = '{"progress":2}'`))
+			// Keyed: a second SendMany updates the same rows.
+			keyed := outbox.Message{Kind: "sync", Data: map[string]int{"progress": 1}, Key: "sync-1"}
+			first, err := b.sendMany(ctx, driver, to[:3], keyed)
+			require.NoError(t, err)
+			keyed.Data = map[string]int{"progress": 2}
+			second, err := b.sendMany(ctx, driver, to[:3], keyed)
+			require.NoError(t, err)
+			require.Equal(t, first, second)
+			require.Equal(t, 3, b.count(t, `database_key = 'sync-1' AND data = '{"progress":2}'`))
+		})
+	}
 }
 
 func TestValidation(t *testing.T) {
@@ -264,19 +297,21 @@ func TestValidation(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := b.ob.Send(ctx, b.db.Pool, c.to, c.n)
-			require.ErrorIs(t, err, outbox.ErrInvalid)
-			var ve *outbox.ValidationError
-			require.True(t, errors.As(err, &ve))
-			require.Equal(t, c.field, ve.Field, err.Error())
+			for _, driver := range drivers {
+				_, err := b.send(ctx, driver, c.to, c.n)
+				require.ErrorIs(t, err, outbox.ErrInvalid, driver)
+				var ve *outbox.ValidationError
+				require.True(t, errors.As(err, &ve), driver)
+				require.Equal(t, c.field, ve.Field, driver+": "+err.Error())
 
-			_, err = b.ob.SendMany(ctx, b.db.Pool, []outbox.Recipient{outbox.User("ok"), c.to}, c.n)
-			require.ErrorIs(t, err, outbox.ErrInvalid)
+				_, err = b.sendMany(ctx, driver, []outbox.Recipient{outbox.User("ok"), c.to}, c.n)
+				require.ErrorIs(t, err, outbox.ErrInvalid, driver)
+			}
 		})
 	}
 	require.Equal(t, 0, b.count(t, "true"), "a rejected send writes nothing")
 
-	_, err := outbox.New("Robert'); DROP TABLE x;--")
+	_, err := outbox.New(outbox.Config{Schema: "Robert'); DROP TABLE x;--"})
 	require.Error(t, err)
 }
 

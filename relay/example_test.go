@@ -46,7 +46,7 @@ func Example() {
 	}
 	defer res.Body.Close()
 
-	ob, _ := outbox.New(db.Schema)
+	ob, _ := outbox.New(outbox.Config{Schema: db.Schema})
 	if _, err := ob.Send(ctx, db.Pool, outbox.User("42"), outbox.Message{Kind: "invoice.paid"}); err != nil {
 		log.Fatal(err)
 	}

@@ -280,7 +280,7 @@ func FuzzInboxCursor(f *testing.F) {
 	db := pgtest.New(f)
 	in, err := inbox.New(db.Pool, inbox.Config{Schema: db.Schema})
 	require.NoError(f, err)
-	ob, err := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
 	require.NoError(f, err)
 	for i := range 3 {
 		_, err := ob.Send(context.Background(), db.Pool, outbox.User("c"), outbox.Message{Kind: "k" + strconv.Itoa(i)})

@@ -330,7 +330,7 @@ func (b *bench) relayWithStreams(ctx context.Context) (*relayProc, *outbox.Outbo
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	ob, err := outbox.New(p.schema)
+	ob, err := outbox.New(outbox.Config{Schema: p.schema})
 	if err != nil {
 		p.stop()
 		return nil, nil, nil, nil, err
@@ -603,7 +603,7 @@ func (b *bench) connections(ctx context.Context) error {
 			after.add(float64(rss1) / 1024)
 			perConn.add(float64(rss1-rss0) / float64(n))
 
-			ob, err := outbox.New(p.schema)
+			ob, err := outbox.New(outbox.Config{Schema: p.schema})
 			if err != nil {
 				return err
 			}
@@ -747,7 +747,7 @@ func (b *bench) resume(ctx context.Context) error {
 		return err
 	}
 	defer p.stop()
-	ob, err := outbox.New(p.schema)
+	ob, err := outbox.New(outbox.Config{Schema: p.schema})
 	if err != nil {
 		return err
 	}

@@ -125,7 +125,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ob, err := outbox.New(cfg.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: cfg.Schema})
 	if err != nil {
 		r.Pool().Close()
 		return err

@@ -267,7 +267,7 @@ func send(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer pool.Close()
-	ob, err := outbox.New(cfg.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: cfg.Schema})
 	if err != nil {
 		return err
 	}

@@ -1,13 +1,19 @@
 -- The write side. Every statement is one round trip inside the caller's
 -- transaction; the table's triggers do the rest (see migrations/).
+--
+-- Both drivers run the same statements, so the parameters are only text and
+-- JSON: the recipients are a JSON array unnested here, not Go slices bound
+-- to text[] (which pgx does and database/sql drivers such as lib/pq do
+-- not), and the channels are a comma-separated list.
 
 -- name: InsertMany
--- One notification for every recipient in the arrays $1-$3 (one row for
--- Send), in one statement.
+-- One notification for every recipient in $1 (one for Send), in one
+-- statement.
 INSERT INTO bellhop.notifications
     (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels)
-SELECT r.tenant_id, r.notifiable_type, r.notifiable_id, $4, $5, $6, $7
-FROM unnest($1::text[], $2::text[], $3::text[]) AS r (tenant_id, notifiable_type, notifiable_id)
+SELECT r.tenant_id, r.notifiable_type, r.notifiable_id,
+       $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ',')
+FROM json_to_recordset($1::json) AS r (tenant_id text, notifiable_type text, notifiable_id text)
 RETURNING tenant_id, notifiable_type, notifiable_id, id::text;
 
 -- name: UpsertMany
@@ -16,8 +22,9 @@ RETURNING tenant_id, notifiable_type, notifiable_id, id::text;
 -- deleted; created_at stays, so it keeps its place in the inbox.
 INSERT INTO bellhop.notifications
     (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, database_key)
-SELECT r.tenant_id, r.notifiable_type, r.notifiable_id, $4, $5, $6, $7, $8
-FROM unnest($1::text[], $2::text[], $3::text[]) AS r (tenant_id, notifiable_type, notifiable_id)
+SELECT r.tenant_id, r.notifiable_type, r.notifiable_id,
+       $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ','), $6::text
+FROM json_to_recordset($1::json) AS r (tenant_id text, notifiable_type text, notifiable_id text)
 ON CONFLICT (tenant_id, notifiable_type, notifiable_id, database_key)
     WHERE database_key IS NOT NULL
 DO UPDATE SET
