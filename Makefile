@@ -30,8 +30,11 @@ bench:
 bench-smoke:
 	$(GO) run ./cmd/bench -smoke
 
+# The demo's database: DATABASE_URL, else TEST_DATABASE_URL, else Docker
+# (testcontainers-go), else local binaries. cmd/demo finds it and runs
+# `relay demo` on it; the relay binary itself does not link Docker.
 demo:
-	$(GO) run ./cmd/relay demo
+	$(GO) run ./cmd/demo
 
 test-e2e:
 	bash e2e/run.sh
