@@ -10,8 +10,9 @@
 //
 //	go run ./cmd/demo [-relay bin/relay] [-addr 127.0.0.1:8080] [-schema bellhop_demo]
 //
-// It builds the relay (run it from the repository root) and runs it as a
-// child process with DATABASE_URL set; a SIGINT or SIGTERM is passed on.
+// It builds the relay (-relay is relative to the working directory) and
+// runs it as a child process with DATABASE_URL set; a SIGINT or SIGTERM is
+// passed on.
 package main
 
 import (
@@ -23,6 +24,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,11 +61,21 @@ func main() {
 }
 
 func run(ctx context.Context, relayBin string, args []string) (int, error) {
+	// Built from the module's root, wherever in the repository this runs.
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == os.DevNull {
+		return 1, fmt.Errorf("run this inside the Bellhop repository (go env GOMOD names no go.mod): %v", err)
+	}
+	bin, err := filepath.Abs(relayBin)
+	if err != nil {
+		return 1, err
+	}
 	fmt.Fprintf(os.Stderr, "demo: building %s ...\n", relayBin)
-	build := exec.CommandContext(ctx, "go", "build", "-o", relayBin, "./cmd/relay")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/relay")
+	build.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		return 1, fmt.Errorf("go build ./cmd/relay (run from the repository root): %w", err)
+		return 1, fmt.Errorf("go build ./cmd/relay: %w", err)
 	}
 
 	env := os.Environ()
@@ -89,14 +102,14 @@ func run(ctx context.Context, relayBin string, args []string) (int, error) {
 		env = append(env, "DATABASE_URL="+pg.URL)
 	}
 
-	cmd := exec.CommandContext(ctx, relayBin, append([]string{"demo"}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"demo"}, args...)...)
 	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// On SIGINT or SIGTERM the relay gets SIGTERM and shuts down as it
 	// does on its own (it ends streams and drains within 20 s).
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
-	err := cmd.Run()
+	err = cmd.Run()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
