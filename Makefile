@@ -22,6 +22,12 @@ lint:
 build:
 	$(GO) build -o bin/relay ./cmd/relay
 
+# The demo's browser bundle, relay/demo/static/inbox.js, is built from js/
+# and committed (the relay embeds it). CI runs this and fails when the
+# committed file differs: rebuild and commit it with any change under js/.
+generate:
+	cd js && npm ci --no-audit --no-fund && npm run build:demo
+
 # Benchmarks: cmd/bench builds bin/relay, runs it as a child process on a
 # fresh schema and drives it over HTTP/SSE. See docs/benchmarks.md.
 bench:
@@ -30,8 +36,11 @@ bench:
 bench-smoke:
 	$(GO) run ./cmd/bench -smoke
 
+# The demo's database: DATABASE_URL, else TEST_DATABASE_URL, else Docker
+# (testcontainers-go), else local binaries. cmd/demo finds it and runs
+# `relay demo` on it; the relay binary itself does not link Docker.
 demo:
-	$(GO) run ./cmd/relay demo
+	$(GO) run ./cmd/demo
 
 test-e2e:
 	bash e2e/run.sh

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bellhophq/bellhop/internal/pgserver/pgcontainer"
 )
 
 type bench struct {
@@ -66,15 +68,6 @@ func (b *bench) problem(scenario string, ps ...string) {
 	}
 }
 
-func defaultDB() string {
-	for _, k := range []string{"TEST_DATABASE_URL", "DATABASE_URL"} {
-		if v := os.Getenv(k); v != "" {
-			return v
-		}
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
 type scenario struct {
 	id    string
 	title string
@@ -95,7 +88,7 @@ func main() {
 	smoke := flag.Bool("smoke", false, "a quick pass over every scenario at small sizes (1 run); checks delivery, asserts no timing")
 	runs := flag.Int("runs", 3, "runs per figure (the median and min-max are reported)")
 	only := flag.String("scenarios", "1,2,3,4,5,6,7", "comma-separated scenario numbers to run")
-	db := flag.String("db", defaultDB(), "PostgreSQL URL (default TEST_DATABASE_URL, DATABASE_URL, or the local test database)")
+	db := flag.String("db", "", "PostgreSQL URL (default TEST_DATABASE_URL, DATABASE_URL, else a container when Docker answers, else a throwaway cluster from local binaries)")
 	out := flag.String("out", "", `markdown report to write (default docs/benchmarks.md for a full run of every scenario, none for -smoke; "-" for none)`)
 	relayBin := flag.String("relay", "bin/relay", "where to build the relay binary")
 	flag.Parse()
@@ -163,6 +156,21 @@ func (b *bench) main(ctx context.Context, want []string, out string) error {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("go build ./cmd/relay (run from the repository root): %w", err)
+	}
+	if b.dbURL == "" {
+		// The README's discovery, as the tests do it. Not ctx: a ^C must
+		// not leave a server behind half-stopped.
+		pg, err := pgcontainer.Start(context.WithoutCancel(ctx))
+		if err != nil {
+			return fmt.Errorf("-db not given: %w", err)
+		}
+		defer func() {
+			if err := pg.Stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: stopping PostgreSQL:", err)
+			}
+		}()
+		b.dbURL = pg.URL
+		fmt.Fprintf(os.Stderr, "PostgreSQL from %s\n", pg.Source)
 	}
 	pcfg, err := pgxpool.ParseConfig(b.dbURL)
 	if err != nil {
@@ -296,7 +304,7 @@ func (b *bench) writeDoc(w io.Writer, machine, table string, ran []scenario, ela
 	}
 	fmt.Fprintf(w, "\n## Running it\n\n")
 	fmt.Fprint(w, "```sh\nmake bench         # the full run (about 5-8 minutes on 2 cores); rewrites this file\nmake bench-smoke   # seconds: every scenario at small sizes; fails on any lost, duplicated or reordered event\ngo run ./cmd/bench -scenarios 1,6 -runs 5 -out -   # some scenarios, more runs, no file\n```\n\n")
-	fmt.Fprint(w, "Flags: `-smoke`, `-runs N`, `-scenarios 1,2,...`, `-db URL` (default `TEST_DATABASE_URL`, `DATABASE_URL`, then `postgres://postgres@127.0.0.1:5432/test?sslmode=disable`), `-out FILE`.\n")
+	fmt.Fprint(w, "Flags: `-smoke`, `-runs N`, `-scenarios 1,2,...`, `-db URL` (default `TEST_DATABASE_URL`, `DATABASE_URL`, else a container when Docker answers, else a throwaway cluster from local binaries), `-out FILE`.\n")
 	fmt.Fprint(w, "The harness builds `bin/relay`, and runs it as a child process on a fresh schema (`bench_<pid>_<n>`, dropped afterwards) per scenario, with `BELLHOP_LOG_LEVEL=warn`.\n")
 }
 

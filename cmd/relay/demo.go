@@ -42,7 +42,8 @@ func demoFlags(stderr io.Writer) (fs *flag.FlagSet, addr, schema *string) {
 }
 
 // demo runs everything a browser needs to see Bellhop work: a PostgreSQL
-// (DATABASE_URL, else one pgserver finds or starts), the schema, the relay
+// (DATABASE_URL, else TEST_DATABASE_URL, else a throwaway cluster from local
+// binaries; cmd/demo adds Docker), the schema, the relay
 // and the demo page, until ctx ends (SIGINT, SIGTERM).
 //
 // It is safe to run with an application's environment: it signs tokens with
@@ -99,10 +100,13 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	dbSource := "DATABASE_URL"
 	if cfg.DatabaseURL == "" {
-		fmt.Fprintln(stderr, "relay demo: DATABASE_URL is not set; starting a PostgreSQL (Docker, else local binaries)...")
+		// No container finder here: it would link testcontainers-go and
+		// the Docker client into the relay binary. cmd/demo (make demo)
+		// has it, and runs this with DATABASE_URL set.
+		fmt.Fprintln(stderr, "relay demo: DATABASE_URL is not set; using TEST_DATABASE_URL, else starting a PostgreSQL from local binaries (for one in Docker, run make demo)...")
 		pg, err := pgserver.Start(bg)
 		if err != nil {
-			return fmt.Errorf("demo: %w", err)
+			return fmt.Errorf("demo: %w\nFor a PostgreSQL in Docker, run `make demo` (go run ./cmd/demo) instead: it starts one and runs this demo on it", err)
 		}
 		defer func() {
 			if err := pg.Stop(); err != nil {

@@ -1,7 +1,8 @@
 // Package pgtest gives each test its own migrated Bellhop schema on a real
 // PostgreSQL server, so tests run in parallel against one server. The server
-// comes from internal/pgserver: TEST_DATABASE_URL or DATABASE_URL, else
-// testcontainers-go, else local PostgreSQL binaries. A test that cannot get
+// comes from internal/pgserver with its container finder (pgcontainer):
+// TEST_DATABASE_URL or DATABASE_URL, else testcontainers-go, else local
+// PostgreSQL binaries. A test that cannot get
 // one fails, saying how to provide one; it never skips.
 package pgtest
 
@@ -19,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/bellhophq/bellhop/internal/pgserver"
+	"github.com/bellhophq/bellhop/internal/pgserver/pgcontainer"
 	"github.com/bellhophq/bellhop/migrations"
 )
 
@@ -56,7 +58,7 @@ func serverURL() (string, error) {
 	once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		server, startErr = pgserver.Start(ctx)
+		server, startErr = pgcontainer.Start(ctx)
 	})
 	if startErr != nil {
 		return "", startErr

@@ -2,11 +2,17 @@
 // and the demo, in this order:
 //
 //  1. the URL in TEST_DATABASE_URL, then DATABASE_URL;
-//  2. a container from testcontainers-go when a Docker engine answers;
+//  2. the finders the caller passes to Start: the tests, the benchmarks and
+//     cmd/demo pass pgcontainer.Find, a container from testcontainers-go when
+//     a Docker engine answers;
 //  3. a throwaway cluster started from local PostgreSQL binaries (initdb and
 //     pg_ctl on PATH or under /usr/lib/postgresql/*/bin).
 //
 // When none works, Start fails with a message that says how to provide one.
+//
+// This package links no container code: the relay binary imports it for
+// `relay demo`, and testcontainers-go with the Docker client would be most of
+// its size. The container finder lives in internal/pgserver/pgcontainer.
 package pgserver
 
 import (
@@ -23,18 +29,15 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/modules/postgres"
-	"github.com/testcontainers/testcontainers-go/wait"
 )
 
 // Server is a reachable PostgreSQL server.
 type Server struct {
 	// URL connects to a database on the server as a superuser-capable role.
 	URL string
-	// Source says where the server came from: "env", "testcontainers" or
-	// "local binaries".
+	// Source says where the server came from: "env TEST_DATABASE_URL",
+	// "env DATABASE_URL", "local binaries" or a finder's name, such as
+	// "testcontainers".
 	Source string
 	// DataDir is set for a local cluster; it can be restarted with Restart.
 	DataDir string
@@ -45,70 +48,58 @@ type Server struct {
 	stop   func() error
 }
 
+// NewServer is a server a Finder found or started: stop releases it (nil
+// when there is nothing to release).
+func NewServer(url, source string, stop func() error) *Server {
+	if stop == nil {
+		stop = func() error { return nil }
+	}
+	return &Server{URL: url, Source: source, stop: stop}
+}
+
+// A Finder finds or starts a server, or says why it cannot. Its name goes
+// into Start's error.
+type Finder struct {
+	Name string
+	Find func(ctx context.Context) (*Server, error)
+}
+
 // HowToProvide is what to tell a user when no server can be had.
 const HowToProvide = `no PostgreSQL server for the tests:
   - set TEST_DATABASE_URL (or DATABASE_URL), e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable, or
-  - start a Docker engine so testcontainers-go can run postgres:16-alpine, or
+  - start a Docker engine so testcontainers-go can run postgres:16-alpine (the tests, cmd/bench and make demo do; the relay binary does not link it), or
   - install PostgreSQL's server binaries (Debian: apt-get install postgresql) so a throwaway cluster can be started`
 
-// Start finds or starts a server. Stop it with Stop when done.
-func Start(ctx context.Context) (*Server, error) {
+// Start finds or starts a server: the environment's, then each finder's in
+// order, then a local cluster. Stop it with Stop when done.
+func Start(ctx context.Context, finders ...Finder) (*Server, error) {
 	for _, name := range []string{"TEST_DATABASE_URL", "DATABASE_URL"} {
 		if url := os.Getenv(name); url != "" {
-			return &Server{URL: url, Source: "env " + name, stop: func() error { return nil }}, nil
+			return NewServer(url, "env "+name, nil), nil
 		}
 	}
 	var tried []string
-	if s, err := startContainer(ctx); err == nil {
-		return s, nil
-	} else {
-		tried = append(tried, "testcontainers: "+err.Error())
+	for _, f := range finders {
+		s, err := f.Find(ctx)
+		if err == nil {
+			return s, nil
+		}
+		tried = append(tried, f.Name+": "+err.Error())
 	}
-	if s, err := StartLocal(ctx); err == nil {
-		return s, nil
-	} else {
-		tried = append(tried, "local binaries: "+err.Error())
+	if len(finders) == 0 {
+		tried = append(tried, "Docker: not linked into this program")
 	}
+	s, err := StartLocal(ctx)
+	if err == nil {
+		return s, nil
+	}
+	tried = append(tried, "local binaries: "+err.Error())
 	return nil, fmt.Errorf("%s\n(tried %s)", HowToProvide, strings.Join(tried, "; "))
 }
 
 // Stop stops a server this package started; for one named by the
 // environment it does nothing.
 func (s *Server) Stop() error { return s.stop() }
-
-func startContainer(ctx context.Context) (*Server, error) {
-	if os.Getenv("DOCKER_HOST") == "" {
-		if _, err := os.Stat("/var/run/docker.sock"); err != nil {
-			return nil, errors.New("no Docker engine (no DOCKER_HOST, no /var/run/docker.sock)")
-		}
-	}
-	provider, err := testcontainers.NewDockerProvider()
-	if err != nil {
-		return nil, err
-	}
-	defer provider.Close()
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := provider.Health(hctx); err != nil {
-		return nil, fmt.Errorf("docker engine does not answer: %w", err)
-	}
-	ctr, err := postgres.Run(ctx, "postgres:16-alpine",
-		postgres.WithDatabase("bellhop"),
-		postgres.WithUsername("postgres"),
-		postgres.WithPassword("postgres"),
-		testcontainers.WithWaitStrategy(wait.ForLog("database system is ready to accept connections").
-			WithOccurrence(2).WithStartupTimeout(60*time.Second)),
-	)
-	if err != nil {
-		return nil, err
-	}
-	url, err := ctr.ConnectionString(ctx, "sslmode=disable")
-	if err != nil {
-		_ = testcontainers.TerminateContainer(ctr)
-		return nil, err
-	}
-	return &Server{URL: url, Source: "testcontainers", stop: func() error { return testcontainers.TerminateContainer(ctr) }}, nil
-}
 
 // binGlob is where Debian and Ubuntu install PostgreSQL's server binaries.
 var binGlob = "/usr/lib/postgresql/*/bin"

@@ -2,6 +2,7 @@ package pgserver
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/url"
 	"os"
@@ -30,6 +31,37 @@ func TestStartFailsLoudlyWithNothingToUse(t *testing.T) {
 	for _, hint := range []string{"TEST_DATABASE_URL", "Docker", "initdb"} {
 		require.Contains(t, err.Error(), hint)
 	}
+}
+
+// The caller's finders come after the environment and before local
+// binaries; a finder that fails is named in the error, and the next is tried.
+func TestStartTriesFindersInOrder(t *testing.T) {
+	t.Setenv("TEST_DATABASE_URL", "")
+	t.Setenv("DATABASE_URL", "")
+	t.Setenv("PATH", t.TempDir())
+	old := binGlob
+	binGlob = "/nonexistent/*/bin"
+	t.Cleanup(func() { binGlob = old })
+
+	failing := Finder{Name: "first", Find: func(context.Context) (*Server, error) {
+		return nil, errors.New("engine away")
+	}}
+	found := Finder{Name: "second", Find: func(context.Context) (*Server, error) {
+		return NewServer("postgres://found/db", "second", nil), nil
+	}}
+	s, err := Start(context.Background(), failing, found)
+	require.NoError(t, err)
+	require.Equal(t, "postgres://found/db", s.URL)
+	require.Equal(t, "second", s.Source)
+	require.NoError(t, s.Stop())
+
+	_, err = Start(context.Background(), failing)
+	require.ErrorContains(t, err, "first: engine away")
+	require.NotContains(t, err.Error(), "not linked")
+
+	// Without finders the error says that Docker was not even tried.
+	_, err = Start(context.Background())
+	require.ErrorContains(t, err, "Docker: not linked into this program")
 }
 
 func TestStartPrefersTheEnvironment(t *testing.T) {

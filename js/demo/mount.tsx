@@ -15,7 +15,7 @@ export interface MountOptions {
   baseUrl?: string;
   /** Optional bearer token; by default the `bellhop_token` cookie is used. */
   token?: string;
-  /** Inject the default stylesheet (default true). Set false if you link inbox.css yourself. */
+  /** Inject the default stylesheet (default true). Set false if you link the package's styles.css yourself. */
   injectStyles?: boolean;
   /** Extra props for <Inbox/>. */
   inbox?: InboxProps;

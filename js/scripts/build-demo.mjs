@@ -1,7 +1,13 @@
 // Bundles React + @bellhop/client into one self-contained, minified ES module
-// for the Go relay to embed: ../relay/demo/static/inbox.js (+ inbox.css).
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// for the Go relay to embed: ../relay/demo/static/inbox.js. `mount` injects
+// the stylesheet, so no CSS file goes with it.
+//
+// `make generate` runs this and CI fails when the committed file differs, so
+// the output must depend on the sources and the locked esbuild alone (no
+// absolute paths or dates: esbuild names legal comments' sources relative to
+// absWorkingDir; a test builds it twice and compares).
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
@@ -25,22 +31,11 @@ export async function buildDemo(outdir = DEFAULT_OUTDIR) {
     metafile: true,
     logLevel: 'warning',
   });
-  // Stylesheet for pages that prefer a <link> (mount injects the same CSS by default).
-  const styles = await build({
-    absWorkingDir: root,
-    entryPoints: ['src/react/styles.ts'],
-    bundle: true,
-    format: 'esm',
-    write: false,
-    platform: 'neutral',
-  });
-  const mod = await import('data:text/javascript;base64,' + Buffer.from(styles.outputFiles[0].text).toString('base64'));
-  writeFileSync(join(outdir, 'inbox.css'), mod.defaultStyles.trimStart());
   const bytes = Object.values(result.metafile.outputs).reduce((a, o) => a + o.bytes, 0);
   return { outfile: join(outdir, 'inbox.js'), bytes };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { outfile, bytes } = await buildDemo(process.argv[2] ?? DEFAULT_OUTDIR);
-  console.log(`wrote ${outfile} (${(bytes / 1024).toFixed(1)} KiB) and ${join(dirname(outfile), 'inbox.css')}`);
+  console.log(`wrote ${outfile} (${(bytes / 1024).toFixed(1)} KiB)`);
 }
