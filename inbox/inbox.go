@@ -18,8 +18,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/internal/sqlq"
-	"github.com/bellhophq/bellhop/outbox"
 )
 
 // Errors a caller can tell apart with errors.Is.
@@ -121,7 +121,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Inbox, error) {
 }
 
 // UnreadCount counts to's unread notifications, up to the configured cap.
-func (in *Inbox) UnreadCount(ctx context.Context, to outbox.Recipient) (Count, error) {
+func (in *Inbox) UnreadCount(ctx context.Context, to bellhoptype.Recipient) (Count, error) {
 	var n int64
 	if err := in.pool.QueryRow(ctx, in.q.count, to.Tenant, to.Type, to.ID, in.countCap).Scan(&n); err != nil {
 		return Count{}, fmt.Errorf("inbox: unread count: %w", err)
@@ -136,7 +136,7 @@ var (
 )
 
 // List returns one page of to's notifications, newest first.
-func (in *Inbox) List(ctx context.Context, to outbox.Recipient, opts ListOptions) (Page, error) {
+func (in *Inbox) List(ctx context.Context, to bellhoptype.Recipient, opts ListOptions) (Page, error) {
 	limit := opts.Limit
 	if limit == 0 {
 		limit = DefaultLimit
@@ -175,16 +175,16 @@ func (in *Inbox) List(ctx context.Context, to outbox.Recipient, opts ListOptions
 }
 
 // MarkRead marks one notification read. Marking a read one again is a no-op.
-func (in *Inbox) MarkRead(ctx context.Context, to outbox.Recipient, id string) (Notification, error) {
+func (in *Inbox) MarkRead(ctx context.Context, to bellhoptype.Recipient, id string) (Notification, error) {
 	return in.change(ctx, in.q.markRead, to, id)
 }
 
 // MarkUnread marks one notification unread.
-func (in *Inbox) MarkUnread(ctx context.Context, to outbox.Recipient, id string) (Notification, error) {
+func (in *Inbox) MarkUnread(ctx context.Context, to bellhoptype.Recipient, id string) (Notification, error) {
 	return in.change(ctx, in.q.markUnread, to, id)
 }
 
-func (in *Inbox) change(ctx context.Context, query string, to outbox.Recipient, id string) (Notification, error) {
+func (in *Inbox) change(ctx context.Context, query string, to bellhoptype.Recipient, id string) (Notification, error) {
 	if err := checkID(id); err != nil {
 		return Notification{}, err
 	}
@@ -205,7 +205,7 @@ func (in *Inbox) change(ctx context.Context, query string, to outbox.Recipient, 
 // MarkAllRead marks every unread notification of to read and returns how
 // many changed. The stream carries one read_all event for it, not one per
 // row.
-func (in *Inbox) MarkAllRead(ctx context.Context, to outbox.Recipient) (int64, error) {
+func (in *Inbox) MarkAllRead(ctx context.Context, to bellhoptype.Recipient) (int64, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, in.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, in.q.quiet, "on"); err != nil {
@@ -231,7 +231,7 @@ func (in *Inbox) MarkAllRead(ctx context.Context, to outbox.Recipient) (int64, e
 }
 
 // Delete removes one notification from to's inbox.
-func (in *Inbox) Delete(ctx context.Context, to outbox.Recipient, id string) error {
+func (in *Inbox) Delete(ctx context.Context, to bellhoptype.Recipient, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}

@@ -44,17 +44,6 @@ const (
 	SSE Channel = "sse"
 )
 
-// Recipient is who a notification is for: a notifiable (Type, ID) within a
-// tenant. The zero Tenant is the single-tenant default.
-type Recipient struct {
-	Tenant string
-	Type   string
-	ID     string
-}
-
-// User is the recipient of type "User" with the given id and no tenant.
-func User(id string) Recipient { return Recipient{Type: "User", ID: id} }
-
 // Message is a Notification built from values, for callers that do not
 // define a type of their own.
 type Message struct {

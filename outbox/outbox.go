@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/internal/sqlq"
 )
 
@@ -22,7 +23,7 @@ const (
 	// MaxSSEBytes bounds ToSSE: it rides every stream event, so keep it small.
 	MaxSSEBytes = 4 << 10
 	// MaxNameBytes bounds the type, the database key and each recipient field.
-	MaxNameBytes = 255
+	MaxNameBytes = bellhoptype.MaxNameBytes
 )
 
 // DB is what Send writes through: a pgx.Tx (the usual case: the caller's
@@ -65,7 +66,7 @@ func New(schema string) (*Outbox, error) {
 // SET LOCAL bellhop.no_wake = on: PostgreSQL refuses to prepare one that
 // woke the relay with NOTIFY (see the README).
 func (o *Outbox) Send(ctx context.Context, db DB, to Recipient, n Notification) (string, error) {
-	if err := to.validate("recipient"); err != nil {
+	if err := validateRecipient(to, "recipient"); err != nil {
 		return "", err
 	}
 	ids, err := o.SendMany(ctx, db, []Recipient{to}, n)
@@ -88,7 +89,7 @@ func (o *Outbox) SendMany(ctx context.Context, db DB, to []Recipient, n Notifica
 	index := make(map[Recipient]int, len(to))
 	var tenants, types, ids []string
 	for i, r := range to {
-		if err := r.validate(fmt.Sprintf("recipients[%d]", i)); err != nil {
+		if err := validateRecipient(r, fmt.Sprintf("recipients[%d]", i)); err != nil {
 			return nil, err
 		}
 		if _, seen := index[r]; seen {
@@ -122,18 +123,6 @@ func (o *Outbox) SendMany(ctx context.Context, db DB, to []Recipient, n Notifica
 		out[i] = byRecipient[r]
 	}
 	return out, nil
-}
-
-func (r Recipient) validate(field string) error {
-	for _, f := range []struct{ name, value string }{{"tenant", r.Tenant}, {"type", r.Type}, {"id", r.ID}} {
-		if f.name != "tenant" && f.value == "" {
-			return invalid(field+"."+f.name, "is empty")
-		}
-		if err := checkName(field+"."+f.name, f.value); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func checkName(field, v string) error {

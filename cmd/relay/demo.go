@@ -62,15 +62,16 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("demo: --schema: %w", err)
 	}
 
-	var cfg relay.Config
-	if err := readEnv(ctx, &cfg); err != nil {
+	var env envConfig
+	if err := readEnv(ctx, &env); err != nil {
 		return err
 	}
-	switch cfg.WakeMode {
+	switch env.WakeMode {
 	case "adaptive", "notify", "poll":
 	default:
-		return fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll", cfg.WakeMode)
+		return fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll", env.WakeMode)
 	}
+	cfg := env.relayConfig()
 	log := newLogger(stderr)
 
 	// What the demo ignores of the environment, for the banner.
@@ -90,7 +91,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The demo checks only the tokens its page mints.
 	cfg.JWTSecret, cfg.JWTPublicKeyFile, cfg.JWKSURL, cfg.JWTIssuer, cfg.JWTAudience = "", "", "", "", ""
 	cfg.JWTMaxLifetime = relay.DefaultJWTMaxLifetime
-	cfg.Schema = *schema
+	cfg.Schema, cfg.Worker.Schema = *schema, *schema
 	cfg.CookieName = demopage.CookieName
 
 	// The background context for what must outlive ctx: stopping the
@@ -123,7 +124,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	r, err := relay.New(ctx, cfg, log)
 	if err != nil {
-		return err
+		return envError(err)
 	}
 	ob, err := outbox.New(cfg.Schema)
 	if err != nil {

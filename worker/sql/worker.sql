@@ -56,7 +56,8 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 -- Logs up to $1 rows the cursor has not seen, in (xid, id) order, under
 -- new seqs, moves the cursor and, if it logged any, announces the new head
 -- on channel $2 (delivered at commit). Returns the entries it logged, in the
--- shape of the relay_events view the hub reads, plus the head before them,
+-- columns of bellhoptype.Event (named as in the relay_events view the hub
+-- reads), plus the head before them (head_before),
 -- so the stamping process pushes them without reading them back. The
 -- notification rows are only read.
 --
@@ -173,9 +174,10 @@ WITH state AS (
         next_id  = coalesce((SELECT id FROM batch WHERE k = $1), '00000000-0000-0000-0000-000000000000')
     WHERE (SELECT n FROM counted) > 0 OR next IS NOT NULL
 )
-SELECT (SELECT base FROM counted) + b.k, true, b.id::text, b.tenant_id, b.notifiable_type, b.notifiable_id,
-       b.type, b.op, b.sse, b.database_key, b.read_at, 'sse' = ANY (b.channels), b.updated_at,
-       (SELECT last_seq FROM st)
+SELECT (SELECT base FROM counted) + b.k AS seq, true AS current, b.id::text AS id,
+       b.tenant_id, b.notifiable_type, b.notifiable_id, b.type, b.op, b.sse, b.database_key, b.read_at,
+       'sse' = ANY (b.channels) AS via_sse, b.updated_at AS changed,
+       (SELECT last_seq FROM st) AS head_before
 FROM batch AS b
 LEFT JOIN LATERAL (
     SELECT pg_notify($2, (SELECT base + n FROM counted)::text) WHERE b.k = 1
