@@ -92,7 +92,6 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg.JWTSecret, cfg.JWTPublicKeyFile, cfg.JWKSURL, cfg.JWTIssuer, cfg.JWTAudience = "", "", "", "", ""
 	cfg.JWTMaxLifetime = relay.DefaultJWTMaxLifetime
 	cfg.Schema, cfg.Worker.Schema = *schema, *schema
-	cfg.CookieName = demopage.CookieName
 
 	// The background context for what must outlive ctx: stopping the
 	// cluster and the relay happens after ctx is cancelled.
@@ -144,7 +143,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// The relay's own timeouts: a connection that sends no token or no
 	// headers is cut within seconds here too.
-	srv := r.NewServer("", demopage.Handler(ob, r.Pool(), secret, r.Handler()))
+	srv := r.NewServer("", demopage.Handler(ob, r.Pool(), secret, cfg.CookieName, r.Handler()))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 

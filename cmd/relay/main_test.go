@@ -416,7 +416,7 @@ func TestDemoIsSafeWithAnApplicationsEnvironment(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	var cookie *http.Cookie
 	for _, c := range res.Cookies() {
-		if c.Name == demopage.CookieName {
+		if c.Name == "bellhop_token" {
 			cookie = c
 		}
 	}
@@ -447,4 +447,71 @@ func TestDemoIsSafeWithAnApplicationsEnvironment(t *testing.T) {
 	require.Contains(t, banner, "WARNING: listening on every interface")
 	require.True(t, strings.HasPrefix(base, "http://localhost:"), base)
 	require.EqualValues(t, 1, unread(base, cookie))
+}
+
+// The demo's page sets its token in the cookie the relay reads,
+// BELLHOP_COOKIE_NAME when set: an application's cookie name in the shell
+// must not break the demo's sign-in, nor be silently ignored.
+func TestDemoUsesTheConfiguredCookieName(t *testing.T) {
+	dbURL := cleanEnv(t)
+	b := make([]byte, 6)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	demoSchema := "demo_" + hex.EncodeToString(b)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{demoSchema}.Sanitize()+" CASCADE")
+		require.NoError(t, err)
+		conn.Close(context.Background())
+	})
+	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("BELLHOP_COOKIE_NAME", "app_session")
+	t.Setenv("BELLHOP_LOG_LEVEL", "error")
+
+	dctx, cancel := context.WithCancel(ctx)
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(dctx, []string{"demo", "--addr", "127.0.0.1:0", "--schema", demoSchema}, &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the demo did not stop")
+		}
+	})
+	open := regexp.MustCompile(`open (http://\S+)/\n`)
+	var base string
+	require.Eventually(t, func() bool {
+		if m := open.FindStringSubmatch(stdout.String()); m != nil {
+			base = m[1]
+		}
+		return base != ""
+	}, 30*time.Second, 20*time.Millisecond, "no banner: %s", &stderr)
+	require.NotContains(t, stdout.String(), "BELLHOP_COOKIE_NAME", "the demo ignored BELLHOP_COOKIE_NAME")
+
+	res, err := http.Get(base + "/")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var cookie *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "app_session" {
+			cookie = c
+		}
+	}
+	require.NotNil(t, cookie, "the page set no app_session cookie: %v", res.Cookies())
+
+	req, err := http.NewRequest(http.MethodGet, base+"/notifications/unread/count", nil)
+	require.NoError(t, err)
+	req.AddCookie(cookie)
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, "the relay refused the page's own cookie")
 }
