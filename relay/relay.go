@@ -393,14 +393,14 @@ func (r *Relay) Stop(ctx context.Context) error {
 
 // Ready reports why the relay is not ready, or nil.
 func (r *Relay) Ready(ctx context.Context) error {
+	if r.worker == nil {
+		return errors.New("no worker attached: nothing stamps committed rows")
+	}
 	if err := r.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("database unreachable: %w", err)
 	}
 	if !r.hub.listener.Connected() {
 		return errors.New("relayed listener is not connected")
-	}
-	if r.worker == nil {
-		return errors.New("no worker attached: nothing stamps committed rows")
 	}
 	return r.worker.Ready()
 }

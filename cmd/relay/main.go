@@ -42,7 +42,7 @@ const usage = `usage: relay <command> [flags]
 commands:
   serve     run the relay (SSE hub, inbox API, River workers)
   migrate   apply Bellhop's schema and River's to DATABASE_URL
-  token     mint a JWT for local testing: --sub, --tenant, --type, --ttl
+  token     mint a JWT for local testing: --to, --tenant, --notifiable-type, --ttl
   send      write one notification in its own transaction
   demo      run a demo: Postgres, the relay and a page with a live bell, on
             127.0.0.1:8080 with its own secret and schema: --addr, --schema
@@ -192,15 +192,19 @@ func migrate(ctx context.Context, stdout io.Writer) error {
 
 func token(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	sub := fs.String("sub", "", "the notifiable id (required)")
-	tenant := fs.String("tenant", "", "the tenant")
-	typ := fs.String("type", "User", "the notifiable type")
+	to := fs.String("to", "", "the recipient's id (required)")
+	tenant := fs.String("tenant", "", "the recipient's tenant")
+	typ := fs.String("notifiable-type", "User", "the recipient's type")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
+	// Deprecated spellings, kept working: send names the recipient --to and
+	// --notifiable-type, and its --type is the notification's type.
+	fs.StringVar(to, "sub", "", "deprecated: use --to")
+	fs.StringVar(typ, "type", "User", "deprecated: use --notifiable-type")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *sub == "" {
-		return errors.New("token: --sub is required, e.g. relay token --sub 42")
+	if *to == "" {
+		return errors.New("token: --to is required, e.g. relay token --to 42")
 	}
 	secret := os.Getenv("BELLHOP_JWT_SECRET")
 	if len(secret) < relay.MinSecretBytes {
@@ -218,7 +222,7 @@ func token(ctx context.Context, args []string, stdout io.Writer) error {
 	if *ttl <= 0 || *ttl > maxLife {
 		return fmt.Errorf("token: --ttl %s must be positive and at most BELLHOP_JWT_MAX_LIFETIME (%s), or the relay refuses the token", *ttl, maxLife)
 	}
-	t, err := relay.Mint(secret, outbox.Recipient{Tenant: *tenant, Type: *typ, ID: *sub}, *ttl)
+	t, err := relay.Mint(secret, outbox.Recipient{Tenant: *tenant, Type: *typ, ID: *to}, *ttl)
 	if err != nil {
 		return err
 	}
@@ -228,9 +232,9 @@ func token(ctx context.Context, args []string, stdout io.Writer) error {
 
 func send(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	to := fs.String("to", "", "the notifiable id (required)")
-	tenant := fs.String("tenant", "", "the tenant")
-	typ := fs.String("notifiable-type", "User", "the notifiable type")
+	to := fs.String("to", "", "the recipient's id (required)")
+	tenant := fs.String("tenant", "", "the recipient's tenant")
+	typ := fs.String("notifiable-type", "User", "the recipient's type")
 	kind := fs.String("type", "", "the notification type, e.g. invoice.paid (required)")
 	data := fs.String("data", "{}", "the inbox payload, a JSON object")
 	sse := fs.String("sse", "", "the live payload, a JSON object (optional)")

@@ -142,8 +142,8 @@ func TestConfigIsCheckedAtStart(t *testing.T) {
 			[]string{`unknown command "serv"`}},
 		{"no command", nil, nil,
 			[]string{"no command"}},
-		{"token without --sub", []string{"token"}, nil,
-			[]string{"--sub is required", "relay token --sub 42"}},
+		{"token without --to", []string{"token"}, nil,
+			[]string{"--to is required", "relay token --to 42"}},
 		{"token with a short secret", []string{"token", "--sub", "42"}, map[string]string{"BELLHOP_JWT_SECRET": "short"},
 			[]string{"BELLHOP_JWT_SECRET", "at least 32"}},
 		{"send without --to", []string{"send", "--type", "t"}, nil,
@@ -248,7 +248,18 @@ func TestMainCommandsWorkAgainstTheDatabase(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, keyed, strings.TrimSpace(stdout))
 
-	stdout, _, err = runCmd(t, "token", "--sub", "42", "--tenant", "acme", "--ttl", "10m")
+	// --sub and --type are token's deprecated spellings of --to and
+	// --notifiable-type.
+	stdout, _, err = runCmd(t, "token", "--sub", "7", "--type", "Team", "--ttl", "10m")
+	require.NoError(t, err)
+	var old relay.Claims
+	_, err = jwt.ParseWithClaims(strings.TrimSpace(stdout), &old, func(*jwt.Token) (any, error) { return []byte(testSecret), nil },
+		jwt.WithValidMethods([]string{"HS256"}))
+	require.NoError(t, err)
+	require.Equal(t, "7", old.Subject)
+	require.Equal(t, "Team", old.NotifiableType)
+
+	stdout, _, err = runCmd(t, "token", "--to", "42", "--tenant", "acme", "--ttl", "10m")
 	require.NoError(t, err)
 	tok := strings.TrimSpace(stdout)
 	var claims relay.Claims
