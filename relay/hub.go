@@ -141,7 +141,7 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 	return len(batch), nil
 }
 
-// stamped pushes what this process's stamp just logged and committed,
+// stamped pushes what this process's stamp just stamped and committed,
 // unless the hub is missing entries up to after, the head before them
 // (another replica's): then it reads them all in order from the table.
 func (h *hub) stamped(after int64, events []bellhoptype.Event) {

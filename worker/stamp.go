@@ -21,9 +21,9 @@ type stampedEvent struct {
 	HeadBefore        int64 `db:"head_before"`
 }
 
-// stamp logs up to batch newly committed rows in relay_log in one short
+// stamp stamps up to batch newly committed rows (relay_log entries) in one short
 // transaction, serialized across replicas, and announces the new head on the
-// relayed channel. It returns how many rows it logged. The notification rows
+// relayed channel. It returns how many rows it stamped. The notification rows
 // themselves are only read.
 //
 // The statements go in one batch: one round trip, and, with no BEGIN, one

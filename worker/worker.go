@@ -1,8 +1,17 @@
-// Package worker is the relay's write-facing half: River workers that log
-// committed notifications in relay_log, whose seq is the event id (the
-// "relay" job, stamping), a safety-net
-// sweep, and pruning; and the waker that turns the pending channel (or, in
-// poll mode, a timer) into relay jobs.
+// Package worker is the relay's write-facing half: River jobs that stamp
+// committed notifications (give each newly committed row version an entry
+// in relay_log, whose seq is the event id: the "bellhop_relay" job), a
+// safety-net sweep, and pruning; and the waker that turns the pending
+// channel (or, in poll mode, a timer) into relay jobs.
+//
+// A Worker runs on the relay's pool and hands every stamp's events, as soon
+// as they commit, to its Config.Pusher: the hub of the same process
+// (relay.Relay implements Pusher). relay.New builds one unless
+// relay.Config.NoWorker; cmd/relay assembles the two by hand:
+//
+//	r, err := relay.New(ctx, relay.Config{Pool: pool, NoWorker: true, ...}, log)
+//	w, err := worker.New(pool, worker.Config{Pusher: r, Registerer: r.Registry()})
+//	r.Attach(w)
 //
 // Wake modes decide how a committed row reaches the relay:
 //
@@ -139,7 +148,7 @@ func (c *Config) validate() error {
 // (relay.Relay implements it), which pushes them without waiting for the
 // relayed NOTIFY and reading them back.
 type Pusher interface {
-	// Stamped gets the events of every stamp that logged any, in seq
+	// Stamped gets the events of every stamp that found rows, in seq
 	// order, once they are committed, and the head before them (after):
 	// a hub whose cursor is below after missed another replica's events
 	// and must read them first.
@@ -290,14 +299,6 @@ func (r *Worker) Ready() error {
 		return errors.New("pending listener is not connected")
 	}
 	return nil
-}
-
-// PendingListenerPID is the backend pid of the pending listener, 0 if none.
-func (r *Worker) PendingListenerPID() uint32 {
-	if r.listener == nil {
-		return 0
-	}
-	return r.listener.PID()
 }
 
 // wake turns notifications, or the poll timer, into relay jobs.
