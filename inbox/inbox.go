@@ -1,6 +1,11 @@
 // Package inbox is Bellhop's read side: the unread count, the list, and the
 // changes a reader makes (read, unread, read all, delete). Every call is
 // scoped to one recipient; an id that is not theirs is ErrNotFound.
+//
+// The relay serves it over HTTP (package relay); an application can also
+// call it directly, e.g. to render an inbox server-side, on its own pool.
+// A change a reader makes is pushed to the recipient's open streams like
+// any other (the update trigger marks the row for the relay to stamp).
 package inbox
 
 import (
@@ -78,9 +83,10 @@ type Page struct {
 
 // Config configures an Inbox.
 type Config struct {
-	// Schema is Bellhop's schema; "" means "bellhop".
+	// Schema is Bellhop's schema, as migrated. Defaults to "bellhop".
 	Schema string
-	// CountCap bounds UnreadCount; 0 means 1000.
+	// CountCap bounds UnreadCount: counting stops there and the count says
+	// it is capped. Defaults to 1000.
 	CountCap int64
 }
 

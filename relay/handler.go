@@ -28,7 +28,7 @@ const maxBodyBytes = 1 << 10
 const drainTimeout = time.Second
 
 // routes is the relay's API, and its health and metrics routes unless
-// BELLHOP_OPS_ADDR moves them to a listener of their own (opsRoutes).
+// Config.OpsAddr moves them to a listener of their own (opsRoutes).
 func (r *Relay) routes() http.Handler {
 	api := http.NewServeMux()
 	api.HandleFunc("GET /notifications", r.authed(r.list))
@@ -68,7 +68,7 @@ func (r *Relay) routes() http.Handler {
 	return r.cors(checkQuery(noBody(mux)))
 }
 
-// opsHandler serves health and metrics on BELLHOP_OPS_ADDR.
+// opsHandler serves health and metrics on Config.OpsAddr.
 func (r *Relay) opsHandler() http.Handler {
 	mux := http.NewServeMux()
 	r.opsRoutes(mux)
@@ -287,7 +287,7 @@ func writeAuthError(w http.ResponseWriter, aerr *authError) {
 
 // checkCookie refuses cookie authentication the browser may have attached
 // for another site (CSRF): a request whose Origin is neither the relay's
-// own nor in BELLHOP_ALLOWED_ORIGINS, or, without Origin, one the browser
+// own nor in Config.AllowedOrigins, or, without Origin, one the browser
 // marks Sec-Fetch-Site: cross-site. A form or a text/plain fetch needs no
 // preflight, so CORS alone does not stop it. It also refuses two cookies
 // of the token's name: which one the browser sent first depends on their
