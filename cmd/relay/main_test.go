@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -525,4 +526,15 @@ func TestDemoUsesTheConfiguredCookieName(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode, "the relay refused the page's own cookie")
+}
+
+// BELLHOP_PPROF_ADDR's handler serves the profiles (the binary's own mux:
+// the relay package no longer imports net/http/pprof).
+func TestPprofHandlerServesProfiles(t *testing.T) {
+	srv := httptest.NewServer(pprofHandler())
+	defer srv.Close()
+	res, err := http.Get(srv.URL + "/debug/pprof/")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
 }
