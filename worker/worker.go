@@ -114,14 +114,14 @@ func (c *Config) validate() error {
 		c.Schema = sqlq.DefaultSchema
 	}
 	if err := sqlq.CheckSchema(c.Schema); err != nil {
-		return err
+		return fmt.Errorf("Config.Schema: %w", err)
 	}
 	switch c.WakeMode {
 	case "":
 		c.WakeMode = WakeAdaptive
 	case WakeAdaptive, WakeNotify, WakePoll:
 	default:
-		return fmt.Errorf("wake mode %q is not one of adaptive, notify, poll", c.WakeMode)
+		return fmt.Errorf("Config.WakeMode=%q is not one of adaptive, notify, poll", c.WakeMode)
 	}
 	set := func(d *time.Duration, def time.Duration) {
 		if *d <= 0 {

@@ -175,9 +175,6 @@ func envError(err error) error {
 		if f, ok := t.FieldByName(field); ok && envName(f) != "" {
 			return envName(f)
 		}
-		if field == "Pool" {
-			return "DATABASE_URL"
-		}
 		return m
 	})
 	return errors.New(msg)
