@@ -1,6 +1,11 @@
 // Package inbox is Bellhop's read side: the unread count, the list, and the
 // changes a reader makes (read, unread, read all, delete). Every call is
 // scoped to one recipient; an id that is not theirs is ErrNotFound.
+//
+// The relay serves it over HTTP (package relay); an application can also
+// call it directly, e.g. to render an inbox server-side, on its own pool.
+// A change a reader makes is pushed to the recipient's open streams like
+// any other (the update trigger marks the row for the relay to stamp).
 package inbox
 
 import (
@@ -18,8 +23,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/internal/sqlq"
-	"github.com/bellhophq/bellhop/outbox"
 )
 
 // Errors a caller can tell apart with errors.Is.
@@ -78,9 +83,10 @@ type Page struct {
 
 // Config configures an Inbox.
 type Config struct {
-	// Schema is Bellhop's schema; "" means "bellhop".
+	// Schema is Bellhop's schema, as migrated. Defaults to "bellhop".
 	Schema string
-	// CountCap bounds UnreadCount; 0 means 1000.
+	// CountCap bounds UnreadCount: counting stops there and the count says
+	// it is capped. Defaults to 1000.
 	CountCap int64
 }
 
@@ -143,7 +149,7 @@ func (in *Inbox) WithTx(tx pgx.Tx) *Inbox {
 }
 
 // UnreadCount counts to's unread notifications, up to the configured cap.
-func (in *Inbox) UnreadCount(ctx context.Context, to outbox.Recipient) (Count, error) {
+func (in *Inbox) UnreadCount(ctx context.Context, to bellhoptype.Recipient) (Count, error) {
 	var n int64
 	if err := in.db.QueryRow(ctx, in.q.count, to.Tenant, to.Type, to.ID, in.countCap).Scan(&n); err != nil {
 		return Count{}, fmt.Errorf("inbox: unread count: %w", err)
@@ -158,7 +164,7 @@ var (
 )
 
 // List returns one page of to's notifications, newest first.
-func (in *Inbox) List(ctx context.Context, to outbox.Recipient, opts ListOptions) (Page, error) {
+func (in *Inbox) List(ctx context.Context, to bellhoptype.Recipient, opts ListOptions) (Page, error) {
 	limit := opts.Limit
 	if limit == 0 {
 		limit = DefaultLimit
@@ -197,16 +203,16 @@ func (in *Inbox) List(ctx context.Context, to outbox.Recipient, opts ListOptions
 }
 
 // MarkRead marks one notification read. Marking a read one again is a no-op.
-func (in *Inbox) MarkRead(ctx context.Context, to outbox.Recipient, id string) (Notification, error) {
+func (in *Inbox) MarkRead(ctx context.Context, to bellhoptype.Recipient, id string) (Notification, error) {
 	return in.change(ctx, in.q.markRead, to, id)
 }
 
 // MarkUnread marks one notification unread.
-func (in *Inbox) MarkUnread(ctx context.Context, to outbox.Recipient, id string) (Notification, error) {
+func (in *Inbox) MarkUnread(ctx context.Context, to bellhoptype.Recipient, id string) (Notification, error) {
 	return in.change(ctx, in.q.markUnread, to, id)
 }
 
-func (in *Inbox) change(ctx context.Context, query string, to outbox.Recipient, id string) (Notification, error) {
+func (in *Inbox) change(ctx context.Context, query string, to bellhoptype.Recipient, id string) (Notification, error) {
 	if err := checkID(id); err != nil {
 		return Notification{}, err
 	}
@@ -228,7 +234,7 @@ func (in *Inbox) change(ctx context.Context, query string, to outbox.Recipient, 
 // many changed. The stream carries one read_all event for it, not one per
 // row. It runs in a transaction of its own, or in a savepoint of the one
 // given to WithTx.
-func (in *Inbox) MarkAllRead(ctx context.Context, to outbox.Recipient) (int64, error) {
+func (in *Inbox) MarkAllRead(ctx context.Context, to bellhoptype.Recipient) (int64, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, in.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, in.q.quiet, "on"); err != nil {
@@ -257,7 +263,7 @@ func (in *Inbox) MarkAllRead(ctx context.Context, to outbox.Recipient) (int64, e
 }
 
 // Delete removes one notification from to's inbox.
-func (in *Inbox) Delete(ctx context.Context, to outbox.Recipient, id string) error {
+func (in *Inbox) Delete(ctx context.Context, to bellhoptype.Recipient, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}

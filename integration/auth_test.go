@@ -302,7 +302,7 @@ func TestJWKSUnreachableIsRefusedAtStart(t *testing.T) {
 	cfg := b.relayConfig()
 	cfg.JWTSecret, cfg.JWKSURL, cfg.JWTAudience = "", "http://127.0.0.1:1/jwks.json", "bellhop-test"
 	_, err := relay.New(context.Background(), cfg, nil)
-	require.ErrorContains(t, err, "BELLHOP_JWKS_URL")
+	require.ErrorContains(t, err, "Config.JWKSURL")
 	require.ErrorContains(t, err, "cannot use")
 }
 
@@ -477,11 +477,11 @@ func TestJWKSNeedsAnAudienceAndHTTPS(t *testing.T) {
 		set  func(*relay.Config)
 		want []string
 	}{
-		{"no audience", func(c *relay.Config) { c.JWKSURL = plain.URL }, []string{"BELLHOP_JWT_AUDIENCE is required with BELLHOP_JWKS_URL"}},
-		{"no audience, https", func(c *relay.Config) { c.JWKSURL, c.JWKSClient = tlsKeys.URL, tlsKeys.Client() }, []string{"BELLHOP_JWT_AUDIENCE is required"}},
+		{"no audience", func(c *relay.Config) { c.JWKSURL = plain.URL }, []string{"Config.JWTAudience is required with Config.JWKSURL"}},
+		{"no audience, https", func(c *relay.Config) { c.JWKSURL, c.JWKSClient = tlsKeys.URL, tlsKeys.Client() }, []string{"Config.JWTAudience is required"}},
 		{"http to another host", func(c *relay.Config) { c.JWKSURL, c.JWTAudience = "http://id.example/.well-known/jwks.json", "app" },
-			[]string{"BELLHOP_JWKS_URL", "must use https://"}},
-		{"not a URL", func(c *relay.Config) { c.JWKSURL, c.JWTAudience = "id.example/jwks.json", "app" }, []string{"BELLHOP_JWKS_URL", "not an https:// URL"}},
+			[]string{"Config.JWKSURL", "must use https://"}},
+		{"not a URL", func(c *relay.Config) { c.JWKSURL, c.JWTAudience = "id.example/jwks.json", "app" }, []string{"Config.JWKSURL", "not an https:// URL"}},
 	}
 	for _, c := range refused {
 		cfg := b.relayConfig()

@@ -20,6 +20,7 @@ import (
 	"github.com/bellhophq/bellhop/integration/pgtest"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
+	"github.com/bellhophq/bellhop/worker"
 )
 
 func TestMain(m *testing.M) {
@@ -57,8 +58,7 @@ func (b *testBundle) relayConfig() relay.Config {
 		StreamBuffer:           128,
 		MaxStreamsPerRecipient: 16,
 		UnreadCountCap:         1000,
-		WakeMode:               "adaptive",
-		SweepInterval:          time.Second,
+		Worker:                 worker.Config{WakeMode: worker.WakeAdaptive, SweepInterval: time.Second},
 		MaxConns:               6,
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
-	"github.com/bellhophq/bellhop/worker"
 )
 
 // pruneNow runs one prune job in the relay (through River, as the periodic
@@ -24,7 +23,7 @@ func (b *testBundle) pruneNow(t *testing.T) int64 {
 	t.Helper()
 	client, err := river.NewClient(riverpgxv5.New(b.db.Pool), &river.Config{Schema: b.db.Schema})
 	require.NoError(t, err)
-	res, err := client.Insert(context.Background(), worker.PruneArgs{}, nil)
+	res, err := client.Insert(context.Background(), pruneArgs{}, nil)
 	require.NoError(t, err)
 	return res.Job.ID
 }
@@ -107,9 +106,9 @@ func TestPruneSparesARowChangedWhileItWaits(t *testing.T) {
 			ctx, b := setup(t)
 			// No periodic prune during the test: each round is the test's.
 			r := b.startRelay(t, func(c *relay.Config) {
-				c.PruneInterval = time.Hour
-				c.Retention = time.Hour
-				c.ReplayWindow = time.Hour
+				c.Worker.PruneInterval = time.Hour
+				c.Worker.Retention = time.Hour
+				c.Worker.ReplayWindow = time.Hour
 			})
 			tbl := b.db.Table("notifications")
 			s := openStream(t, r.URL, alice, -1)
@@ -171,9 +170,9 @@ func TestPruneHorizonIsPerRecipient(t *testing.T) {
 	t.Parallel()
 	ctx, b := setup(t)
 	r := b.startRelay(t, func(c *relay.Config) {
-		c.PruneInterval = time.Hour
-		c.Retention = time.Hour
-		c.ReplayWindow = time.Hour
+		c.Worker.PruneInterval = time.Hour
+		c.Worker.Retention = time.Hour
+		c.Worker.ReplayWindow = time.Hour
 	})
 	carol := outbox.User("carol")
 	sa := openStream(t, r.URL, alice, -1)
@@ -243,9 +242,9 @@ func TestPruneDuringResumeRefetches(t *testing.T) {
 	t.Parallel()
 	ctx, b := setup(t)
 	r := b.startRelay(t, func(c *relay.Config) {
-		c.PruneInterval = time.Hour
-		c.Retention = time.Hour
-		c.ReplayWindow = time.Hour
+		c.Worker.PruneInterval = time.Hour
+		c.Worker.Retention = time.Hour
+		c.Worker.ReplayWindow = time.Hour
 	})
 	set, err := sqlq.Load(os.DirFS("../worker"), b.db.Schema)
 	require.NoError(t, err)

@@ -14,9 +14,9 @@ func TestPruneAndRefetch(t *testing.T) {
 	t.Parallel()
 	ctx, b := setup(t)
 	r := b.startRelay(t, func(c *relay.Config) {
-		c.PruneInterval = 100 * time.Millisecond
-		c.Retention = time.Hour
-		c.ReplayWindow = time.Hour
+		c.Worker.PruneInterval = 100 * time.Millisecond
+		c.Worker.Retention = time.Hour
+		c.Worker.ReplayWindow = time.Hour
 	})
 	s := openStream(t, r.URL, alice, -1)
 	keep := b.send(t, alice, "kept.unread")

@@ -170,7 +170,7 @@ func TestKilledListenersLoseNothing(t *testing.T) {
 
 	var want []string
 	for round := range 3 {
-		pids := r.ListenerPIDs()
+		pids := b.listenerPIDs(t)
 		for _, pid := range pids {
 			require.NotZero(t, pid, "listener not connected")
 			_, err := b.db.Pool.Exec(ctx, "SELECT pg_terminate_backend($1)", int32(pid))
@@ -181,7 +181,7 @@ func TestKilledListenersLoseNothing(t *testing.T) {
 			want = append(want, b.send(t, alice, fmt.Sprintf("gap.%d.%d", round, i)))
 		}
 		require.Eventually(t, func() bool {
-			p := r.ListenerPIDs()
+			p := b.listenerPIDs(t)
 			return p[0] != 0 && p[1] != 0 && p[0] != pids[0] && p[1] != pids[1]
 		}, 10*time.Second, 10*time.Millisecond, "listeners did not reconnect")
 	}
@@ -336,7 +336,7 @@ func metrics(t *testing.T, base string) string {
 func TestPollMode(t *testing.T) {
 	t.Parallel()
 	ctx, b := setup(t)
-	r := b.startRelay(t, func(c *relay.Config) { c.WakeMode = "poll" })
+	r := b.startRelay(t, func(c *relay.Config) { c.Worker.WakeMode = "poll" })
 	s := openStream(t, r.URL, alice, -1)
 	var flag int
 	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT last_value FROM "+b.db.Table("relay_wake")).Scan(&flag))

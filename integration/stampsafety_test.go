@@ -158,7 +158,7 @@ func TestDurableStampsSurviveACrash(t *testing.T) {
 	t.Parallel()
 	t.Run("durable stamps", func(t *testing.T) {
 		t.Parallel()
-		durableStampCrash(t, func(*pgtest.DB) {}, func(c *relay.Config) { c.DurableStamps = true })
+		durableStampCrash(t, func(*pgtest.DB) {}, func(c *relay.Config) { c.Worker.DurableStamps = true })
 	})
 	t.Run("head ahead of the clock", func(t *testing.T) {
 		t.Parallel()
@@ -192,7 +192,7 @@ func durableStampCrash(t *testing.T, prepare func(*pgtest.DB), mutate ...func(*r
 	url, stop := b.ownRelay(t, append(mutate, func(c *relay.Config) {
 		c.DatabaseURL = asyncURL
 		// The sweep's jobs would write more WAL in the meantime.
-		c.SweepInterval = time.Minute
+		c.Worker.SweepInterval = time.Minute
 	})...)
 
 	s := openStream(t, url, alice, -1)

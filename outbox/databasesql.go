@@ -19,7 +19,7 @@ type SQLDB interface {
 // SendSQL is Send for database/sql: the same statement, validation, limits
 // and progress upsert, through db.
 func (o *Outbox) SendSQL(ctx context.Context, db SQLDB, to Recipient, n Notification) (string, error) {
-	if err := to.validate("recipient"); err != nil {
+	if err := validateRecipient(to, "recipient"); err != nil {
 		return "", err
 	}
 	return first(o.SendManySQL(ctx, db, []Recipient{to}, n))

@@ -44,27 +44,22 @@ const (
 	SSE Channel = "sse"
 )
 
-// Recipient is who a notification is for: a notifiable (Type, ID) within a
-// tenant. The zero Tenant is the single-tenant default.
-type Recipient struct {
-	Tenant string
-	Type   string
-	ID     string
-}
-
-// User is the recipient of type "User" with the given id and no tenant.
-func User(id string) Recipient { return Recipient{Type: "User", ID: id} }
-
 // Message is a Notification built from values, for callers that do not
 // define a type of their own.
 type Message struct {
+	// Kind is the notification's type, e.g. "invoice.paid": what Type
+	// returns (a field cannot share its method's name). Required.
 	Kind string
+	// Data is the inbox payload, what ToDatabase returns: a value that
+	// marshals to a JSON object. Defaults to nil, stored as {}.
 	Data any
-	// SSE is the live payload; nil sends id and type only.
+	// SSE is the live payload, what ToSSE returns. Defaults to nil: the
+	// stream event carries the id and type only.
 	SSE any
-	// Channels defaults to both.
+	// Channels is what Via returns. Defaults to both, Database and SSE.
 	Channels []Channel
-	// Key makes this a progress notification.
+	// Key is the database key, what DatabaseKey returns: it makes this a
+	// progress notification. Defaults to "" (a new row every send).
 	Key string
 }
 

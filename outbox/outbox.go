@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/internal/sqlq"
 )
 
@@ -24,7 +25,7 @@ const (
 	// MaxSSEBytes bounds ToSSE: it rides every stream event, so keep it small.
 	MaxSSEBytes = 4 << 10
 	// MaxNameBytes bounds the type, the database key and each recipient field.
-	MaxNameBytes = 255
+	MaxNameBytes = bellhoptype.MaxNameBytes
 )
 
 // DB is what Send writes through with pgx: a pgx.Tx (the usual case: the
@@ -77,7 +78,7 @@ func New(cfg Config) (*Outbox, error) {
 // SET LOCAL bellhop.no_wake = on: PostgreSQL refuses to prepare one that
 // woke the relay with NOTIFY (see the README).
 func (o *Outbox) Send(ctx context.Context, db DB, to Recipient, n Notification) (string, error) {
-	if err := to.validate("recipient"); err != nil {
+	if err := validateRecipient(to, "recipient"); err != nil {
 		return "", err
 	}
 	return first(o.SendMany(ctx, db, []Recipient{to}, n))
@@ -134,7 +135,7 @@ func (o *Outbox) prepare(to []Recipient, n Notification) (*send, error) {
 	s := &send{kind: e.kind, ids: make(map[Recipient]string, len(to))}
 	rows := make([]row, 0, len(to))
 	for i, r := range to {
-		if err := r.validate(fmt.Sprintf("recipients[%d]", i)); err != nil {
+		if err := validateRecipient(r, fmt.Sprintf("recipients[%d]", i)); err != nil {
 			return nil, err
 		}
 		if _, seen := s.ids[r]; seen {
@@ -176,18 +177,6 @@ func first(ids []string, err error) (string, error) {
 		return "", err
 	}
 	return ids[0], nil
-}
-
-func (r Recipient) validate(field string) error {
-	for _, f := range []struct{ name, value string }{{"tenant", r.Tenant}, {"type", r.Type}, {"id", r.ID}} {
-		if f.name != "tenant" && f.value == "" {
-			return invalid(field+"."+f.name, "is empty")
-		}
-		if err := checkName(field+"."+f.name, f.value); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func checkName(field, v string) error {

@@ -20,7 +20,7 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/bellhophq/bellhop/outbox"
+	"github.com/bellhophq/bellhop/bellhoptype"
 )
 
 // MinSecretBytes is the shortest HS256 secret accepted (RFC 7518 §3.2).
@@ -67,7 +67,7 @@ func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
 	}
 	switch {
 	case set > 1:
-		return nil, errors.New("set only one of BELLHOP_JWT_SECRET, BELLHOP_JWT_PUBLIC_KEY_FILE and BELLHOP_JWKS_URL")
+		return nil, errors.New("set only one of Config.JWTSecret, Config.JWTPublicKeyFile and Config.JWKSURL")
 	case cfg.JWKSURL != "":
 		if err := checkJWKS(cfg); err != nil {
 			return nil, err
@@ -79,12 +79,12 @@ func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
 			HTTPTimeout:               10 * time.Second,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("BELLHOP_JWKS_URL: cannot use %s: %w", cfg.JWKSURL, err)
+			return nil, fmt.Errorf("Config.JWKSURL: cannot use %s: %w", cfg.JWKSURL, err)
 		}
 		a.keyfunc, a.methods = k.Keyfunc, asymmetric
 	case cfg.JWTSecret != "":
 		if len(cfg.JWTSecret) < MinSecretBytes {
-			return nil, fmt.Errorf("BELLHOP_JWT_SECRET is %d bytes; use at least %d random bytes (e.g. openssl rand -base64 32)", len(cfg.JWTSecret), MinSecretBytes)
+			return nil, fmt.Errorf("Config.JWTSecret is %d bytes; use at least %d random bytes (e.g. openssl rand -base64 32)", len(cfg.JWTSecret), MinSecretBytes)
 		}
 		secret := []byte(cfg.JWTSecret)
 		a.keyfunc = func(*jwt.Token) (any, error) { return secret, nil }
@@ -92,12 +92,12 @@ func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
 	case cfg.JWTPublicKeyFile != "":
 		key, methods, err := loadPublicKey(cfg.JWTPublicKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("BELLHOP_JWT_PUBLIC_KEY_FILE: %w", err)
+			return nil, fmt.Errorf("Config.JWTPublicKeyFile: %w", err)
 		}
 		a.keyfunc = func(*jwt.Token) (any, error) { return key, nil }
 		a.methods = methods
 	default:
-		return nil, errors.New("no token key: set BELLHOP_JWT_SECRET (HS256, at least 32 bytes), BELLHOP_JWT_PUBLIC_KEY_FILE (a PEM public key for RS*, PS*, ES* or EdDSA) or BELLHOP_JWKS_URL")
+		return nil, errors.New("no token key: set Config.JWTSecret (HS256, at least 32 bytes), Config.JWTPublicKeyFile (a PEM public key for RS*, PS*, ES* or EdDSA) or Config.JWKSURL")
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(a.methods), // never "none", never another family
@@ -121,13 +121,13 @@ func newAuthenticator(ctx context.Context, cfg Config) (*authenticator, error) {
 func checkJWKS(cfg Config) error {
 	u, err := url.Parse(cfg.JWKSURL)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return fmt.Errorf("BELLHOP_JWKS_URL=%q is not an https:// URL", cfg.JWKSURL)
+		return fmt.Errorf("Config.JWKSURL=%q is not an https:// URL", cfg.JWKSURL)
 	}
 	if u.Scheme == "http" && !loopback(u.Hostname()) {
-		return fmt.Errorf("BELLHOP_JWKS_URL=%q must use https:// (plain http:// is allowed only for localhost, 127.0.0.0/8 and ::1): keys fetched over plain HTTP can be replaced by anyone on the path", cfg.JWKSURL)
+		return fmt.Errorf("Config.JWKSURL=%q must use https:// (plain http:// is allowed only for localhost, 127.0.0.0/8 and ::1): keys fetched over plain HTTP can be replaced by anyone on the path", cfg.JWKSURL)
 	}
 	if cfg.JWTAudience == "" {
-		return errors.New("BELLHOP_JWT_AUDIENCE is required with BELLHOP_JWKS_URL: set it to the audience (aud) your identity provider puts in this application's tokens (often its client id or API identifier); without it, a token the provider issued for any other application would be accepted")
+		return errors.New("Config.JWTAudience is required with Config.JWKSURL: set it to the audience (aud) your identity provider puts in this application's tokens (often its client id or API identifier); without it, a token the provider issued for any other application would be accepted")
 	}
 	return nil
 }
@@ -195,22 +195,22 @@ func refuse(code, description string) *authError {
 }
 
 // recipient authenticates r and returns who it is for.
-func (a *authenticator) recipient(r *http.Request) (outbox.Recipient, *authError) {
+func (a *authenticator) recipient(r *http.Request) (bellhoptype.Recipient, *authError) {
 	token := ""
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, value, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || value == "" {
-			return outbox.Recipient{}, refuse("invalid_request", "the Authorization header must be: Bearer <token>")
+			return bellhoptype.Recipient{}, refuse("invalid_request", "the Authorization header must be: Bearer <token>")
 		}
 		token = strings.TrimSpace(value)
 	} else if c, err := r.Cookie(a.cookieName); err == nil {
 		token = c.Value
 	}
 	if token == "" {
-		return outbox.Recipient{}, refuse("", "a token is required: send Authorization: Bearer <token>, or the "+a.cookieName+" cookie")
+		return bellhoptype.Recipient{}, refuse("", "a token is required: send Authorization: Bearer <token>, or the "+a.cookieName+" cookie")
 	}
 	if len(token) > maxTokenBytes {
-		return outbox.Recipient{}, refuse("invalid_token", "the token is too large")
+		return bellhoptype.Recipient{}, refuse("invalid_token", "the token is too large")
 	}
 	var claims Claims
 	parsed, err := a.parser.ParseWithClaims(token, &claims, a.keyfunc)
@@ -219,16 +219,16 @@ func (a *authenticator) recipient(r *http.Request) (outbox.Recipient, *authError
 		if parsed != nil && parsed.Method != nil && !slices.Contains(a.methods, parsed.Method.Alg()) {
 			desc = fmt.Sprintf("the token's algorithm %s is not accepted (accepted: %s)", parsed.Method.Alg(), strings.Join(a.methods, ", "))
 		}
-		return outbox.Recipient{}, refuse("invalid_token", desc)
+		return bellhoptype.Recipient{}, refuse("invalid_token", desc)
 	}
 	if claims.Subject == "" {
-		return outbox.Recipient{}, refuse("invalid_token", "the token has no sub claim")
+		return bellhoptype.Recipient{}, refuse("invalid_token", "the token has no sub claim")
 	}
 	// A token valid for years is a credential nobody can revoke.
 	if life := claims.lifetime(time.Now()); life > a.maxLifetime+leeway {
-		return outbox.Recipient{}, refuse("invalid_token", fmt.Sprintf("the token is valid for %s (from its iat, or from now); this relay accepts at most %s (BELLHOP_JWT_MAX_LIFETIME)", life.Round(time.Second), a.maxLifetime))
+		return bellhoptype.Recipient{}, refuse("invalid_token", fmt.Sprintf("the token is valid for %s (from its iat, or from now); this relay accepts at most %s (BELLHOP_JWT_MAX_LIFETIME)", life.Round(time.Second), a.maxLifetime))
 	}
-	to := outbox.Recipient{Tenant: claims.Tenant, Type: claims.NotifiableType, ID: claims.Subject}
+	to := bellhoptype.Recipient{Tenant: claims.Tenant, Type: claims.NotifiableType, ID: claims.Subject}
 	if to.Type == "" {
 		to.Type = "User"
 	}
@@ -274,7 +274,7 @@ func (a *authenticator) describe(err error, claims *Claims) string {
 
 // Mint signs an HS256 token for to, valid for ttl. It is for local testing
 // and demos (relay token); production tokens come from the application.
-func Mint(secret string, to outbox.Recipient, ttl time.Duration) (string, error) {
+func Mint(secret string, to bellhoptype.Recipient, ttl time.Duration) (string, error) {
 	now := time.Now()
 	claims := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{

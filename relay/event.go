@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/bellhophq/bellhop/outbox"
-	"github.com/bellhophq/bellhop/worker"
+	"github.com/bellhophq/bellhop/bellhoptype"
+	"github.com/bellhophq/bellhop/internal/sqlq"
 )
 
 // Event is the JSON of one SSE event, the `data:` of `event: notification`.
@@ -35,8 +35,8 @@ type row struct {
 	// current is false for a stale log entry: the row changed again (a
 	// later entry pushes it) or is gone. It only moves the cursor.
 	current bool
-	to      outbox.Recipient
-	live    bool // the notification goes to the sse channel
+	to      bellhoptype.Recipient
+	viaSSE  bool // the notification goes to the sse channel
 	changed time.Time
 	frame   []byte // the encoded SSE frame, shared by every stream
 }
@@ -45,11 +45,11 @@ type row struct {
 // (read, unread, deleted, read_all) is pushed so other tabs follow; new and
 // updated notifications only when they go to the sse channel.
 func (r *row) pushed() bool {
-	return r.current && (r.live || (r.Op != "created" && r.Op != "updated"))
+	return r.current && (r.viaSSE || (r.Op != "created" && r.Op != "updated"))
 }
 
 func scanRow(cr pgx.CollectableRow) (*row, error) {
-	e, err := worker.ScanEntry(cr)
+	e, err := sqlq.ScanStruct[bellhoptype.Event](cr)
 	if err != nil {
 		return nil, err
 	}
@@ -57,12 +57,12 @@ func scanRow(cr pgx.CollectableRow) (*row, error) {
 }
 
 // newRow makes an entry an event, its frame rendered once for every stream.
-func newRow(e worker.Entry) *row {
+func newRow(e bellhoptype.Event) *row {
 	r := &row{
 		Event:   Event{Seq: e.Seq, Op: e.Op, ID: e.ID, Type: e.Type, DatabaseKey: e.DatabaseKey, ReadAt: e.ReadAt},
 		current: e.Current,
 		to:      e.To,
-		live:    e.Live,
+		viaSSE:  e.ViaSSE,
 		changed: e.Changed,
 	}
 	if !r.current {

@@ -17,8 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/inbox"
-	"github.com/bellhophq/bellhop/outbox"
 )
 
 // maxBodyBytes bounds request bodies; no route needs one.
@@ -28,7 +28,7 @@ const maxBodyBytes = 1 << 10
 const drainTimeout = time.Second
 
 // routes is the relay's API, and its health and metrics routes unless
-// BELLHOP_OPS_ADDR moves them to a listener of their own (opsRoutes).
+// Config.OpsAddr moves them to a listener of their own (opsRoutes).
 func (r *Relay) routes() http.Handler {
 	api := http.NewServeMux()
 	api.HandleFunc("GET /notifications", r.authed(r.list))
@@ -68,7 +68,7 @@ func (r *Relay) routes() http.Handler {
 	return r.cors(checkQuery(noBody(mux)))
 }
 
-// opsHandler serves health and metrics on BELLHOP_OPS_ADDR.
+// opsHandler serves health and metrics on Config.OpsAddr.
 func (r *Relay) opsHandler() http.Handler {
 	mux := http.NewServeMux()
 	r.opsRoutes(mux)
@@ -243,7 +243,7 @@ func cleanText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
-type authedHandler func(w http.ResponseWriter, req *http.Request, to outbox.Recipient)
+type authedHandler func(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient)
 
 func (r *Relay) authed(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
@@ -287,7 +287,7 @@ func writeAuthError(w http.ResponseWriter, aerr *authError) {
 
 // checkCookie refuses cookie authentication the browser may have attached
 // for another site (CSRF): a request whose Origin is neither the relay's
-// own nor in BELLHOP_ALLOWED_ORIGINS, or, without Origin, one the browser
+// own nor in Config.AllowedOrigins, or, without Origin, one the browser
 // marks Sec-Fetch-Site: cross-site. A form or a text/plain fetch needs no
 // preflight, so CORS alone does not stop it. It also refuses two cookies
 // of the token's name: which one the browser sent first depends on their
@@ -322,14 +322,14 @@ func sameOrigin(origin string, req *http.Request) bool {
 
 // checkRecipient refuses a token whose recipient PostgreSQL cannot take as
 // text (NUL, invalid UTF-8): every query is scoped by it.
-func checkRecipient(to outbox.Recipient) *authError {
+func checkRecipient(to bellhoptype.Recipient) *authError {
 	if !cleanText(to.Tenant) || !cleanText(to.Type) || !cleanText(to.ID) {
 		return refuse("invalid_token", "the token's sub, tenant or notifiable_type holds NUL or invalid UTF-8")
 	}
 	return nil
 }
 
-func (r *Relay) list(w http.ResponseWriter, req *http.Request, to outbox.Recipient) {
+func (r *Relay) list(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
 	q := req.URL.Query() // checkQuery made sure it parses
 	for name := range q {
 		switch name {
@@ -360,7 +360,7 @@ func (r *Relay) list(w http.ResponseWriter, req *http.Request, to outbox.Recipie
 		opts.UnreadOnly = b
 	}
 	for _, t := range opts.Types {
-		if t == "" || len(t) > outbox.MaxNameBytes {
+		if t == "" || len(t) > bellhoptype.MaxNameBytes {
 			writeError(w, http.StatusBadRequest, "bad_type", "type must be 1 to 255 bytes")
 			return
 		}
@@ -376,7 +376,7 @@ func (r *Relay) list(w http.ResponseWriter, req *http.Request, to outbox.Recipie
 	writeJSON(w, http.StatusOK, page)
 }
 
-func (r *Relay) unreadCount(w http.ResponseWriter, req *http.Request, to outbox.Recipient) {
+func (r *Relay) unreadCount(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
 	c, err := r.inbox.UnreadCount(req.Context(), to)
 	if err != nil {
 		r.inboxError(w, req, err)
@@ -386,16 +386,16 @@ func (r *Relay) unreadCount(w http.ResponseWriter, req *http.Request, to outbox.
 	writeJSON(w, http.StatusOK, c)
 }
 
-func (r *Relay) markRead(w http.ResponseWriter, req *http.Request, to outbox.Recipient) {
+func (r *Relay) markRead(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
 	r.change(w, req, to, r.inbox.MarkRead)
 }
 
-func (r *Relay) markUnread(w http.ResponseWriter, req *http.Request, to outbox.Recipient) {
+func (r *Relay) markUnread(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
 	r.change(w, req, to, r.inbox.MarkUnread)
 }
 
-func (r *Relay) change(w http.ResponseWriter, req *http.Request, to outbox.Recipient,
-	f func(context.Context, outbox.Recipient, string) (inbox.Notification, error)) {
+func (r *Relay) change(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient,
+	f func(context.Context, bellhoptype.Recipient, string) (inbox.Notification, error)) {
 	n, err := f(req.Context(), to, req.PathValue("id"))
 	if err != nil {
 		r.inboxError(w, req, err)
@@ -404,7 +404,7 @@ func (r *Relay) change(w http.ResponseWriter, req *http.Request, to outbox.Recip
 	writeJSON(w, http.StatusOK, n)
 }
 
-func (r *Relay) markAllRead(w http.ResponseWriter, req *http.Request, to outbox.Recipient) {
+func (r *Relay) markAllRead(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
 	n, err := r.inbox.MarkAllRead(req.Context(), to)
 	if err != nil {
 		r.inboxError(w, req, err)
@@ -413,7 +413,7 @@ func (r *Relay) markAllRead(w http.ResponseWriter, req *http.Request, to outbox.
 	writeJSON(w, http.StatusOK, map[string]int64{"updated": n})
 }
 
-func (r *Relay) remove(w http.ResponseWriter, req *http.Request, to outbox.Recipient) {
+func (r *Relay) remove(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
 	if err := r.inbox.Delete(req.Context(), to, req.PathValue("id")); err != nil {
 		r.inboxError(w, req, err)
 		return

@@ -13,10 +13,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/internal/listen"
 	"github.com/bellhophq/bellhop/internal/metrics"
-	"github.com/bellhophq/bellhop/outbox"
-	"github.com/bellhophq/bellhop/worker"
 )
 
 // tailBatch bounds the rows one tail query reads.
@@ -39,7 +38,7 @@ type hub struct {
 	// cursor: every entry up to here has been fanned out. Written under
 	// mu; read without it by the listener's filter.
 	cursor atomic.Int64
-	subs   map[outbox.Recipient]map[*subscriber]struct{}
+	subs   map[bellhoptype.Recipient]map[*subscriber]struct{}
 	count  int
 
 	closed chan struct{} // closed by close: streams end, clients reconnect
@@ -48,7 +47,7 @@ type hub struct {
 
 // subscriber is one open stream.
 type subscriber struct {
-	to outbox.Recipient
+	to bellhoptype.Recipient
 	ch chan *row
 	// lagging is set (under the hub's lock) when the buffer overflowed; the
 	// hub feeds the stream nothing more until resume. behind tells the
@@ -69,7 +68,7 @@ func newHub(pool *pgxpool.Pool, channel string, q *queries, buffer int, m *metri
 		log:     log,
 		q:       q,
 		buffer:  buffer,
-		subs:    map[outbox.Recipient]map[*subscriber]struct{}{},
+		subs:    map[bellhoptype.Recipient]map[*subscriber]struct{}{},
 		closed:  make(chan struct{}),
 	}
 	h.listener = listen.New(pool, channel, log)
@@ -142,12 +141,12 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 	return len(batch), nil
 }
 
-// stamped pushes what this process's stamp just logged and committed,
+// stamped pushes what this process's stamp just stamped and committed,
 // unless the hub is missing entries up to after, the head before them
 // (another replica's): then it reads them all in order from the table.
-func (h *hub) stamped(after int64, entries []worker.Entry) {
-	batch := make([]*row, len(entries))
-	for i, e := range entries {
+func (h *hub) stamped(after int64, events []bellhoptype.Event) {
+	batch := make([]*row, len(events))
+	for i, e := range events {
 		batch[i] = newRow(e)
 	}
 	h.mu.Lock()
@@ -189,7 +188,7 @@ var errClosed = errors.New("relay is shutting down")
 
 // subscribe registers a stream for to and returns it with the hub's cursor
 // at that moment: the stream gets every row after it.
-func (h *hub) subscribe(to outbox.Recipient) (*subscriber, int64, error) {
+func (h *hub) subscribe(to bellhoptype.Recipient) (*subscriber, int64, error) {
 	s := &subscriber{to: to, ch: make(chan *row, h.buffer), behind: make(chan struct{}, 1), gone: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -233,7 +232,7 @@ func (h *hub) unsubscribe(s *subscriber) {
 }
 
 // streams returns the number of open streams, and those of to.
-func (h *hub) streams(to outbox.Recipient) (all, mine int) {
+func (h *hub) streams(to bellhoptype.Recipient) (all, mine int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.count, len(h.subs[to])

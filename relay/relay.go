@@ -7,71 +7,154 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	_ "net/http/pprof" // served only on BELLHOP_PPROF_ADDR
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/inbox"
 	"github.com/bellhophq/bellhop/internal/metrics"
 	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/worker"
 )
 
-// Config is the relay's configuration. cmd/relay reads it from the
-// environment (the env tags); the README documents every variable.
+// Config configures a Relay. New applies the defaults and validates it in
+// one place (validate). cmd/relay fills it from the environment; the README
+// lists the variables.
 type Config struct {
-	DatabaseURL string `env:"DATABASE_URL"`
-	ListenAddr  string `env:"BELLHOP_LISTEN_ADDR, default=:8080"`
-	Schema      string `env:"BELLHOP_SCHEMA, default=bellhop"`
+	// Pool is the connection pool the relay works on, shared with the
+	// application that embeds it; the caller closes it, after Stop. It
+	// must allow a few connections beyond the application's own: the relay
+	// holds two LISTEN connections (a direct or session-pooled connection:
+	// not a transaction pooler) and stamps and serves through the rest. If
+	// nil, New opens a pool of its own on DatabaseURL, and Stop closes it.
+	Pool *pgxpool.Pool
+	// DatabaseURL is the database, as a postgres:// URL or DSN, for a pool
+	// of the relay's own. Required unless Pool is set; ignored if it is.
+	DatabaseURL string
+	// MaxConns bounds the pool New opens on DatabaseURL. Defaults to pgx's
+	// default (the greater of 4 and the number of CPUs).
+	MaxConns int32
+	// Schema is Bellhop's schema, as migrated. Defaults to "bellhop".
+	Schema string
+	// ListenAddr is where ListenAndServe serves the API. Defaults to
+	// ":8080".
+	ListenAddr string
+	// OpsAddr, when set, is where ListenAndServe serves /healthz, /readyz
+	// and /metrics, instead of on ListenAddr, so they need not be public.
+	// Defaults to "" (served on ListenAddr).
+	OpsAddr string
 
-	JWTSecret        string   `env:"BELLHOP_JWT_SECRET"`
-	JWTPublicKeyFile string   `env:"BELLHOP_JWT_PUBLIC_KEY_FILE"`
-	JWKSURL          string   `env:"BELLHOP_JWKS_URL"`
-	JWTIssuer        string   `env:"BELLHOP_JWT_ISSUER"`
-	JWTAudience      string   `env:"BELLHOP_JWT_AUDIENCE"`
-	CookieName       string   `env:"BELLHOP_COOKIE_NAME, default=bellhop_token"`
-	AllowedOrigins   []string `env:"BELLHOP_ALLOWED_ORIGINS"`
-
-	// JWKSURL must be https:// (http:// only on loopback) and needs
-	// JWTAudience: an identity provider's keys sign every application's
-	// tokens. JWKSClient fetches it (a proxy, a private CA); defaults to
+	// JWTSecret is an HS256/384/512 secret of at least MinSecretBytes.
+	// Exactly one of JWTSecret, JWTPublicKeyFile and JWKSURL is required.
+	JWTSecret string
+	// JWTPublicKeyFile is a PEM public key file (RSA, ECDSA or Ed25519).
+	JWTPublicKeyFile string
+	// JWKSURL is an identity provider's JWKS. It must be https:// (http://
+	// only on loopback) and needs JWTAudience: the provider's keys sign
+	// every application's tokens.
+	JWKSURL string
+	// JWKSClient fetches JWKSURL (a proxy, a private CA). Defaults to
 	// keyfunc's client.
-	JWKSClient *http.Client `env:",noinit"`
+	JWKSClient *http.Client
+	// JWTIssuer, when set, is required as the tokens' iss. Defaults to ""
+	// (not checked).
+	JWTIssuer string
+	// JWTAudience, when set, is required in the tokens' aud. Defaults to ""
+	// (not checked); required with JWKSURL.
+	JWTAudience string
 	// JWTMaxLifetime is the longest a token may be valid, from its iat (or
-	// from now, if it has none or a later one) to its exp. Defaults to 24h.
-	JWTMaxLifetime time.Duration `env:"BELLHOP_JWT_MAX_LIFETIME, default=24h"`
+	// from now, if it has none or a later one) to its exp. Defaults to
+	// DefaultJWTMaxLifetime (24h).
+	JWTMaxLifetime time.Duration
+	// CookieName is the cookie a browser may send the token in, instead of
+	// the Authorization header. Defaults to "bellhop_token".
+	CookieName string
+	// AllowedOrigins are the cross-site origins (scheme://host[:port]) that
+	// may call the API with the cookie, and get CORS headers. Defaults to
+	// none.
+	AllowedOrigins []string
 
-	Heartbeat    time.Duration `env:"BELLHOP_HEARTBEAT, default=25s"`
-	RetryHint    time.Duration `env:"BELLHOP_RETRY_HINT, default=2s"`
-	StreamBuffer int           `env:"BELLHOP_STREAM_BUFFER, default=32"`
-	// WriteTimeout cuts a stream whose client stopped reading.
-	WriteTimeout time.Duration `env:"BELLHOP_WRITE_TIMEOUT, default=10s"`
-	// MaxStreams and MaxStreamsPerRecipient bound open streams (0: no bound).
-	MaxStreams             int   `env:"BELLHOP_MAX_STREAMS, default=20000"`
-	MaxStreamsPerRecipient int   `env:"BELLHOP_MAX_STREAMS_PER_RECIPIENT, default=16"`
-	UnreadCountCap         int64 `env:"BELLHOP_UNREAD_COUNT_CAP, default=1000"`
-	// RequestTimeout bounds every request but streams.
-	RequestTimeout time.Duration `env:"BELLHOP_REQUEST_TIMEOUT, default=10s"`
+	// Heartbeat is how often an idle stream gets a comment, so proxies keep
+	// it open. Defaults to 25s.
+	Heartbeat time.Duration
+	// RetryHint is the reconnect delay a stream tells EventSource. Defaults
+	// to 2s.
+	RetryHint time.Duration
+	// StreamBuffer is the events a stream may queue before it catches up
+	// from the database instead. Defaults to 32.
+	StreamBuffer int
+	// WriteTimeout cuts a stream whose client stopped reading. Defaults to
+	// 10s.
+	WriteTimeout time.Duration
+	// MaxStreams bounds the open streams of this relay. Defaults to 0: no
+	// bound (cmd/relay sets 20000).
+	MaxStreams int
+	// MaxStreamsPerRecipient bounds one recipient's open streams. Defaults
+	// to 0: no bound (cmd/relay sets 16).
+	MaxStreamsPerRecipient int
+	// UnreadCountCap bounds the unread count (the API answers "1000+").
+	// Defaults to 1000.
+	UnreadCountCap int64
+	// RequestTimeout bounds every request but streams. Defaults to 10s.
+	RequestTimeout time.Duration
 
-	WakeMode     string        `env:"BELLHOP_WAKE_MODE, default=adaptive"`
-	PollInterval time.Duration `env:"BELLHOP_POLL_INTERVAL, default=5ms"`
-	// BusyPoll is the pause between stamps while rows keep coming: shorter
-	// is lower latency, longer batches more rows per WAL flush.
-	BusyPoll time.Duration `env:"BELLHOP_BUSY_POLL, default=1ms"`
-	// DurableStamps makes every stamp wait for its own WAL flush (see
-	// Durability in worker/sql/worker.sql).
-	DurableStamps bool          `env:"BELLHOP_DURABLE_STAMPS"`
-	SweepInterval time.Duration `env:"BELLHOP_SWEEP_INTERVAL, default=1s"`
-	Retention     time.Duration `env:"BELLHOP_RETENTION, default=2160h"`
-	ReplayWindow  time.Duration `env:"BELLHOP_REPLAY_WINDOW, default=24h"`
-	PruneInterval time.Duration `env:"BELLHOP_PRUNE_INTERVAL, default=1m"`
-	MaxConns      int32         `env:"BELLHOP_DB_MAX_CONNS, default=16"`
-	// PprofAddr, when set, serves net/http/pprof there (keep it private).
-	PprofAddr string `env:"BELLHOP_PPROF_ADDR"`
-	// OpsAddr, when set, serves /healthz, /readyz and /metrics there
-	// instead of on ListenAddr, so they need not be public.
-	OpsAddr string `env:"BELLHOP_OPS_ADDR"`
+	// Worker configures the worker New builds and runs with the relay: the
+	// River jobs that stamp committed rows into relay_log, and prune.
+	// Schema and Logger default to the relay's; Pusher and Registerer are
+	// the relay itself. Ignored with NoWorker.
+	Worker worker.Config
+	// NoWorker makes New build the hub and the HTTP API only: the caller
+	// builds the worker, with the relay as its Pusher and Registerer, and
+	// attaches it (see Attach; cmd/relay does so). Defaults to false.
+	NoWorker bool
+}
+
+// validate applies the defaults to c and checks it: the one place that does.
+func (c *Config) validate() error {
+	if c.Pool == nil && c.DatabaseURL == "" {
+		return errors.New("Config.DatabaseURL or Config.Pool is required: a postgres:// URL such as postgres://user:pass@host:5432/db (a direct or session-pooled connection: the relay LISTENs)")
+	}
+	if c.MaxConns < 0 {
+		return fmt.Errorf("Config.MaxConns=%d must not be negative", c.MaxConns)
+	}
+	if c.Schema == "" {
+		c.Schema = sqlq.DefaultSchema
+	}
+	if err := sqlq.CheckSchema(c.Schema); err != nil {
+		return fmt.Errorf("Config.Schema: %w", err)
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = ":8080"
+	}
+	if c.CookieName == "" {
+		c.CookieName = "bellhop_token"
+	}
+	if c.JWTMaxLifetime < 0 {
+		return fmt.Errorf("Config.JWTMaxLifetime=%s must be positive, e.g. 1h (the default is %s)", c.JWTMaxLifetime, DefaultJWTMaxLifetime)
+	}
+	c.JWTMaxLifetime = positive(c.JWTMaxLifetime, DefaultJWTMaxLifetime)
+	c.Heartbeat = positive(c.Heartbeat, 25*time.Second)
+	c.RetryHint = positive(c.RetryHint, 2*time.Second)
+	c.RequestTimeout = positive(c.RequestTimeout, 10*time.Second)
+	c.WriteTimeout = positive(c.WriteTimeout, 10*time.Second)
+	if c.StreamBuffer <= 0 {
+		c.StreamBuffer = 32
+	}
+	if c.MaxStreams < 0 || c.MaxStreamsPerRecipient < 0 {
+		return fmt.Errorf("Config.MaxStreams=%d and Config.MaxStreamsPerRecipient=%d must not be negative (0: no bound)", c.MaxStreams, c.MaxStreamsPerRecipient)
+	}
+	if c.UnreadCountCap <= 0 {
+		c.UnreadCountCap = 1000
+	}
+	if c.Worker.Schema == "" {
+		c.Worker.Schema = c.Schema
+	}
+	if c.Worker.Schema != c.Schema {
+		return fmt.Errorf("Config.Worker.Schema=%q differs from Config.Schema=%q", c.Worker.Schema, c.Schema)
+	}
+	return nil
 }
 
 // queries are the hub's and the stream's SQL.
@@ -82,12 +165,13 @@ type queries struct {
 //go:embed sql/*.sql
 var queryFiles embed.FS
 
-// Relay is one relay process: River with the relay's workers, the hub and
-// the HTTP API.
+// Relay is one relay process: the hub that fans relayed events out to
+// streams, the HTTP API, and, unless Config.NoWorker, the worker.
 type Relay struct {
 	cfg     Config
 	pool    *pgxpool.Pool
-	worker  *worker.Relay
+	ownPool bool // New opened pool: Stop closes it
+	worker  Worker
 	hub     *hub
 	inbox   *inbox.Inbox
 	auth    *authenticator
@@ -102,27 +186,23 @@ type Relay struct {
 	done     chan struct{}
 }
 
-// New checks cfg, connects to the database and builds a Relay that logs to
-// log (nil: slog.Default()). Start runs it.
+// Worker is what a Relay starts, stops and checks beside its hub: a
+// *worker.Worker.
+type Worker interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	Ready() error
+}
+
+// New checks cfg, connects to the database (unless cfg.Pool is set) and
+// builds a Relay that logs to log (nil: slog.Default()), with its worker
+// unless cfg.NoWorker. Start runs it.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Relay, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	if cfg.Schema == "" {
-		cfg.Schema = sqlq.DefaultSchema
-	}
-	if err := sqlq.CheckSchema(cfg.Schema); err != nil {
-		return nil, fmt.Errorf("BELLHOP_SCHEMA: %w", err)
-	}
-	if cfg.CookieName == "" {
-		cfg.CookieName = "bellhop_token"
-	}
-	cfg.Heartbeat = positive(cfg.Heartbeat, 25*time.Second)
-	cfg.RetryHint = positive(cfg.RetryHint, 2*time.Second)
-	cfg.RequestTimeout = positive(cfg.RequestTimeout, 10*time.Second)
-	cfg.WriteTimeout = positive(cfg.WriteTimeout, 10*time.Second)
-	if cfg.StreamBuffer <= 0 {
-		cfg.StreamBuffer = 32
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	// The JWKS refresh lives as long as the relay: Stop ends it.
 	authCtx, stopAuth := context.WithCancel(context.WithoutCancel(ctx))
@@ -140,49 +220,49 @@ func connect(ctx, authCtx context.Context, cfg Config, log *slog.Logger) (*Relay
 	if err != nil {
 		return nil, err
 	}
-	if cfg.DatabaseURL == "" {
-		return nil, errors.New("DATABASE_URL is required, e.g. postgres://user:pass@host:5432/db (a direct or session-pooled connection: the relay LISTENs)")
-	}
-	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL: %w", err)
-	}
-	if cfg.MaxConns > 0 {
-		pcfg.MaxConns = cfg.MaxConns
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to DATABASE_URL: %w", err)
+	pool, own := cfg.Pool, false
+	if pool == nil {
+		pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("Config.DatabaseURL is not a valid PostgreSQL URL: %w", err)
+		}
+		if cfg.MaxConns > 0 {
+			pcfg.MaxConns = cfg.MaxConns
+		}
+		pool, err = pgxpool.NewWithConfig(ctx, pcfg)
+		if err != nil {
+			return nil, fmt.Errorf("connect to Config.DatabaseURL: %w", err)
+		}
+		own = true
 	}
 	r, err := build(pool, cfg, auth, log)
 	if err != nil {
-		pool.Close()
+		if own {
+			pool.Close()
+		}
 		return nil, err
+	}
+	r.ownPool = own
+	if !cfg.NoWorker {
+		wcfg := cfg.Worker
+		if wcfg.Logger == nil {
+			wcfg.Logger = log
+		}
+		wcfg.Pusher, wcfg.Registerer = r, r.Registry()
+		w, err := worker.New(pool, wcfg)
+		if err != nil {
+			if own {
+				pool.Close()
+			}
+			return nil, err
+		}
+		r.Attach(w)
 	}
 	return r, nil
 }
 
 func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger) (*Relay, error) {
 	m := metrics.New()
-	var h *hub // the stamp pushes through it; set below, before Start
-	w, err := worker.New(pool, worker.Config{
-		Schema:        cfg.Schema,
-		WakeMode:      worker.WakeMode(cfg.WakeMode),
-		PollInterval:  cfg.PollInterval,
-		BusyPoll:      cfg.BusyPoll,
-		SweepInterval: cfg.SweepInterval,
-		Retention:     cfg.Retention,
-		ReplayWindow:  cfg.ReplayWindow,
-		PruneInterval: cfg.PruneInterval,
-		Logger:        log,
-		Metrics:       m,
-		Stamped:       func(after int64, es []worker.Entry) { h.stamped(after, es) },
-		Floor:         func() int64 { return h.cursor.Load() },
-		DurableStamps: cfg.DurableStamps,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("BELLHOP_WAKE_MODE or related: %w", err)
-	}
 	in, err := inbox.New(pool, inbox.Config{Schema: cfg.Schema, CountCap: cfg.UnreadCountCap})
 	if err != nil {
 		return nil, err
@@ -191,17 +271,40 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg, pool: pool, worker: w, inbox: in, auth: auth, metrics: m, log: log}
+	r := &Relay{cfg: cfg, pool: pool, inbox: in, auth: auth, metrics: m, log: log}
 	r.q = queries{head: set.Get("Head"), resume: set.Get("Resume"), tail: set.Get("Tail"), replay: set.Get("Replay")}
 	if err := set.Err(); err != nil {
 		return nil, err
 	}
-	h = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), &r.q, cfg.StreamBuffer, m, log)
-	r.hub = h
+	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), &r.q, cfg.StreamBuffer, m, log)
 	r.handler = r.routes()
 	r.ops = r.opsHandler()
 	return r, nil
 }
+
+// Attach makes w part of the relay: Start starts it after the hub, Stop
+// stops it, and Ready (/readyz) checks it. Call it before Start, once; New
+// attaches the worker it builds. By hand (with Config.NoWorker):
+//
+//	r, err := relay.New(ctx, relay.Config{Pool: pool, NoWorker: true, ...}, log)
+//	w, err := worker.New(pool, worker.Config{Schema: ..., Pusher: r, Registerer: r.Registry()})
+//	r.Attach(w)
+func (r *Relay) Attach(w Worker) { r.worker = w }
+
+// Stamped is the worker's hand-over (worker.Pusher): the hub pushes a
+// stamp's events as soon as they commit, unless it misses events up to
+// after, the head before them (another replica's): then it reads them all
+// in order from the table.
+func (r *Relay) Stamped(after int64, events []bellhoptype.Event) { r.hub.stamped(after, events) }
+
+// Floor is the highest seq the hub has pushed (worker.Pusher): stamps
+// never hand out a seq at or below it.
+func (r *Relay) Floor() int64 { return r.hub.cursor.Load() }
+
+// Registry is the Prometheus registry the relay's /metrics serves; a
+// worker built by hand registers its collectors there
+// (worker.Config.Registerer).
+func (r *Relay) Registry() *prometheus.Registry { return r.metrics.Registry }
 
 func positive(d, def time.Duration) time.Duration {
 	if d <= 0 {
@@ -246,13 +349,15 @@ func (r *Relay) NewServer(addr string, h http.Handler) *http.Server {
 // Pool is the relay's connection pool.
 func (r *Relay) Pool() *pgxpool.Pool { return r.pool }
 
-// Start starts the hub and the workers.
+// Start starts the hub and the attached worker.
 func (r *Relay) Start(ctx context.Context) error {
 	if err := r.hub.start(ctx); err != nil {
 		return err
 	}
-	if err := r.worker.Start(ctx); err != nil {
-		return err
+	if r.worker != nil {
+		if err := r.worker.Start(ctx); err != nil {
+			return err
+		}
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
@@ -265,15 +370,21 @@ func (r *Relay) Start(ctx context.Context) error {
 }
 
 // Stop ends every stream (clients reconnect and resume), stops the hub and
-// River, and closes the pool.
+// the attached worker, and closes the pool if New opened it (not
+// Config.Pool).
 func (r *Relay) Stop(ctx context.Context) error {
 	r.hub.close()
 	if r.cancel != nil {
 		r.cancel()
 		<-r.done
 	}
-	err := r.worker.Stop(ctx)
-	r.pool.Close()
+	var err error
+	if r.worker != nil {
+		err = r.worker.Stop(ctx)
+	}
+	if r.ownPool {
+		r.pool.Close()
+	}
 	if r.stopAuth != nil {
 		r.stopAuth()
 	}
@@ -282,6 +393,9 @@ func (r *Relay) Stop(ctx context.Context) error {
 
 // Ready reports why the relay is not ready, or nil.
 func (r *Relay) Ready(ctx context.Context) error {
+	if r.worker == nil {
+		return errors.New("no worker attached: nothing stamps committed rows")
+	}
 	if err := r.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("database unreachable: %w", err)
 	}
@@ -289,12 +403,6 @@ func (r *Relay) Ready(ctx context.Context) error {
 		return errors.New("relayed listener is not connected")
 	}
 	return r.worker.Ready()
-}
-
-// ListenerPIDs are the backend pids of the relay's LISTEN connections, for
-// fault drills.
-func (r *Relay) ListenerPIDs() []uint32 {
-	return []uint32{r.hub.listener.PID(), r.worker.PendingListenerPID()}
 }
 
 // ListenAndServe serves the API on cfg.ListenAddr until ctx ends, then shuts
@@ -310,22 +418,12 @@ func (r *Relay) ListenAndServe(ctx context.Context) error {
 		opsSrv := r.NewServer(r.cfg.OpsAddr, r.ops)
 		go func() {
 			if err := opsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("BELLHOP_OPS_ADDR %s: %w", r.cfg.OpsAddr, err)
+				errc <- fmt.Errorf("serve Config.OpsAddr %s: %w", r.cfg.OpsAddr, err)
 			}
 		}()
 		defer opsSrv.Close()
 	}
-	if r.cfg.PprofAddr != "" {
-		// DefaultServeMux holds net/http/pprof's handlers, and nothing else.
-		pprofSrv := &http.Server{Addr: r.cfg.PprofAddr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := pprofSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				r.log.Warn("pprof server", "addr", r.cfg.PprofAddr, "err", err)
-			}
-		}()
-		defer pprofSrv.Close()
-	}
-	r.log.Info("relay serving", "addr", r.cfg.ListenAddr, "ops_addr", r.cfg.OpsAddr, "schema", r.cfg.Schema, "wake_mode", r.cfg.WakeMode)
+	r.log.Info("relay serving", "addr", r.cfg.ListenAddr, "ops_addr", r.cfg.OpsAddr, "schema", r.cfg.Schema, "wake_mode", r.cfg.Worker.WakeMode)
 	var err error
 	select {
 	case err = <-errc:

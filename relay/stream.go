@@ -17,7 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/bellhophq/bellhop/outbox"
+	"github.com/bellhophq/bellhop/bellhoptype"
 )
 
 // replayPage bounds the rows read per replay query.
@@ -25,7 +25,7 @@ const replayPage = 500
 
 // stream serves GET /notifications/stream: a resume from Last-Event-ID (or
 // ?last_event_id=) first, then live events, with heartbeats (see live).
-func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to outbox.Recipient) {
+func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
 	lastID := int64(-1)
 	// The header wins: EventSource sends it when it reconnects, to the
 	// same URL, so a ?last_event_id= in that URL is the older position.
@@ -175,7 +175,7 @@ func (r *Relay) open(w http.ResponseWriter, req *http.Request) (*sink, net.Conn)
 
 // liveConn serves a hijacked stream until the client goes or the hub
 // closes it. The client sends nothing; a read returns only when it is gone.
-func (r *Relay) liveConn(conn net.Conn, out *sink, sub *subscriber, to outbox.Recipient, sent int64) {
+func (r *Relay) liveConn(conn net.Conn, out *sink, sub *subscriber, to bellhoptype.Recipient, sent int64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	defer conn.Close()
@@ -195,7 +195,7 @@ func (r *Relay) liveConn(conn net.Conn, out *sink, sub *subscriber, to outbox.Re
 // live pushes sub's events, and heartbeats, until ctx ends, the hub drops
 // the stream or a write fails. Whenever the stream falls behind the hub, it
 // catches up from the database.
-func (r *Relay) live(ctx context.Context, out *sink, sub *subscriber, to outbox.Recipient, sent int64) {
+func (r *Relay) live(ctx context.Context, out *sink, sub *subscriber, to bellhoptype.Recipient, sent int64) {
 	heartbeat := time.NewTicker(r.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	for {
@@ -281,7 +281,7 @@ func (r *Relay) cut(out *sink) {
 // replay from there (older than the recipient's prune horizon: one of its
 // events may have been pruned since; or newer than anything the database
 // has: another database, or a reset) it sends one refetch event instead.
-func (r *Relay) resume(ctx context.Context, out *sink, to outbox.Recipient, lastID, head int64) (int64, bool) {
+func (r *Relay) resume(ctx context.Context, out *sink, to bellhoptype.Recipient, lastID, head int64) (int64, bool) {
 	var last, pruned int64
 	if err := r.pool.QueryRow(ctx, r.q.resume, to.Tenant, to.Type, to.ID).Scan(&last, &pruned); err != nil {
 		r.log.Warn("read relay head for replay", "err", err)
@@ -311,7 +311,7 @@ func (r *Relay) resume(ctx context.Context, out *sink, to outbox.Recipient, last
 }
 
 // replay writes to's events in (from, head] from the database.
-func (r *Relay) replay(ctx context.Context, out *sink, to outbox.Recipient, from, head int64) (int64, bool) {
+func (r *Relay) replay(ctx context.Context, out *sink, to bellhoptype.Recipient, from, head int64) (int64, bool) {
 	for from < head {
 		rows, err := r.pool.Query(ctx, r.q.replay, to.Tenant, to.Type, to.ID, from, head, replayPage)
 		if err != nil {

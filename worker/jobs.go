@@ -9,17 +9,17 @@ import (
 	"github.com/riverqueue/river"
 )
 
-// RelayArgs is the relay job: stamp what is pending until there is nothing
+// relayArgs is the relay job: stamp what is pending until there is nothing
 // left for a while, then (adaptive mode) raise the wake flag.
-type RelayArgs struct {
+type relayArgs struct {
 	// Sweep marks the periodic safety-net run.
 	Sweep bool `json:"sweep,omitempty"`
 }
 
-func (RelayArgs) Kind() string { return "bellhop_relay" }
+func (relayArgs) Kind() string { return "bellhop_relay" }
 
-func (RelayArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: Queue, MaxAttempts: 3}
+func (relayArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: queue, MaxAttempts: 3}
 }
 
 // maxJobRun bounds one relay job; a job still busy then hands over to a
@@ -31,18 +31,18 @@ const maxJobRun = 5 * time.Second
 const settleWait = 50 * time.Millisecond
 
 type relayWorker struct {
-	river.WorkerDefaults[RelayArgs]
-	r *Relay
+	river.WorkerDefaults[relayArgs]
+	r *Worker
 }
 
-func (w *relayWorker) Timeout(*river.Job[RelayArgs]) time.Duration { return maxJobRun + time.Minute }
+func (w *relayWorker) Timeout(*river.Job[relayArgs]) time.Duration { return maxJobRun + time.Minute }
 
 // Work drains, unless a relay job of this process already is: a second
 // drain loop would only double the stamps and contend for their lock. A
 // woken job then leaves its wake-up to the draining one (again), which
 // looks once more before it ends; a sweep has nothing to add, and drains
 // only when it finds something pending.
-func (w *relayWorker) Work(ctx context.Context, job *river.Job[RelayArgs]) error {
+func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error {
 	r := w.r
 	if job.Args.Sweep {
 		// An idle relay's sweep looks once; only what it finds starts a
@@ -84,7 +84,7 @@ func (w *relayWorker) work(ctx context.Context) error {
 			return err
 		}
 		if busy {
-			_, err := river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, RelayArgs{}, nil)
+			_, err := river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, relayArgs{}, nil)
 			return err
 		}
 		if r.cfg.WakeMode != WakeAdaptive {
@@ -112,7 +112,7 @@ func (w *relayWorker) work(ctx context.Context) error {
 // drain stamps until nothing has been pending for Linger, or until the
 // deadline (then it reports busy). An empty stamp writes nothing, so polling
 // with it costs one round trip.
-func (r *Relay) drain(ctx context.Context, deadline time.Time) (busy bool, err error) {
+func (r *Worker) drain(ctx context.Context, deadline time.Time) (busy bool, err error) {
 	idleSince := time.Time{}
 	for {
 		if time.Now().After(deadline) {
@@ -145,7 +145,7 @@ func (r *Relay) drain(ctx context.Context, deadline time.Time) (busy bool, err e
 
 // idle ends a job in notify and poll modes: the waker may skip a wake while
 // this process is busy, so stop being busy first, then look once more.
-func (r *Relay) idle(ctx context.Context) error {
+func (r *Worker) idle(ctx context.Context) error {
 	r.busy.Add(-1)
 	defer r.busy.Add(1)
 	pending, err := r.hasPending(ctx)
@@ -163,7 +163,7 @@ func (r *Relay) idle(ctx context.Context) error {
 // their rows are visible and one last look finds them. arm reports whether
 // it found rows (the job goes on). A transaction that outlives settleWait is
 // left to the periodic sweep.
-func (r *Relay) arm(ctx context.Context) (bool, error) {
+func (r *Worker) arm(ctx context.Context) (bool, error) {
 	r.busy.Add(-1)
 	defer r.busy.Add(1)
 	if err := r.setWake(ctx, true); err != nil {
@@ -194,24 +194,24 @@ func (r *Relay) arm(ctx context.Context) (bool, error) {
 	}
 }
 
-// PruneArgs is the periodic prune job.
-type PruneArgs struct{}
+// pruneArgs is the periodic prune job.
+type pruneArgs struct{}
 
-func (PruneArgs) Kind() string { return "bellhop_prune" }
+func (pruneArgs) Kind() string { return "bellhop_prune" }
 
-func (PruneArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: Queue, MaxAttempts: 3}
+func (pruneArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: queue, MaxAttempts: 3}
 }
 
 type pruneWorker struct {
-	river.WorkerDefaults[PruneArgs]
-	r *Relay
+	river.WorkerDefaults[pruneArgs]
+	r *Worker
 }
 
 // pruneBatch bounds each delete, so pruning never holds many locks long.
 const pruneBatch = 5000
 
-func (w *pruneWorker) Work(ctx context.Context, job *river.Job[PruneArgs]) error {
+func (w *pruneWorker) Work(ctx context.Context, job *river.Job[pruneArgs]) error {
 	r := w.r
 	for {
 		var n int64

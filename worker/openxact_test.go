@@ -14,7 +14,7 @@ import (
 // rolls back, after the stamp's Lock statement if lock (as the stamp runs),
 // and returns the shared buffers its plan's reading touched (a
 // data-modifying CTE's writes are not counted in it).
-func buffers(t *testing.T, r *Relay, db *pgtest.DB, lock bool, query string, args ...any) int64 {
+func buffers(t *testing.T, r *Worker, db *pgtest.DB, lock bool, query string, args ...any) int64 {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := db.Pool.Begin(ctx)

@@ -5,15 +5,25 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/bellhophq/bellhop/bellhoptype"
+	"github.com/bellhophq/bellhop/internal/sqlq"
 )
 
 // stampLockNamespace is the first key of the stamping advisory lock; the
 // second is the schema's hash.
 const stampLockNamespace = 0x7265_6c79 // "rely"
 
-// stamp logs up to batch newly committed rows in relay_log in one short
+// stampedEvent is a row of the Stamp query: an event, and the head before
+// the stamp.
+type stampedEvent struct {
+	bellhoptype.Event `db:",inline"`
+	HeadBefore        int64 `db:"head_before"`
+}
+
+// stamp stamps up to batch newly committed rows (relay_log entries) in one short
 // transaction, serialized across replicas, and announces the new head on the
-// relayed channel. It returns how many rows it logged. The notification rows
+// relayed channel. It returns how many rows it stamped. The notification rows
 // themselves are only read.
 //
 // The statements go in one batch: one round trip, and, with no BEGIN, one
@@ -21,22 +31,21 @@ const stampLockNamespace = 0x7265_6c79 // "rely"
 // held until the stamps commit. Each statement still takes its own snapshot
 // (READ COMMITTED), so the stamp sees every row committed before the lock
 // was granted, and the cursor the previous stamp left.
-func (r *Relay) stamp(ctx context.Context) (int, error) {
-	var logged []Entry
+func (r *Worker) stamp(ctx context.Context) (int, error) {
+	var logged []bellhoptype.Event
 	var after int64
 	var floor int64
-	if r.cfg.Floor != nil {
-		floor = r.cfg.Floor()
+	if r.cfg.Pusher != nil {
+		floor = r.cfg.Pusher.Floor()
 	}
 	b := &pgx.Batch{}
 	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
 	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor).Query(func(rows pgx.Rows) error {
-		var err error
-		logged, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Entry, error) {
-			var e Entry
-			err := row.Scan(append(e.fields(), &after)...)
-			return e, err
-		})
+		stamped, err := pgx.CollectRows(rows, sqlq.ScanStruct[stampedEvent])
+		for _, s := range stamped {
+			logged = append(logged, s.Event)
+			after = s.HeadBefore
+		}
 		return err
 	})
 	b.Queue(r.q.durability, r.cfg.DurableStamps)
@@ -47,14 +56,14 @@ func (r *Relay) stamp(ctx context.Context) (int, error) {
 	}
 	if len(logged) > 0 {
 		r.metrics.StampBatch.Observe(float64(len(logged)))
-		if r.cfg.Stamped != nil {
-			r.cfg.Stamped(after, logged)
+		if r.cfg.Pusher != nil {
+			r.cfg.Pusher.Stamped(after, logged)
 		}
 	}
 	return len(logged), nil
 }
 
-func (r *Relay) hasPending(ctx context.Context) (bool, error) {
+func (r *Worker) hasPending(ctx context.Context) (bool, error) {
 	var ok bool
 	if err := r.pool.QueryRow(ctx, r.q.hasPending).Scan(&ok); err != nil {
 		return false, fmt.Errorf("look for pending rows: %w", err)
@@ -63,7 +72,7 @@ func (r *Relay) hasPending(ctx context.Context) (bool, error) {
 }
 
 // setWake flips the wake flag the triggers read.
-func (r *Relay) setWake(ctx context.Context, on bool) error {
+func (r *Worker) setWake(ctx context.Context, on bool) error {
 	v := 0
 	if on {
 		v = 1

@@ -84,7 +84,7 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 // stampTx runs one stamp by hand in a transaction, with floor, and reports
 // the seqs it handed out and whether it would commit without waiting for
 // its WAL flush.
-func stampTx(t *testing.T, r *Relay, db *pgtest.DB, floor int64) (seqs []int64, async bool) {
+func stampTx(t *testing.T, r *Worker, db *pgtest.DB, floor int64) (seqs []int64, async bool) {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := db.Pool.Begin(ctx)
@@ -258,7 +258,7 @@ func TestPruneAgesTheLog(t *testing.T) {
 	_, err = db.Pool.Exec(ctx, "UPDATE "+db.Table("relay_log")+" SET logged_at = now() - interval '2 hours' WHERE seq <= $1", seqs[1])
 	require.NoError(t, err)
 
-	require.NoError(t, (&pruneWorker{r: r}).Work(ctx, &river.Job[PruneArgs]{}))
+	require.NoError(t, (&pruneWorker{r: r}).Work(ctx, &river.Job[pruneArgs]{}))
 
 	rows, err = db.Pool.Query(ctx, "SELECT seq FROM "+db.Table("relay_log"))
 	require.NoError(t, err)
@@ -276,12 +276,12 @@ func TestPruneAgesTheLog(t *testing.T) {
 	require.Equal(t, 3, notifications)
 
 	// Not yet a replay window old: kept.
-	require.NoError(t, (&pruneWorker{r: r}).Work(ctx, &river.Job[PruneArgs]{}))
+	require.NoError(t, (&pruneWorker{r: r}).Work(ctx, &river.Job[pruneArgs]{}))
 	require.NoError(t, db.Pool.QueryRow(ctx, horizons).Scan(&pruned, &horizon, &notifications))
 	require.Equal(t, seqs[1], horizon)
 	_, err = db.Pool.Exec(ctx, "UPDATE "+db.Table("relay_horizon")+" SET pruned_at = now() - interval '2 hours'")
 	require.NoError(t, err)
-	require.NoError(t, (&pruneWorker{r: r}).Work(ctx, &river.Job[PruneArgs]{}))
+	require.NoError(t, (&pruneWorker{r: r}).Work(ctx, &river.Job[pruneArgs]{}))
 	require.NoError(t, db.Pool.QueryRow(ctx, horizons).Scan(&pruned, &horizon, &notifications))
 	require.Zero(t, horizon, "folded")
 	require.Equal(t, seqs[1], pruned, "into the floor")

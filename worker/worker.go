@@ -1,8 +1,17 @@
-// Package worker is the relay's write-facing half: River workers that log
-// committed notifications in relay_log, whose seq is the event id (the
-// "relay" job, stamping), a safety-net
-// sweep, and pruning; and the waker that turns the pending channel (or, in
-// poll mode, a timer) into relay jobs.
+// Package worker is the relay's write-facing half: River jobs that stamp
+// committed notifications (give each newly committed row version an entry
+// in relay_log, whose seq is the event id: the "bellhop_relay" job), a
+// safety-net sweep, and pruning; and the waker that turns the pending
+// channel (or, in poll mode, a timer) into relay jobs.
+//
+// A Worker runs on the relay's pool and hands every stamp's events, as soon
+// as they commit, to its Config.Pusher: the hub of the same process
+// (relay.Relay implements Pusher). relay.New builds one unless
+// relay.Config.NoWorker; cmd/relay assembles the two by hand:
+//
+//	r, err := relay.New(ctx, relay.Config{Pool: pool, NoWorker: true, ...}, log)
+//	w, err := worker.New(pool, worker.Config{Pusher: r, Registerer: r.Registry()})
+//	r.Attach(w)
 //
 // Wake modes decide how a committed row reaches the relay:
 //
@@ -25,9 +34,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/internal/listen"
 	"github.com/bellhophq/bellhop/internal/metrics"
 	"github.com/bellhophq/bellhop/internal/sqlq"
@@ -42,66 +53,75 @@ const (
 	WakePoll     WakeMode = "poll"
 )
 
-// Queue is the River queue of the relay job; maintenance jobs share it.
-const Queue = "bellhop"
+// queue is the River queue of the relay job; the prune job shares it.
+const queue = "bellhop"
 
-// Config tunes the worker. Zero values take the defaults noted.
+// Config configures a Worker. New applies the defaults and validates it
+// (see validate); a zero Config is valid.
 type Config struct {
-	// Schema is Bellhop's schema (default "bellhop").
+	// Schema is Bellhop's schema, as migrated. Defaults to "bellhop".
 	Schema string
-	// WakeMode defaults to adaptive.
+	// WakeMode is how the worker learns of committed rows (see the package
+	// documentation). Defaults to WakeAdaptive.
 	WakeMode WakeMode
-	// PollInterval is how often poll mode looks for pending rows (5 ms).
+	// PollInterval is how often poll mode looks for pending rows. Defaults
+	// to 5ms.
 	PollInterval time.Duration
-	// BusyPoll is how often a running relay job looks again (1 ms).
+	// BusyPoll is the pause between stamps while rows keep coming: shorter
+	// is lower latency, longer batches more rows per WAL flush. Defaults to
+	// 1ms.
 	BusyPoll time.Duration
 	// Linger is how long a relay job keeps polling after the last row it
-	// found before it goes idle, raising the wake flag in adaptive mode
-	// (20 ms).
+	// found before it goes idle, raising the wake flag in adaptive mode.
+	// Defaults to 20ms.
 	Linger time.Duration
-	// BatchSize bounds the rows stamped per transaction (1000).
+	// BatchSize bounds the rows stamped per transaction. Defaults to 1000.
 	BatchSize int
 	// SweepInterval is the safety net: a relay job this often whatever
-	// happens (1 s).
+	// happens. Defaults to 1s.
 	SweepInterval time.Duration
-	// Retention is how long read notifications are kept (90 days).
+	// Retention is how long read notifications are kept. Defaults to 90
+	// days (2160h).
 	Retention time.Duration
-	// ReplayWindow is how long deleted and live-only rows are kept for
-	// clients resuming with Last-Event-ID (24 h).
+	// ReplayWindow is how long deleted and live-only rows, and the log
+	// entries of any row, are kept for clients resuming with
+	// Last-Event-ID. Defaults to 24h.
 	ReplayWindow time.Duration
-	// PruneInterval is how often the prune job runs (1 min).
+	// PruneInterval is how often the prune job runs. Defaults to 1m.
 	PruneInterval time.Duration
-	// Logger defaults to slog.Default().
+	// Logger gets the worker's and River's warnings. Defaults to
+	// slog.Default().
 	Logger *slog.Logger
-	// Metrics defaults to a fresh set.
-	Metrics *metrics.Metrics
-	// Stamped, if set, gets the entries of every stamp that logged any,
-	// in seq order, once they are committed, and the head before them: the
-	// process's own hub pushes them without waiting for the relayed NOTIFY
-	// and reading them back.
-	Stamped func(after int64, entries []Entry)
-	// Floor, if set, is the highest seq the process has pushed: stamps
-	// never hand out a seq at or below it.
-	Floor func() int64
+	// Registerer gets the worker's Prometheus collectors
+	// (bellhop_stamp_batch_rows, bellhop_pruned_rows_total and
+	// bellhop_listener_reconnects_total{channel="pending"}): pass
+	// relay.Relay.Registry() and the relay's /metrics serves them. Defaults
+	// to none.
+	Registerer prometheus.Registerer
+	// Pusher, if set, is the process's own hub (a *relay.Relay): it gets
+	// every stamp's events as soon as they commit. Defaults to none: the
+	// hubs of every process then learn of them from the relayed NOTIFY.
+	Pusher Pusher
 	// DurableStamps makes every stamp wait for its WAL flush, whatever the
 	// clock and whatever synchronous_commit the server or the role defaults
-	// to (see Durability in sql/worker.sql).
+	// to (see Durability in sql/worker.sql). Defaults to false.
 	DurableStamps bool
 }
 
-func (c *Config) defaults() error {
+// validate applies the defaults and checks c: the one place that does.
+func (c *Config) validate() error {
 	if c.Schema == "" {
 		c.Schema = sqlq.DefaultSchema
 	}
 	if err := sqlq.CheckSchema(c.Schema); err != nil {
-		return err
+		return fmt.Errorf("Config.Schema: %w", err)
 	}
 	switch c.WakeMode {
 	case "":
 		c.WakeMode = WakeAdaptive
 	case WakeAdaptive, WakeNotify, WakePoll:
 	default:
-		return fmt.Errorf("wake mode %q is not one of adaptive, notify, poll", c.WakeMode)
+		return fmt.Errorf("Config.WakeMode=%q is not one of adaptive, notify, poll", c.WakeMode)
 	}
 	set := func(d *time.Duration, def time.Duration) {
 		if *d <= 0 {
@@ -121,19 +141,31 @@ func (c *Config) defaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Metrics == nil {
-		c.Metrics = metrics.New()
-	}
 	return nil
 }
 
-// Relay runs River with the relay's workers, and the waker.
-type Relay struct {
+// Pusher is what a stamp hands its events to: the hub of the same process
+// (relay.Relay implements it), which pushes them without waiting for the
+// relayed NOTIFY and reading them back.
+type Pusher interface {
+	// Stamped gets the events of every stamp that found rows, in seq
+	// order, once they are committed, and the head before them (after):
+	// a hub whose cursor is below after missed another replica's events
+	// and must read them first.
+	Stamped(after int64, events []bellhoptype.Event)
+	// Floor is the highest seq the hub has pushed: stamps never hand out
+	// a seq at or below it.
+	Floor() int64
+}
+
+// Worker runs River with the relay's job workers (stamping and pruning) and
+// the waker that turns the pending channel, or a timer, into relay jobs.
+type Worker struct {
 	cfg            Config
 	pool           *pgxpool.Pool
 	river          *river.Client[pgx.Tx]
 	listener       *listen.Listener // nil in poll mode
-	metrics        *metrics.Metrics
+	metrics        *metrics.Worker
 	log            *slog.Logger
 	relayedChannel string
 	wakeSeq        string
@@ -157,19 +189,23 @@ type Relay struct {
 //go:embed sql/*.sql
 var queryFiles embed.FS
 
-// New builds a Relay on pool; Start runs it.
-func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
-	if err := cfg.defaults(); err != nil {
+// New builds a Worker on pool; Start runs it.
+func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
+	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	set, err := sqlq.Load(queryFiles, cfg.Schema)
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	r := &Relay{
+	m, err := metrics.NewWorker(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	r := &Worker{
 		cfg:            cfg,
 		pool:           pool,
-		metrics:        cfg.Metrics,
+		metrics:        m,
 		log:            cfg.Logger,
 		relayedChannel: sqlq.Channel(cfg.Schema, "relayed"),
 		wakeSeq:        pgx.Identifier{cfg.Schema, "relay_wake"}.Sanitize(),
@@ -192,7 +228,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 	river.AddWorker(workers, &pruneWorker{r: r})
 	r.river, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema: cfg.Schema,
-		Queues: map[string]river.QueueConfig{Queue: {MaxWorkers: 4}},
+		Queues: map[string]river.QueueConfig{queue: {MaxWorkers: 4}},
 		// River's defaults (100 ms, 1 s) are tuned for throughput; a relay
 		// job must start within a millisecond or two of its insert.
 		FetchCooldown:     time.Millisecond,
@@ -203,10 +239,10 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 		Workers:                     workers,
 		PeriodicJobs: []*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
-				func() (river.JobArgs, *river.InsertOpts) { return RelayArgs{Sweep: true}, nil },
+				func() (river.JobArgs, *river.InsertOpts) { return relayArgs{Sweep: true}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
 			river.NewPeriodicJob(river.PeriodicInterval(cfg.PruneInterval),
-				func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil }, nil),
+				func() (river.JobArgs, *river.InsertOpts) { return pruneArgs{}, nil }, nil),
 		},
 		// River reports every job at info; the relay runs thousands.
 		Logger: slog.New(warnAndAbove{cfg.Logger.Handler()}).With("component", "river"),
@@ -222,7 +258,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Relay, error) {
 }
 
 // Start sets the wake flag for the mode, then starts River and the waker.
-func (r *Relay) Start(ctx context.Context) error {
+func (r *Worker) Start(ctx context.Context) error {
 	if err := r.setWake(ctx, r.cfg.WakeMode == WakeNotify); err != nil {
 		return err
 	}
@@ -240,7 +276,7 @@ func (r *Relay) Start(ctx context.Context) error {
 }
 
 // Stop stops the waker, then River, letting running jobs finish.
-func (r *Relay) Stop(ctx context.Context) error {
+func (r *Worker) Stop(ctx context.Context) error {
 	if r.cancel == nil {
 		return nil
 	}
@@ -255,7 +291,7 @@ func (r *Relay) Stop(ctx context.Context) error {
 
 // Ready reports whether River runs and, unless polling, the pending
 // listener is connected.
-func (r *Relay) Ready() error {
+func (r *Worker) Ready() error {
 	if !r.running.Load() {
 		return errors.New("river is not running")
 	}
@@ -265,16 +301,8 @@ func (r *Relay) Ready() error {
 	return nil
 }
 
-// PendingListenerPID is the backend pid of the pending listener, 0 if none.
-func (r *Relay) PendingListenerPID() uint32 {
-	if r.listener == nil {
-		return 0
-	}
-	return r.listener.PID()
-}
-
 // wake turns notifications, or the poll timer, into relay jobs.
-func (r *Relay) wake(ctx context.Context) {
+func (r *Worker) wake(ctx context.Context) {
 	if r.listener == nil {
 		t := time.NewTicker(r.cfg.PollInterval)
 		defer t.Stop()
@@ -315,14 +343,14 @@ func (r *Relay) wake(ctx context.Context) {
 
 // recentlyQueued reports whether this process inserted a relay job that has
 // not started yet; after a second it assumes another replica took it.
-func (r *Relay) recentlyQueued() bool {
+func (r *Worker) recentlyQueued() bool {
 	at := r.queued.Load()
 	return at != 0 && time.Since(time.Unix(0, at)) < time.Second
 }
 
-func (r *Relay) enqueue(ctx context.Context) {
+func (r *Worker) enqueue(ctx context.Context) {
 	r.queued.Store(time.Now().UnixNano())
-	if _, err := r.river.Insert(ctx, RelayArgs{}, nil); err != nil && ctx.Err() == nil {
+	if _, err := r.river.Insert(ctx, relayArgs{}, nil); err != nil && ctx.Err() == nil {
 		r.log.Warn("insert relay job", "err", err)
 	}
 }

@@ -63,15 +63,16 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("demo: --schema: %w", err)
 	}
 
-	var cfg relay.Config
-	if err := readEnv(ctx, &cfg); err != nil {
+	var env envConfig
+	if err := readEnv(ctx, &env); err != nil {
 		return err
 	}
-	switch cfg.WakeMode {
+	switch env.WakeMode {
 	case "adaptive", "notify", "poll":
 	default:
-		return fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll", cfg.WakeMode)
+		return fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll", env.WakeMode)
 	}
+	cfg := env.relayConfig()
 	log := newLogger(stderr)
 
 	// What the demo ignores of the environment, for the banner.
@@ -91,8 +92,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The demo checks only the tokens its page mints.
 	cfg.JWTSecret, cfg.JWTPublicKeyFile, cfg.JWKSURL, cfg.JWTIssuer, cfg.JWTAudience = "", "", "", "", ""
 	cfg.JWTMaxLifetime = relay.DefaultJWTMaxLifetime
-	cfg.Schema = *schema
-	cfg.CookieName = demopage.CookieName
+	cfg.Schema, cfg.Worker.Schema = *schema, *schema
 
 	// The background context for what must outlive ctx: stopping the
 	// cluster and the relay happens after ctx is cancelled.
@@ -127,7 +127,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	r, err := relay.New(ctx, cfg, log)
 	if err != nil {
-		return err
+		return envError(err)
 	}
 	ob, err := outbox.New(outbox.Config{Schema: cfg.Schema})
 	if err != nil {
@@ -147,7 +147,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// The relay's own timeouts: a connection that sends no token or no
 	// headers is cut within seconds here too.
-	srv := r.NewServer("", demopage.Handler(ob, r.Pool(), secret, r.Handler()))
+	srv := r.NewServer("", demopage.Handler(ob, r.Pool(), secret, cfg.CookieName, r.Handler()))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 

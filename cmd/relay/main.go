@@ -18,9 +18,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
-	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -28,10 +28,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sethvargo/go-envconfig"
 
-	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/migrations"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
+	"github.com/bellhophq/bellhop/worker"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -42,7 +42,7 @@ const usage = `usage: relay <command> [flags]
 commands:
   serve     run the relay (SSE hub, inbox API, River workers)
   migrate   apply Bellhop's schema and River's to DATABASE_URL
-  token     mint a JWT for local testing: --sub, --tenant, --type, --ttl
+  token     mint a JWT for local testing: --to, --tenant, --notifiable-type, --ttl
   send      write one notification in its own transaction
   demo      run a demo: Postgres, the relay and a page with a live bell, on
             127.0.0.1:8080 with its own secret and schema: --addr, --schema
@@ -87,57 +87,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
-// loadConfig reads the environment into a relay.Config and checks what
-// every command needs.
-func loadConfig(ctx context.Context, stderr io.Writer) (relay.Config, error) {
-	var cfg relay.Config
-	if err := readEnv(ctx, &cfg); err != nil {
-		return cfg, err
-	}
-	if cfg.DatabaseURL == "" {
-		return cfg, errors.New("DATABASE_URL is not set: export DATABASE_URL=postgres://user:pass@host:5432/db")
-	}
-	if err := sqlq.CheckSchema(cfg.Schema); err != nil {
-		return cfg, fmt.Errorf("BELLHOP_SCHEMA: %w", err)
-	}
-	switch cfg.WakeMode {
-	case "adaptive", "notify", "poll":
-	default:
-		return cfg, fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll", cfg.WakeMode)
-	}
-	if cfg.JWTMaxLifetime <= 0 {
-		return cfg, fmt.Errorf("BELLHOP_JWT_MAX_LIFETIME=%s must be positive, e.g. 1h (the default is 24h)", cfg.JWTMaxLifetime)
-	}
-	return cfg, nil
-}
-
-// readEnv is envconfig.Process with errors that name the variable, not the
-// Go field envconfig names ("Heartbeat: time: invalid duration").
-func readEnv(ctx context.Context, cfg *relay.Config) error {
-	err := envconfig.Process(ctx, cfg)
-	if err == nil {
-		return nil
-	}
-	t := reflect.TypeOf(*cfg)
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-		rest, ok := strings.CutPrefix(err.Error(), f.Name+": ")
-		if !ok || name == "" {
-			continue
-		}
-		hint := ""
-		switch f.Type {
-		case reflect.TypeOf(time.Duration(0)):
-			hint = " (want a duration such as 500ms, 25s or 1h)"
-		case reflect.TypeOf(0), reflect.TypeOf(int32(0)), reflect.TypeOf(int64(0)):
-			hint = " (want an integer)"
-		}
-		return fmt.Errorf("configuration: %s: %s%s", name, rest, hint)
-	}
-	return fmt.Errorf("configuration: %w", err)
-}
-
 func newLogger(w io.Writer) *slog.Logger {
 	level := slog.LevelInfo
 	if err := level.UnmarshalText([]byte(os.Getenv("BELLHOP_LOG_LEVEL"))); err != nil && os.Getenv("BELLHOP_LOG_LEVEL") != "" {
@@ -151,20 +100,54 @@ func newLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// serve assembles the relay by hand, as an application embedding it
+// would: one pool, the relay's hub and API on it, and the worker that
+// stamps committed rows, handing them to the relay's hub (worker.Pusher).
 func serve(ctx context.Context, stderr io.Writer) error {
-	cfg, err := loadConfig(ctx, stderr)
+	env, err := loadConfig(ctx)
 	if err != nil {
 		return err
 	}
-	r, err := relay.New(ctx, cfg, newLogger(stderr))
+	log := newLogger(stderr)
+	pcfg, err := pgxpool.ParseConfig(env.DatabaseURL)
 	if err != nil {
-		return err
+		return fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL: %w", err)
 	}
-	return r.ListenAndServe(ctx)
+	pcfg.MaxConns = env.MaxConns
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("connect to DATABASE_URL: %w", err)
+	}
+	defer pool.Close()
+
+	cfg := env.relayConfig()
+	cfg.Pool, cfg.NoWorker = pool, true
+	r, err := relay.New(ctx, cfg, log)
+	if err != nil {
+		return envError(err)
+	}
+	wcfg := cfg.Worker
+	wcfg.Logger, wcfg.Pusher, wcfg.Registerer = log, r, r.Registry()
+	w, err := worker.New(pool, wcfg)
+	if err != nil {
+		return envError(err)
+	}
+	r.Attach(w)
+
+	if env.PprofAddr != "" {
+		srv := &http.Server{Addr: env.PprofAddr, Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Warn("pprof server", "addr", env.PprofAddr, "err", err)
+			}
+		}()
+		defer srv.Close()
+	}
+	return envError(r.ListenAndServe(ctx))
 }
 
-func connect(ctx context.Context) (*pgxpool.Pool, relay.Config, error) {
-	cfg, err := loadConfig(ctx, io.Discard)
+func connect(ctx context.Context) (*pgxpool.Pool, envConfig, error) {
+	cfg, err := loadConfig(ctx)
 	if err != nil {
 		return nil, cfg, err
 	}
@@ -209,15 +192,19 @@ func migrate(ctx context.Context, stdout io.Writer) error {
 
 func token(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	sub := fs.String("sub", "", "the notifiable id (required)")
-	tenant := fs.String("tenant", "", "the tenant")
-	typ := fs.String("type", "User", "the notifiable type")
+	to := fs.String("to", "", "the recipient's id (required)")
+	tenant := fs.String("tenant", "", "the recipient's tenant")
+	typ := fs.String("notifiable-type", "User", "the recipient's type")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
+	// Deprecated spellings, kept working: send names the recipient --to and
+	// --notifiable-type, and its --type is the notification's type.
+	fs.StringVar(to, "sub", "", "deprecated: use --to")
+	fs.StringVar(typ, "type", "User", "deprecated: use --notifiable-type")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *sub == "" {
-		return errors.New("token: --sub is required, e.g. relay token --sub 42")
+	if *to == "" {
+		return errors.New("token: --to is required, e.g. relay token --to 42")
 	}
 	secret := os.Getenv("BELLHOP_JWT_SECRET")
 	if len(secret) < relay.MinSecretBytes {
@@ -235,7 +222,7 @@ func token(ctx context.Context, args []string, stdout io.Writer) error {
 	if *ttl <= 0 || *ttl > maxLife {
 		return fmt.Errorf("token: --ttl %s must be positive and at most BELLHOP_JWT_MAX_LIFETIME (%s), or the relay refuses the token", *ttl, maxLife)
 	}
-	t, err := relay.Mint(secret, outbox.Recipient{Tenant: *tenant, Type: *typ, ID: *sub}, *ttl)
+	t, err := relay.Mint(secret, outbox.Recipient{Tenant: *tenant, Type: *typ, ID: *to}, *ttl)
 	if err != nil {
 		return err
 	}
@@ -245,9 +232,9 @@ func token(ctx context.Context, args []string, stdout io.Writer) error {
 
 func send(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	to := fs.String("to", "", "the notifiable id (required)")
-	tenant := fs.String("tenant", "", "the tenant")
-	typ := fs.String("notifiable-type", "User", "the notifiable type")
+	to := fs.String("to", "", "the recipient's id (required)")
+	tenant := fs.String("tenant", "", "the recipient's tenant")
+	typ := fs.String("notifiable-type", "User", "the recipient's type")
 	kind := fs.String("type", "", "the notification type, e.g. invoice.paid (required)")
 	data := fs.String("data", "{}", "the inbox payload, a JSON object")
 	sse := fs.String("sse", "", "the live payload, a JSON object (optional)")

@@ -9,9 +9,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -142,8 +144,8 @@ func TestConfigIsCheckedAtStart(t *testing.T) {
 			[]string{`unknown command "serv"`}},
 		{"no command", nil, nil,
 			[]string{"no command"}},
-		{"token without --sub", []string{"token"}, nil,
-			[]string{"--sub is required", "relay token --sub 42"}},
+		{"token without --to", []string{"token"}, nil,
+			[]string{"--to is required", "relay token --to 42"}},
 		{"token with a short secret", []string{"token", "--sub", "42"}, map[string]string{"BELLHOP_JWT_SECRET": "short"},
 			[]string{"BELLHOP_JWT_SECRET", "at least 32"}},
 		{"send without --to", []string{"send", "--type", "t"}, nil,
@@ -248,7 +250,18 @@ func TestMainCommandsWorkAgainstTheDatabase(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, keyed, strings.TrimSpace(stdout))
 
-	stdout, _, err = runCmd(t, "token", "--sub", "42", "--tenant", "acme", "--ttl", "10m")
+	// --sub and --type are token's deprecated spellings of --to and
+	// --notifiable-type.
+	stdout, _, err = runCmd(t, "token", "--sub", "7", "--type", "Team", "--ttl", "10m")
+	require.NoError(t, err)
+	var old relay.Claims
+	_, err = jwt.ParseWithClaims(strings.TrimSpace(stdout), &old, func(*jwt.Token) (any, error) { return []byte(testSecret), nil },
+		jwt.WithValidMethods([]string{"HS256"}))
+	require.NoError(t, err)
+	require.Equal(t, "7", old.Subject)
+	require.Equal(t, "Team", old.NotifiableType)
+
+	stdout, _, err = runCmd(t, "token", "--to", "42", "--tenant", "acme", "--ttl", "10m")
 	require.NoError(t, err)
 	tok := strings.TrimSpace(stdout)
 	var claims relay.Claims
@@ -416,7 +429,7 @@ func TestDemoIsSafeWithAnApplicationsEnvironment(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	var cookie *http.Cookie
 	for _, c := range res.Cookies() {
-		if c.Name == demopage.CookieName {
+		if c.Name == "bellhop_token" {
 			cookie = c
 		}
 	}
@@ -447,4 +460,97 @@ func TestDemoIsSafeWithAnApplicationsEnvironment(t *testing.T) {
 	require.Contains(t, banner, "WARNING: listening on every interface")
 	require.True(t, strings.HasPrefix(base, "http://localhost:"), base)
 	require.EqualValues(t, 1, unread(base, cookie))
+}
+
+// The demo's page sets its token in the cookie the relay reads,
+// BELLHOP_COOKIE_NAME when set: an application's cookie name in the shell
+// must not break the demo's sign-in, nor be silently ignored.
+func TestDemoUsesTheConfiguredCookieName(t *testing.T) {
+	dbURL := cleanEnv(t)
+	b := make([]byte, 6)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	demoSchema := "demo_" + hex.EncodeToString(b)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{demoSchema}.Sanitize()+" CASCADE")
+		require.NoError(t, err)
+		conn.Close(context.Background())
+	})
+	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("BELLHOP_COOKIE_NAME", "app_session")
+	t.Setenv("BELLHOP_LOG_LEVEL", "error")
+
+	dctx, cancel := context.WithCancel(ctx)
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(dctx, []string{"demo", "--addr", "127.0.0.1:0", "--schema", demoSchema}, &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the demo did not stop")
+		}
+	})
+	open := regexp.MustCompile(`open (http://\S+)/\n`)
+	var base string
+	require.Eventually(t, func() bool {
+		if m := open.FindStringSubmatch(stdout.String()); m != nil {
+			base = m[1]
+		}
+		return base != ""
+	}, 30*time.Second, 20*time.Millisecond, "no banner: %s", &stderr)
+	require.NotContains(t, stdout.String(), "BELLHOP_COOKIE_NAME", "the demo ignored BELLHOP_COOKIE_NAME")
+
+	res, err := http.Get(base + "/")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var cookie *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "app_session" {
+			cookie = c
+		}
+	}
+	require.NotNil(t, cookie, "the page set no app_session cookie: %v", res.Cookies())
+
+	req, err := http.NewRequest(http.MethodGet, base+"/notifications/unread/count", nil)
+	require.NoError(t, err)
+	req.AddCookie(cookie)
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, "the relay refused the page's own cookie")
+}
+
+// BELLHOP_PPROF_ADDR's handler serves the profiles (the binary's own mux:
+// the relay package no longer imports net/http/pprof).
+func TestPprofHandlerServesProfiles(t *testing.T) {
+	srv := httptest.NewServer(pprofHandler())
+	defer srv.Close()
+	res, err := http.Get(srv.URL + "/debug/pprof/")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+}
+
+// The libraries' errors name Config fields; the binary reports them under
+// the variables that set them.
+func TestEnvErrorNamesVariables(t *testing.T) {
+	for in, want := range map[string]string{
+		"worker: Config.WakeMode=\"x\" is not one of adaptive, notify, poll": "worker: BELLHOP_WAKE_MODE=\"x\" is not one of adaptive, notify, poll",
+		"Config.JWTAudience is required with Config.JWKSURL":                 "BELLHOP_JWT_AUDIENCE is required with BELLHOP_JWKS_URL",
+		"Config.Worker.Schema: bad":                                          "BELLHOP_SCHEMA: bad",
+		"Config.DatabaseURL or Config.Pool is required":                      "DATABASE_URL or Config.Pool is required",
+		"Config.Unknown stays":                                               "Config.Unknown stays",
+	} {
+		require.Equal(t, want, envError(errors.New(in)).Error())
+	}
+	require.NoError(t, envError(nil))
 }

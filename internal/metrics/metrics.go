@@ -2,6 +2,8 @@
 package metrics
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,10 +19,8 @@ type Metrics struct {
 	EventsPushed       prometheus.Counter
 	SlowConsumers      prometheus.Counter
 	StreamsBehind      prometheus.Counter
-	CommitToPush       prometheus.Histogram
-	StampBatch         prometheus.Histogram
+	ChangeToPush       prometheus.Histogram
 	ListenerReconnects *prometheus.CounterVec
-	Pruned             prometheus.Counter
 }
 
 // New registers a fresh set of collectors, plus Go's and the process's.
@@ -39,30 +39,71 @@ func New() *Metrics {
 		StreamsBehind: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bellhop_streams_behind_total", Help: "Times a stream's buffer overflowed and it caught up from the database.",
 		}),
-		CommitToPush: prometheus.NewHistogram(prometheus.HistogramOpts{
+		ChangeToPush: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "bellhop_change_to_push_seconds",
 			Help:    "From the writing transaction's start (the row's updated_at) to the hub's fan-out.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
-		StampBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "bellhop_stamp_batch_rows",
-			Help:    "Rows stamped per relay transaction.",
-			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
-		}),
-		ListenerReconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bellhop_listener_reconnects_total", Help: "LISTEN connections re-established, by channel.",
-		}, []string{"channel"}),
-		Pruned: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "bellhop_pruned_rows_total", Help: "Rows deleted by the prune job.",
-		}),
+		ListenerReconnects: newListenerReconnects(),
 	}
-	m.Registry.MustRegister(m.StreamsConnected, m.EventsPushed, m.SlowConsumers, m.StreamsBehind, m.CommitToPush,
-		m.StampBatch, m.ListenerReconnects, m.Pruned,
+	m.Registry.MustRegister(m.StreamsConnected, m.EventsPushed, m.SlowConsumers, m.StreamsBehind, m.ChangeToPush,
+		m.ListenerReconnects,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // ObserveLag records the time since a change began.
 func (m *Metrics) ObserveLag(since time.Time) {
-	m.CommitToPush.Observe(time.Since(since).Seconds())
+	m.ChangeToPush.Observe(time.Since(since).Seconds())
+}
+
+func newListenerReconnects() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bellhop_listener_reconnects_total", Help: "LISTEN connections re-established, by channel.",
+	}, []string{"channel"})
+}
+
+// Worker is the worker's set of collectors.
+type Worker struct {
+	StampBatch         prometheus.Histogram
+	Pruned             prometheus.Counter
+	ListenerReconnects *prometheus.CounterVec
+}
+
+// NewWorker makes the worker's collectors and registers them with reg, if
+// not nil. A collector reg already holds (the listener reconnects, which
+// the relay's hub registers too) is shared.
+func NewWorker(reg prometheus.Registerer) (*Worker, error) {
+	w := &Worker{
+		StampBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bellhop_stamp_batch_rows",
+			Help:    "Rows stamped per relay transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}),
+		Pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bellhop_pruned_rows_total", Help: "Rows deleted by the prune job.",
+		}),
+		ListenerReconnects: newListenerReconnects(),
+	}
+	if reg == nil {
+		return w, nil
+	}
+	if err := reg.Register(w.StampBatch); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if err := reg.Register(w.Pruned); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if err := reg.Register(w.ListenerReconnects); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+		existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
+		if !ok {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+		w.ListenerReconnects = existing
+	}
+	return w, nil
 }

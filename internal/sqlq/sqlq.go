@@ -11,8 +11,10 @@ import (
 	"bufio"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -104,4 +106,54 @@ func (s *Set) Err() error {
 		return fmt.Errorf("sqlq: queries not found: %s", strings.Join(s.missing, ", "))
 	}
 	return nil
+}
+
+// ScanStruct reads row into a T by column name: each column goes to the
+// field whose db tag names it, following fields tagged db:",inline" into
+// nested structs (pgx.RowToStructByName follows only embedded ones). A
+// column no field names is an error; a field no column names stays zero.
+func ScanStruct[T any](row pgx.CollectableRow) (T, error) {
+	var v T
+	rv := reflect.ValueOf(&v).Elem()
+	fields := columnsOf(rv.Type())
+	fds := row.FieldDescriptions()
+	dest := make([]any, len(fds))
+	for i, fd := range fds {
+		path, ok := fields[fd.Name]
+		if !ok {
+			return v, fmt.Errorf("scan %s: no field for column %q", rv.Type(), fd.Name)
+		}
+		dest[i] = rv.FieldByIndex(path).Addr().Interface()
+	}
+	return v, row.Scan(dest...)
+}
+
+var columnCache sync.Map // reflect.Type -> map[string][]int
+
+// columnsOf maps the column names of t's db tags to field index paths.
+func columnsOf(t reflect.Type) map[string][]int {
+	if m, ok := columnCache.Load(t); ok {
+		return m.(map[string][]int)
+	}
+	m := map[string][]int{}
+	var walk func(t reflect.Type, prefix []int)
+	walk = func(t reflect.Type, prefix []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag, ok := f.Tag.Lookup("db")
+			if !ok || tag == "-" || !f.IsExported() {
+				continue
+			}
+			path := append(append([]int(nil), prefix...), i)
+			name, opt, _ := strings.Cut(tag, ",")
+			if opt == "inline" && f.Type.Kind() == reflect.Struct {
+				walk(f.Type, path)
+				continue
+			}
+			m[name] = path
+		}
+	}
+	walk(t, nil)
+	columnCache.Store(t, m)
+	return m
 }

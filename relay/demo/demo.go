@@ -4,7 +4,8 @@
 // back, and a progress notification that goes from 0 to 100%.
 //
 // Everything it does not serve goes to the relay's handler, so the page, the
-// static files and the API share one origin and the bellhop_token cookie.
+// static files and the API share one origin and the relay's token cookie
+// (BELLHOP_COOKIE_NAME in cmd/relay).
 package demo
 
 import (
@@ -68,9 +69,6 @@ func Secret(ctx context.Context, pool *pgxpool.Pool, schema string) (string, err
 // Recipient is who the demo page is signed in as.
 var Recipient = outbox.User("demo")
 
-// CookieName is the cookie the relay reads the demo's token from.
-const CookieName = "bellhop_token"
-
 // tokenTTL is how long the demo's cookie token is valid; reloading the page
 // mints a new one.
 const tokenTTL = 12 * time.Hour
@@ -85,16 +83,18 @@ type server struct {
 	ob     *outbox.Outbox
 	pool   *pgxpool.Pool
 	secret string
+	cookie string // the relay's Config.CookieName
 	log    *slog.Logger
 	sent   atomic.Int64 // numbers the demo's notifications
 }
 
 // Handler serves the demo page on GET /, the browser bundle under
 // /demo/static/, the POST /demo/* buttons, and everything else through
-// relayHandler. The page sets the bellhop_token cookie for Recipient, signed
-// with secret (the demo's own, from Secret).
-func Handler(ob *outbox.Outbox, pool *pgxpool.Pool, secret string, relayHandler http.Handler) http.Handler {
-	s := &server{ob: ob, pool: pool, secret: secret, log: slog.Default()}
+// relayHandler. The page sets the cookie named cookieName (the relay's
+// Config.CookieName) for Recipient, signed with secret (the demo's own, from
+// Secret).
+func Handler(ob *outbox.Outbox, pool *pgxpool.Pool, secret, cookieName string, relayHandler http.Handler) http.Handler {
+	s := &server{ob: ob, pool: pool, secret: secret, cookie: cookieName, log: slog.Default()}
 	static, err := fs.Sub(files, "static")
 	if err != nil {
 		panic(err) // the embed directive guarantees it
@@ -126,7 +126,7 @@ func (s *server) page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name:     CookieName,
+		Name:     s.cookie,
 		Value:    token,
 		Path:     "/",
 		MaxAge:   int(tokenTTL / time.Second),

@@ -53,10 +53,11 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
        set_config('jit', 'off', true), pg_advisory_xact_lock($1, hashtext($2));
 
 -- name: Stamp
--- Logs up to $1 rows the cursor has not seen, in (xid, id) order, under
--- new seqs, moves the cursor and, if it logged any, announces the new head
--- on channel $2 (delivered at commit). Returns the entries it logged, in the
--- shape of the relay_events view the hub reads, plus the head before them,
+-- Stamps up to $1 rows the cursor has not seen, in (xid, id) order, with
+-- new seqs (relay_log entries), moves the cursor and, if it stamped any, announces the new head
+-- on channel $2 (delivered at commit). Returns the entries it stamped, in the
+-- columns of bellhoptype.Event (named as in the relay_events view the hub
+-- reads), plus the head before them (head_before),
 -- so the stamping process pushes them without reading them back. The
 -- notification rows are only read.
 --
@@ -66,7 +67,7 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 --
 -- On another server than the one that moved the head last (server_started,
 -- the postmaster's start time: new on every server start, and never the
--- same on a standby as on its primary), the first stamp that logs rows
+-- same on a standby as on its primary), the first stamp that stamps rows
 -- jumps ten minutes of microseconds past the clock (and past the head and
 -- $3), and records the server. That server may lack the last stamps of the old one: a
 -- standby promoted without them (asynchronous replication), or a server
@@ -77,7 +78,7 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 -- in the statement, not at a relay's start: relays that outlive a failover
 -- see it too.
 --
--- A round starts from a fresh snapshot (next) and logs every row version
+-- A round starts from a fresh snapshot (next) and stamps every row version
 -- visible in it but not in seen: those whose xid is at or past seen's xmax,
 -- and those of transactions seen's xip lists as running. A round longer
 -- than one batch goes on from (next_xid, next_id) in the next stamp; a row
@@ -173,9 +174,10 @@ WITH state AS (
         next_id  = coalesce((SELECT id FROM batch WHERE k = $1), '00000000-0000-0000-0000-000000000000')
     WHERE (SELECT n FROM counted) > 0 OR next IS NOT NULL
 )
-SELECT (SELECT base FROM counted) + b.k, true, b.id::text, b.tenant_id, b.notifiable_type, b.notifiable_id,
-       b.type, b.op, b.sse, b.database_key, b.read_at, 'sse' = ANY (b.channels), b.updated_at,
-       (SELECT last_seq FROM st)
+SELECT (SELECT base FROM counted) + b.k AS seq, true AS current, b.id::text AS id,
+       b.tenant_id, b.notifiable_type, b.notifiable_id, b.type, b.op, b.sse, b.database_key, b.read_at,
+       'sse' = ANY (b.channels) AS via_sse, b.updated_at AS changed,
+       (SELECT last_seq FROM st) AS head_before
 FROM batch AS b
 LEFT JOIN LATERAL (
     SELECT pg_notify($2, (SELECT base + n FROM counted)::text) WHERE b.k = 1
