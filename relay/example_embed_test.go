@@ -61,7 +61,10 @@ func Example_sharedPool() {
 	}
 	defer res.Body.Close()
 
-	ob, _ := outbox.New(db.Schema)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
+	if err != nil {
+		log.Fatal(err)
+	}
 	if _, err := ob.Send(ctx, pool, outbox.User("42"), outbox.Message{Kind: "invoice.paid"}); err != nil {
 		log.Fatal(err)
 	}
