@@ -231,8 +231,10 @@ func (r *Relay) live(ctx context.Context, out *sink, sub *subscriber, to bellhop
 					r.metrics.EventsPushed.Inc()
 				}
 			}
+			// Caught up as a resume from sent is: a prune may have taken
+			// entries of this recipient's after sent meanwhile (refetch).
 			head := r.hub.resume(sub)
-			if _, ok := r.replay(ctx, out, to, sent, head); !ok {
+			if _, ok := r.resume(ctx, out, to, sent, head); !ok {
 				r.cut(out)
 				return
 			}
