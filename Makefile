@@ -4,10 +4,14 @@
 
 GO ?= go
 
-.PHONY: test test-go test-js test-e2e lint generate build demo bench bench-smoke
+.PHONY: test test-clean test-go test-js test-e2e lint generate build demo bench bench-smoke
 
 # `make test` is the README's test command: Go and JS unit tests.
 test: test-go test-js
+
+# test-clean is `make test`, failing if the run left a process or a temp file.
+test-clean:
+	scripts/check-clean.sh $(MAKE) test
 
 test-go:
 	$(GO) test -count=1 -race ./...
