@@ -282,18 +282,18 @@ func TestDrillBacklog(t *testing.T) {
 
 	start := time.Now()
 	p.start(t)
-	baseline := rssKiB(t, p.cmd.Process.Pid)
+	baseline := rssKiB(t, p.Pid())
 	peak := baseline
 	c := d.clients[0]
 	for c.received() < n {
-		peak = max(peak, rssKiB(t, p.cmd.Process.Pid))
+		peak = max(peak, rssKiB(t, p.Pid()))
 		if time.Since(start) > span(3*time.Minute, 10*time.Minute) {
 			t.Fatalf("after %s the stream has %d of %d events", time.Since(start).Round(time.Second), c.received(), n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	took := time.Since(start)
-	settled := rssKiB(t, p.cmd.Process.Pid)
+	settled := rssKiB(t, p.Pid())
 	t.Logf("backlog of %d: delivered in %s; relay RSS %.1f MB when ready, peak %.1f MB, %.1f MB after",
 		n, took.Round(time.Millisecond), float64(baseline)/1024, float64(peak)/1024, float64(settled)/1024)
 	require.Less(t, peak, int64(300*1024), "relay RSS peaked at %d KiB", peak)
