@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -83,7 +84,7 @@ type Stats struct {
 	Refused  int         // connects that failed or were not 200
 	Statuses map[int]int // the refusals' statuses
 	// Disorder counts frames with data whose integer id was not above the
-	// last one seen: duplicates and reorderings.
+	// last id: seen: duplicates and reorderings.
 	Disorder int
 }
 
@@ -135,6 +136,9 @@ func (es *EventSource) init() {
 		es.ready = make(chan struct{})
 		es.last = es.LastEventID
 		es.lastSeq = -1
+		if seq, err := strconv.ParseInt(es.LastEventID, 10, 64); err == nil {
+			es.lastSeq = seq
+		}
 		es.counts = map[string]Count{}
 	}
 }
@@ -182,6 +186,11 @@ func (es *EventSource) session(ctx context.Context, url string) {
 				es.stats.Statuses = map[int]int{}
 			}
 			es.stats.Statuses[se.Code]++
+			// A server shutting down answers 503; anything else is a bug
+			// the caller wants to hear of.
+			if se.Code != http.StatusServiceUnavailable {
+				es.problemLocked("%v", se)
+			}
 		}
 		es.mu.Unlock()
 		return
@@ -220,10 +229,15 @@ func (es *EventSource) frame(f Frame, at time.Time) {
 	}
 	if f.HasID {
 		if seq, err := f.Seq(); err == nil {
-			if f.HasData && seq <= es.lastSeq {
+			switch {
+			case f.HasData && seq <= es.lastSeq:
 				es.stats.Disorder++
+			case !f.HasData && seq < es.lastSeq:
+				es.problemLocked("the id: frame moved the resume point back from %d to %d", es.lastSeq, seq)
 			}
-			es.lastSeq = max(es.lastSeq, seq)
+			es.lastSeq = seq
+		} else if f.ID != "" {
+			es.problemLocked("id: %q is no number", f.ID)
 		}
 		es.last = f.ID
 	}
