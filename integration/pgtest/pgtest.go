@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -28,6 +29,7 @@ var (
 	server   *pgserver.Server
 	startErr error
 	nSlots   int
+	mainRan  bool
 
 	slotMu  sync.Mutex
 	holders = map[string]bool{} // names of the tests holding a slot
@@ -47,6 +49,7 @@ const (
 // tests shared: a built binary, say), and stops any server this package
 // started. Use it from TestMain.
 func Main(m *testing.M, cleanups ...func()) {
+	mainRan = true
 	code := m.Run()
 	for _, c := range cleanups {
 		c()
@@ -68,6 +71,11 @@ func URL(tb testing.TB) string {
 }
 
 func serverURL() (string, error) {
+	if !mainRan {
+		// Without Main a server this package started would outlive the run.
+		return "", errors.New("pgtest: the package's tests must run through pgtest.Main, which stops the server they share: " +
+			"add func TestMain(m *testing.M) { pgtest.Main(m) }")
+	}
 	once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
