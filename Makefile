@@ -26,8 +26,9 @@ lint:
 build:
 	$(GO) build -o bin/relay ./cmd/relay
 
-# Benchmarks: cmd/bench builds bin/relay, runs it as a child process on a
-# fresh schema and drives it over HTTP/SSE. See docs/benchmarks.md.
+# Benchmarks: cmd/bench builds the relay into a temp folder, runs it as a
+# child process on a fresh schema and drives it over HTTP/SSE. See
+# docs/benchmarks.md.
 bench:
 	$(GO) run ./cmd/bench
 
