@@ -275,7 +275,12 @@ func TestDrillBacklog(t *testing.T) {
 	for c.received() < n {
 		peak = max(peak, rssKiB(t, p.Proc))
 		if time.Since(start) > span(3*time.Minute, 10*time.Minute) {
-			t.Fatalf("after %s the stream has %d of %d events", time.Since(start).Round(time.Second), c.received(), n)
+			// Say where it stuck: rows not yet stamped, or a stream that
+			// did not get what was stamped.
+			var pending int
+			perr := b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("relay_pending")).Scan(&pending)
+			t.Fatalf("after %s the stream has %d of %d events; %d rows not stamped (%v); stream %+v, last id %s, problems %v",
+				time.Since(start).Round(time.Second), c.received(), n, pending, perr, c.Stats(), c.LastID(), c.Problems())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
