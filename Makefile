@@ -4,10 +4,14 @@
 
 GO ?= go
 
-.PHONY: test test-go test-js test-e2e lint generate build demo bench bench-smoke
+.PHONY: test test-clean test-go test-js test-e2e lint generate build demo bench bench-smoke
 
 # `make test` is the README's test command: Go and JS unit tests.
 test: test-go test-js
+
+# test-clean is `make test`, failing if the run left a process or a temp file.
+test-clean:
+	scripts/check-clean.sh $(MAKE) test
 
 test-go:
 	$(GO) test -count=1 -race ./...
@@ -28,8 +32,9 @@ build:
 generate:
 	cd js && npm ci --no-audit --no-fund && npm run build:demo
 
-# Benchmarks: cmd/bench builds bin/relay, runs it as a child process on a
-# fresh schema and drives it over HTTP/SSE. See docs/benchmarks.md.
+# Benchmarks: cmd/bench builds the relay into a temp folder, runs it as a
+# child process on a fresh schema and drives it over HTTP/SSE. See
+# docs/benchmarks.md.
 bench:
 	$(GO) run ./cmd/bench
 

@@ -1,15 +1,12 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
+	"github.com/bellhophq/bellhop/internal/sseclient"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
 	"github.com/bellhophq/bellhop/worker"
@@ -25,11 +23,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// The relay binary the process tests built, once for the run.
-	pgtest.Main(m, func() {
-		if binPath != "" {
-			os.RemoveAll(filepath.Dir(binPath))
-		}
-	})
+	pgtest.Main(m, func() { _ = relayBin.Remove() })
 }
 
 const secret = "integration-test-secret-0123456789abcdef"
@@ -129,8 +123,7 @@ type event struct {
 // stream is an open SSE connection.
 type stream struct {
 	Events chan event
-	res    *http.Response
-	cancel context.CancelFunc
+	s      *sseclient.Stream
 }
 
 // openStream connects to the relay's stream as to, resuming after lastID
@@ -142,49 +135,37 @@ func openStream(t *testing.T, base string, to outbox.Recipient, lastID int64) *s
 	if !strings.Contains(base, "/notifications/stream") {
 		url += "/notifications/stream"
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+token(t, to))
+	last := ""
 	if lastID >= 0 {
-		req.Header.Set("Last-Event-ID", strconv.FormatInt(lastID, 10))
+		last = strconv.FormatInt(lastID, 10)
 	}
-	res, err := http.DefaultClient.Do(req)
+	s, err := sseclient.Connect(context.Background(), nil, url, http.Header{"Authorization": {"Bearer " + token(t, to)}}, last)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, res.StatusCode)
-	require.Equal(t, "text/event-stream", res.Header.Get("Content-Type"))
-	s := &stream{Events: make(chan event, 10000), res: res, cancel: cancel}
-	go s.read()
-	t.Cleanup(s.Close)
-	return s
+	require.Equal(t, "text/event-stream", s.Response.Header.Get("Content-Type"))
+	st := &stream{Events: make(chan event, 10000), s: s}
+	go st.read()
+	t.Cleanup(st.Close)
+	return st
 }
 
-func (s *stream) Close() { s.cancel(); s.res.Body.Close() }
+func (s *stream) Close() { s.s.Close() }
 
+// read passes on the frames with data; the data-less id: frame that opens
+// a stream only sets EventSource's resume point.
 func (s *stream) read() {
 	defer close(s.Events)
-	sc := bufio.NewScanner(s.res.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var ev event
-	var data []string
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if len(data) > 0 {
-				ev.At = time.Now()
-				_ = json.Unmarshal([]byte(strings.Join(data, "\n")), &ev.Data)
-				s.Events <- ev
-			}
-			ev, data = event{}, nil
-		case strings.HasPrefix(line, ":"):
-		case strings.HasPrefix(line, "id: "):
-			ev.ID, _ = strconv.ParseInt(line[4:], 10, 64)
-		case strings.HasPrefix(line, "event: "):
-			ev.Name = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			data = append(data, line[6:])
+	for {
+		f, err := s.s.Next()
+		if err != nil {
+			return
 		}
+		if !f.HasData {
+			continue
+		}
+		ev := event{Name: f.Event, At: time.Now()}
+		ev.ID, _ = f.Seq()
+		_ = json.Unmarshal([]byte(f.Data), &ev.Data)
+		s.Events <- ev
 	}
 }
 

@@ -1,105 +1,74 @@
 package integration
 
 import (
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"context"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/bellhophq/bellhop/internal/relayproc"
 )
 
 var (
 	buildOnce sync.Once
-	binPath   string
+	relayBin  *relayproc.Binary // removed by TestMain
 	buildErr  error
 )
 
 // relayBinary builds cmd/relay once per test run.
-func relayBinary(t *testing.T) string {
+func relayBinary(t *testing.T) *relayproc.Binary {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "bellhop-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "relay")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/relay").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("build relay: %v: %s", err, out)
-		}
+		relayBin, buildErr = relayproc.Build(context.Background(), "../cmd/relay")
 	})
 	require.NoError(t, buildErr)
-	return binPath
+	return relayBin
 }
 
 // relayProcess is `relay serve` running as a child process.
 type relayProcess struct {
-	cmd  *exec.Cmd
-	URL  string
-	addr string
-	env  []string
-	log  *os.File
+	*relayproc.Proc
 }
 
 // startProcess runs `relay serve` on a free port against b's schema.
 func (b *testBundle) startProcess(t *testing.T, extraEnv ...string) *relayProcess {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	p := &relayProcess{addr: addr, URL: "http://" + addr, env: append([]string{
+	p, err := relayproc.New(relayBinary(t), "relay", append([]string{
 		"DATABASE_URL=" + b.db.URL,
 		"BELLHOP_SCHEMA=" + b.db.Schema,
 		"BELLHOP_JWT_SECRET=" + secret,
-		"BELLHOP_LISTEN_ADDR=" + addr,
 		"BELLHOP_DB_MAX_CONNS=6",
 		"BELLHOP_LOG_LEVEL=warn",
-	}, extraEnv...)}
-	p.start(t)
-	return p
+	}, extraEnv...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("relay log (tail):\n%s", p.Logs())
+		}
+	})
+	rp := &relayProcess{Proc: p}
+	rp.start(t)
+	return rp
 }
 
+// start starts the relay (again) and waits until it is ready.
 func (p *relayProcess) start(t *testing.T) {
 	t.Helper()
-	log, err := os.CreateTemp("", "relay-*.log")
-	require.NoError(t, err)
-	p.log = log
-	p.cmd = exec.Command(relayBinary(t), "serve")
-	p.cmd.Env = append(os.Environ(), p.env...)
-	p.cmd.Stdout, p.cmd.Stderr = log, log
-	require.NoError(t, p.cmd.Start())
-	cmd := p.cmd
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(log.Name())
-			t.Logf("relay log:\n%s", b)
-		}
-		os.Remove(log.Name())
-	})
-	waitReady(t, p.URL)
+	require.NoError(t, p.Start(context.Background()))
 }
 
 // kill ends the relay with SIGKILL: no graceful shutdown at all.
 func (p *relayProcess) kill(t *testing.T) {
 	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
-	_ = p.cmd.Wait()
+	require.True(t, p.Running(), "the relay to kill is not running")
+	p.Kill()
 }
 
 // stop ends the relay with SIGTERM and waits: a graceful shutdown.
 func (p *relayProcess) stop(t *testing.T) {
 	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, p.cmd.Wait(), "relay did not exit cleanly")
+	require.True(t, p.Running(), "the relay to stop is not running")
+	require.NoError(t, p.Stop(0), "relay did not exit cleanly")
 }

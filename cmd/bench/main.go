@@ -1,11 +1,12 @@
 // Command bench measures Bellhop end to end and prints the figures.
 //
-// It builds bin/relay, runs it as a separate process on a fresh schema per
-// scenario (migrate, then serve on a free loopback port) and talks to it over
-// HTTP and SSE the way browsers do, while writers commit notifications
-// through PostgreSQL the way applications do. Every scenario checks delivery:
-// each stream got exactly the events committed for its recipient, none twice,
-// ids increasing. Each figure is the median of several runs with its min-max.
+// It builds the relay into a temp folder (removed at the end), runs it as a
+// separate process on a fresh schema per scenario (migrate, then serve on a
+// free loopback port) and talks to it over HTTP and SSE the way browsers do,
+// while writers commit notifications through PostgreSQL the way applications
+// do. Every scenario checks delivery: each stream got exactly the events
+// committed for its recipient, none twice, ids increasing. Each figure is
+// the median of several runs with its min-max.
 //
 //	go run ./cmd/bench                 # full run, writes docs/benchmarks.md
 //	go run ./cmd/bench -smoke          # a few seconds: every scenario, small
@@ -21,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -34,11 +34,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/bellhophq/bellhop/internal/pgserver/pgcontainer"
+	"github.com/bellhophq/bellhop/internal/relayproc"
 )
 
 type bench struct {
 	dbURL    string
-	relayBin string
+	relayBin *relayproc.Binary
 	pool     *pgxpool.Pool
 	smoke    bool
 	runs     int
@@ -90,10 +91,9 @@ func main() {
 	only := flag.String("scenarios", "1,2,3,4,5,6,7", "comma-separated scenario numbers to run")
 	db := flag.String("db", "", "PostgreSQL URL (default TEST_DATABASE_URL, DATABASE_URL, else a container when Docker answers, else a throwaway cluster from local binaries)")
 	out := flag.String("out", "", `markdown report to write (default docs/benchmarks.md for a full run of every scenario, none for -smoke; "-" for none)`)
-	relayBin := flag.String("relay", "bin/relay", "where to build the relay binary")
 	flag.Parse()
 
-	b := &bench{dbURL: *db, relayBin: *relayBin, smoke: *smoke, runs: *runs}
+	b := &bench{dbURL: *db, smoke: *smoke, runs: *runs}
 	if b.smoke && !isFlagSet("runs") {
 		b.runs = 1
 	}
@@ -151,12 +151,12 @@ func (b *bench) main(ctx context.Context, want []string, out string) error {
 	nofile := raiseNofile()
 	start := time.Now()
 
-	fmt.Fprintf(os.Stderr, "building %s ...\n", b.relayBin)
-	build := exec.CommandContext(ctx, "go", "build", "-o", b.relayBin, "./cmd/relay")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("go build ./cmd/relay (run from the repository root): %w", err)
+	fmt.Fprintln(os.Stderr, "building the relay ...")
+	var err error
+	if b.relayBin, err = relayproc.Build(ctx, "./cmd/relay"); err != nil {
+		return fmt.Errorf("%w (run from the repository root)", err)
 	}
+	defer b.relayBin.Remove()
 	if b.dbURL == "" {
 		// The README's discovery, as the tests do it. Not ctx: a ^C must
 		// not leave a server behind half-stopped.

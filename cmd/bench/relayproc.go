@@ -1,35 +1,29 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bellhophq/bellhop/internal/relayproc"
 	"github.com/bellhophq/bellhop/migrations"
 )
 
 // jwtSecret signs every token the harness mints; the relay gets the same.
 const jwtSecret = "bellhop-bench-secret-0123456789abcdef"
 
-// relayProc is one `bin/relay serve` child process on its own schema.
+// relayProc is one `relay serve` child process (internal/relayproc) on its
+// own schema.
 type relayProc struct {
+	*relayproc.Proc
 	schema string
 	addr   string // host:port
 	mode   string
-	cmd    *exec.Cmd
-	logs   *syncBuffer
 	pool   *pgxpool.Pool // the harness's pool (for cleanup)
 }
 
@@ -41,35 +35,23 @@ func newSchemaName() string {
 	return fmt.Sprintf("bench_%d_%d", os.Getpid(), schemaCounter)
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func (b *bench) relayEnv(schema, mode, addr string, extra []string) []string {
-	env := append(os.Environ(),
-		"DATABASE_URL="+b.dbURL,
-		"BELLHOP_SCHEMA="+schema,
-		"BELLHOP_JWT_SECRET="+jwtSecret,
-		"BELLHOP_LISTEN_ADDR="+addr,
-		"BELLHOP_WAKE_MODE="+mode,
+func (b *bench) relayEnv(schema, mode string, extra []string) []string {
+	env := []string{
+		"DATABASE_URL=" + b.dbURL,
+		"BELLHOP_SCHEMA=" + schema,
+		"BELLHOP_JWT_SECRET=" + jwtSecret,
+		"BELLHOP_WAKE_MODE=" + mode,
 		"BELLHOP_MAX_STREAMS=100000",
 		"BELLHOP_LOG_LEVEL=warn",
-	)
+	}
 	return append(env, extra...)
 }
 
 // migrateSchema creates a fresh schema with `relay migrate`.
 func (b *bench) migrateSchema(ctx context.Context) (string, error) {
 	schema := newSchemaName()
-	cmd := exec.CommandContext(ctx, b.relayBin, "migrate")
-	cmd.Env = b.relayEnv(schema, "adaptive", "127.0.0.1:0", nil)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("relay migrate: %v: %s", err, out)
+	if _, err := b.relayBin.Run(ctx, b.relayEnv(schema, "adaptive", nil), "migrate"); err != nil {
+		return "", err
 	}
 	return schema, nil
 }
@@ -83,63 +65,23 @@ func (b *bench) startRelay(ctx context.Context, schema, mode string, extra ...st
 			return nil, err
 		}
 	}
-	addr, err := freePort()
+	p, err := relayproc.New(b.relayBin, "relay", b.relayEnv(schema, mode, extra)...)
 	if err != nil {
 		return nil, err
 	}
-	p := &relayProc{schema: schema, addr: addr, mode: mode, logs: &syncBuffer{}, pool: b.pool}
-	p.cmd = exec.Command(b.relayBin, "serve")
-	p.cmd.Env = b.relayEnv(schema, mode, addr, extra)
-	p.cmd.Stdout = p.logs
-	p.cmd.Stderr = p.logs
-	if err := p.cmd.Start(); err != nil {
+	if err := p.Start(ctx); err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("relay not ready after 30s: %s", p.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return &relayProc{Proc: p, schema: schema, addr: p.Addr, mode: mode, pool: b.pool}, nil
 }
 
-// rssKiB is the relay's resident set size from /proc.
-func (p *relayProc) rssKiB() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			return strconv.ParseInt(f[1], 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS")
-}
+// rssKiB is the relay's resident set size.
+func (p *relayProc) rssKiB() (int64, error) { return p.RSSKiB() }
 
-// stop ends the relay (SIGTERM, then SIGKILL) and drops its schema.
+// stop ends the relay (SIGTERM, then SIGKILL after 15 s) and drops its
+// schema.
 func (p *relayProc) stop() {
-	if p.cmd.Process != nil {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = p.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-done
-		}
-	}
+	_ = p.Stop(15 * time.Second)
 	dropSchema(p.pool, p.schema)
 }
 
@@ -154,26 +96,9 @@ func dropSchema(pool *pgxpool.Pool, schema string) {
 // warnings returns the relay's log lines at warn or above (it logs nothing
 // else at BELLHOP_LOG_LEVEL=warn).
 func (p *relayProc) warnings() string {
-	s := strings.TrimSpace(p.logs.String())
+	s := strings.TrimSpace(p.Logs())
 	if len(s) > 2000 {
 		s = s[:2000] + "..."
 	}
 	return s
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

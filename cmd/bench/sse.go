@@ -8,12 +8,14 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/bellhophq/bellhop/internal/sseclient"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
 )
@@ -26,7 +28,7 @@ type rec struct {
 }
 
 // sseClient is one browser-like stream: a raw TCP connection speaking
-// HTTP/1.1, reading the SSE body line by line. One goroutine per stream and
+// HTTP/1.1, its SSE body read by internal/sseclient's Reader. One goroutine per stream and
 // two small buffers keep 10,000 of them cheap.
 type sseClient struct {
 	user  string
@@ -90,46 +92,41 @@ func (f *fleet) dial(ctx context.Context, user string, lastEventID int64) (*sseC
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	c := &sseClient{user: user, conn: conn, fleet: f, lastSeq: lastEventID, done: make(chan struct{})}
-	go c.read(bufio.NewReaderSize(resp.Body, 2048))
+	go c.read(sseclient.NewReader(resp.Body, 2048))
 	return c, nil
 }
 
-var (
-	idPrefix   = []byte("id: ")
-	dataPrefix = []byte("data: ")
-	uuidKey    = []byte(`"id":"`)
-)
+// uuidKey precedes the notification's id in an event's data.
+const uuidKey = `"id":"`
 
-func (c *sseClient) read(br *bufio.Reader) {
+func (c *sseClient) read(r *sseclient.Reader) {
 	defer close(c.done)
-	seq := int64(-1)
 	for {
-		line, err := br.ReadSlice('\n')
+		f, err := r.Next()
 		if err != nil {
 			if !c.closing.Load() {
 				c.problem(fmt.Sprintf("stream of %s ended: %v", c.user, err))
 			}
 			return
 		}
-		switch {
-		case bytes.HasPrefix(line, idPrefix):
-			seq, _ = strconv.ParseInt(string(bytes.TrimSpace(line[len(idPrefix):])), 10, 64)
-		case bytes.HasPrefix(line, dataPrefix):
-			t := time.Now()
-			id := ""
-			if i := bytes.Index(line, uuidKey); i >= 0 && len(line) >= i+len(uuidKey)+36 {
-				id = string(line[i+len(uuidKey) : i+len(uuidKey)+36])
-			}
-			c.mu.Lock()
-			if seq <= c.lastSeq {
-				c.bad = append(c.bad, fmt.Sprintf("%s: seq %d after %d (duplicate or out of order)", c.user, seq, c.lastSeq))
-				c.fleet.broken.Add(1)
-			}
-			c.lastSeq = seq
-			c.recs = append(c.recs, rec{seq: seq, id: id, t: t})
-			c.mu.Unlock()
-			c.fleet.total.Add(1)
+		if !f.HasData {
+			continue
 		}
+		t := time.Now()
+		seq, _ := f.Seq()
+		id := ""
+		if i := strings.Index(f.Data, uuidKey); i >= 0 && len(f.Data) >= i+len(uuidKey)+36 {
+			id = f.Data[i+len(uuidKey) : i+len(uuidKey)+36]
+		}
+		c.mu.Lock()
+		if seq <= c.lastSeq {
+			c.bad = append(c.bad, fmt.Sprintf("%s: seq %d after %d (duplicate or out of order)", c.user, seq, c.lastSeq))
+			c.fleet.broken.Add(1)
+		}
+		c.lastSeq = seq
+		c.recs = append(c.recs, rec{seq: seq, id: id, t: t})
+		c.mu.Unlock()
+		c.fleet.total.Add(1)
 	}
 }
 

@@ -10,8 +10,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,12 +30,28 @@ var (
 	once     sync.Once
 	server   *pgserver.Server
 	startErr error
+	nSlots   int
+	mainRan  bool
+
+	slotMu  sync.Mutex
+	holders = map[string]bool{} // names of the tests holding a slot
+)
+
+const (
+	// SlotConns is what one test may use at once: its schema's pool (8),
+	// a relay (6 and its listener) or a relay process or two.
+	SlotConns = 20
+	// otherClients is room left for connections that are not the tests'.
+	otherClients = 10
+	// slotLockClass is the first key of the slots' advisory locks ("bhts").
+	slotLockClass = 0x62687473
 )
 
 // Main runs a package's tests, then the package's own cleanups (what its
 // tests shared: a built binary, say), and stops any server this package
 // started. Use it from TestMain.
 func Main(m *testing.M, cleanups ...func()) {
+	mainRan = true
 	code := m.Run()
 	for _, c := range cleanups {
 		c()
@@ -55,10 +73,18 @@ func URL(tb testing.TB) string {
 }
 
 func serverURL() (string, error) {
+	if !mainRan {
+		// Without Main a server this package started would outlive the run.
+		return "", errors.New("pgtest: the package's tests must run through pgtest.Main, which stops the server they share: " +
+			"add func TestMain(m *testing.M) { pgtest.Main(m) }")
+	}
 	once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		server, startErr = pgcontainer.Start(ctx)
+		if startErr == nil {
+			nSlots, startErr = countSlots(ctx, server.URL)
+		}
 	})
 	if startErr != nil {
 		return "", startErr
@@ -77,10 +103,86 @@ type DB struct {
 	URL string
 }
 
-// New creates and migrates a fresh schema for tb, dropped when tb ends.
+// New creates and migrates a fresh schema for tb, dropped when tb ends. It
+// first waits for one of the server's slots (see the package comment),
+// which tb holds until it ends.
 func New(tb testing.TB) *DB {
 	tb.Helper()
-	return NewOn(tb, URL(tb))
+	url := URL(tb)
+	takeSlot(tb, url)
+	return NewOn(tb, url)
+}
+
+// countSlots says how many tests the server at url can hold at once.
+func countSlots(ctx context.Context, url string) (int, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, fmt.Errorf("connect to the test server: %w", err)
+	}
+	defer conn.Close(ctx)
+	var maxConns, reserved int
+	err = conn.QueryRow(ctx, `SELECT current_setting('max_connections')::int,
+		current_setting('superuser_reserved_connections')::int`).Scan(&maxConns, &reserved)
+	if err != nil {
+		return 0, fmt.Errorf("read the test server's max_connections: %w", err)
+	}
+	// Connections in use now are not subtracted: most of them are other
+	// test packages', which hold slots of their own.
+	n := (maxConns - reserved - otherClients) / SlotConns
+	if n < 1 {
+		return 0, fmt.Errorf("the test server is too small: max_connections = %d (%d reserved for superusers); "+
+			"the tests need %d or more: raise max_connections, or unset TEST_DATABASE_URL and DATABASE_URL "+
+			"to let the tests start a server of their own", maxConns, reserved, reserved+otherClients+SlotConns)
+	}
+	return n, nil
+}
+
+// takeSlot waits for a free slot and holds it, on a connection of its own,
+// until tb ends. A test inside one that holds a slot uses its parent's.
+func takeSlot(tb testing.TB, url string) {
+	tb.Helper()
+	name := tb.Name()
+	slotMu.Lock()
+	for n := name; ; {
+		if holders[n] {
+			slotMu.Unlock()
+			return
+		}
+		i := strings.LastIndex(n, "/")
+		if i < 0 {
+			break
+		}
+		n = n[:i]
+	}
+	holders[name] = true
+	slotMu.Unlock()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatalf("connect to the test server: %v", err)
+	}
+	tb.Cleanup(func() {
+		conn.Close(context.Background())
+		slotMu.Lock()
+		delete(holders, name)
+		slotMu.Unlock()
+	})
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		for i := range nSlots {
+			var ok bool
+			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", slotLockClass, i).Scan(&ok); err != nil {
+				tb.Fatalf("take a test slot: %v", err)
+			}
+			if ok {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("no free test slot (of %d) in 10 minutes", nSlots)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
 }
 
 // NewServer starts a PostgreSQL cluster of tb's own from local binaries,
