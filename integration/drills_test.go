@@ -18,6 +18,7 @@ package integration
 import (
 	"context"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -277,10 +278,38 @@ func TestDrillBacklog(t *testing.T) {
 		if time.Since(start) > span(3*time.Minute, 10*time.Minute) {
 			// Say where it stuck: rows not yet stamped, or a stream that
 			// did not get what was stamped.
-			var pending int
-			perr := b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("relay_pending")).Scan(&pending)
-			t.Fatalf("after %s the stream has %d of %d events; %d rows not stamped (%v); stream %+v, last id %s, problems %v",
-				time.Since(start).Round(time.Second), c.received(), n, pending, perr, c.Stats(), c.LastID(), c.Problems())
+			// And rows the cursor passed without a log entry (a stamp that
+			// skipped them), against rows logged but not pushed.
+			var pending, unlogged int
+			perr := b.db.Pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM "+b.db.Table("relay_pending")+"), "+
+				"(SELECT count(*) FROM "+b.db.Table("notifications")+" AS n WHERE NOT EXISTS (SELECT 1 FROM "+
+				b.db.Table("relay_log")+" AS l WHERE l.id = n.id AND l.xid = n.xid))").Scan(&pending, &unlogged)
+			got := map[int64]bool{}
+			for _, ev := range c.events() {
+				got[ev.Seq] = true
+			}
+			var missing []string
+			seqs, qerr := b.db.Pool.Query(ctx, "SELECT seq FROM "+b.db.Table("relay_log")+" ORDER BY seq")
+			require.NoError(t, qerr)
+			var first, prev int64 = -1, -1
+			for seqs.Next() {
+				var seq int64
+				require.NoError(t, seqs.Scan(&seq))
+				if !got[seq] {
+					if first < 0 {
+						first = seq
+					}
+				} else if first >= 0 {
+					missing = append(missing, fmt.Sprintf("%d..%d", first, prev))
+					first = -1
+				}
+				prev = seq
+			}
+			if first >= 0 {
+				missing = append(missing, fmt.Sprintf("%d..%d", first, prev))
+			}
+			t.Fatalf("after %s the stream has %d of %d events; %d rows not stamped, %d without a log entry (%v); missing seqs %v; stream %+v, last id %s, problems %v",
+				time.Since(start).Round(time.Second), c.received(), n, pending, unlogged, perr, missing, c.Stats(), c.LastID(), c.Problems())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

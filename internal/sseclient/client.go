@@ -143,8 +143,12 @@ func (es *EventSource) init() {
 	}
 }
 
-// Ready is closed once the first frame arrived (on a Bellhop stream, the
-// data-less id: frame that gives the resume point).
+// Ready is closed once the first id: arrived: the client has a resume
+// point (on a Bellhop stream, the data-less id: frame that follows the
+// retry: and any replay). Not on the first frame: a Bellhop stream opens
+// with a retry: frame, and a client that drops before the id: reconnects
+// without Last-Event-ID, as a fresh page, missing what was stamped
+// meanwhile (a drill that killed the relay at Ready lost events that way).
 func (es *EventSource) Ready() <-chan struct{} {
 	es.init()
 	return es.ready
@@ -220,7 +224,9 @@ func (es *EventSource) session(ctx context.Context, url string) {
 func (es *EventSource) frame(f Frame, at time.Time) {
 	es.mu.Lock()
 	defer es.mu.Unlock()
-	defer es.once.Do(func() { close(es.ready) })
+	if f.HasID {
+		defer es.once.Do(func() { close(es.ready) })
+	}
 	if f.Malformed != "" {
 		es.problemLocked("malformed line %q", f.Malformed)
 	}
