@@ -119,7 +119,7 @@ func TestHTTPCookieIsRefusedCrossSite(t *testing.T) {
 			h.Set("Accept", "text/event-stream")
 			res, body := do(t, rt.method, r.URL+rt.path, h)
 			require.Equal(t, http.StatusForbidden, res.StatusCode, "%s %s %v: %s", rt.method, rt.path, h, body)
-			requireAPIError(t, body, "cross_site_request", "BELLHOP_ALLOWED_ORIGINS")
+			requireAPIError(t, body, "cross_site_request", "allowed origins")
 		}
 	}
 	require.EqualValues(t, 2, b.unread(t, r.URL, alice), "nothing was marked read")
@@ -458,7 +458,7 @@ func TestHTTPRefusedEventStreamsRetry(t *testing.T) {
 	require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 	require.NotEmpty(t, res.Header.Get("Retry-After"))
 	require.Contains(t, res.Header.Get("Access-Control-Expose-Headers"), "Retry-After", "a page on an allowed origin may read it")
-	requireAPIError(t, body, "too_many_streams", "BELLHOP_MAX_STREAMS_PER_RECIPIENT")
+	requireAPIError(t, body, "too_many_streams", "limit per recipient")
 
 	// Over the relay's limit.
 	openStream(t, r.URL, bob, -1)

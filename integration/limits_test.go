@@ -89,7 +89,7 @@ func TestLimitsStreamsPerRecipient(t *testing.T) {
 	res, body := tryStream(t, r.URL, alice)
 	require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 	require.Equal(t, "application/json", res.Header.Get("Content-Type"))
-	requireAPIError(t, body, "too_many_streams", "BELLHOP_MAX_STREAMS_PER_RECIPIENT")
+	requireAPIError(t, body, "too_many_streams", "limit per recipient")
 
 	// Others are unaffected, including alice's namesake in another tenant
 	// and another notifiable type with her id.
@@ -134,7 +134,7 @@ func TestLimitsMaxStreams(t *testing.T) {
 	res, body := tryStream(t, r.URL, carol)
 	require.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
 	require.NotEmpty(t, res.Header.Get("Retry-After"))
-	requireAPIError(t, body, "too_many_streams", "BELLHOP_MAX_STREAMS")
+	requireAPIError(t, body, "too_many_streams", "limit of open streams")
 	res, _ = tryStream(t, r.URL, alice)
 	require.Equal(t, http.StatusServiceUnavailable, res.StatusCode, "the relay's limit applies to a recipient with a stream too")
 

@@ -226,7 +226,7 @@ func (a *authenticator) recipient(r *http.Request) (bellhoptype.Recipient, *auth
 	}
 	// A token valid for years is a credential nobody can revoke.
 	if life := claims.lifetime(time.Now()); life > a.maxLifetime+leeway {
-		return bellhoptype.Recipient{}, refuse("invalid_token", fmt.Sprintf("the token is valid for %s (from its iat, or from now); this relay accepts at most %s (BELLHOP_JWT_MAX_LIFETIME)", life.Round(time.Second), a.maxLifetime))
+		return bellhoptype.Recipient{}, refuse("invalid_token", fmt.Sprintf("the token is valid for %s (from its iat, or from now); this relay accepts at most %s", life.Round(time.Second), a.maxLifetime))
 	}
 	to := bellhoptype.Recipient{Tenant: claims.Tenant, Type: claims.NotifiableType, ID: claims.Subject}
 	if to.Type == "" {

@@ -121,7 +121,7 @@ func (r *Relay) cors(next http.Handler) http.Handler {
 		origin := req.Header.Get("Origin")
 		if origin == "" || !slices.Contains(r.cfg.AllowedOrigins, origin) {
 			if req.Method == http.MethodOptions && origin != "" {
-				writeError(w, http.StatusForbidden, "origin_not_allowed", "origin "+strconv.Quote(origin)+" is not in BELLHOP_ALLOWED_ORIGINS")
+				writeError(w, http.StatusForbidden, "origin_not_allowed", "origin "+strconv.Quote(origin)+" is not among the relay's allowed origins")
 				return
 			}
 			next.ServeHTTP(w, req)
@@ -304,10 +304,10 @@ func (r *Relay) checkCookie(req *http.Request) *authError {
 		if slices.Contains(r.cfg.AllowedOrigins, origin) || sameOrigin(origin, req) {
 			return nil
 		}
-		return &authError{http.StatusForbidden, "cross_site_request", "origin " + strconv.Quote(origin) + " may not use the " + r.cfg.CookieName + " cookie: it is neither the relay's own origin nor in BELLHOP_ALLOWED_ORIGINS"}
+		return &authError{http.StatusForbidden, "cross_site_request", "origin " + strconv.Quote(origin) + " may not use the " + r.cfg.CookieName + " cookie: it is neither the relay's own origin nor among its allowed origins"}
 	}
 	if req.Header.Get("Sec-Fetch-Site") == "cross-site" {
-		return &authError{http.StatusForbidden, "cross_site_request", "a cross-site request may not use the " + r.cfg.CookieName + " cookie unless its origin is in BELLHOP_ALLOWED_ORIGINS"}
+		return &authError{http.StatusForbidden, "cross_site_request", "a cross-site request may not use the " + r.cfg.CookieName + " cookie unless its origin is among the relay's allowed origins"}
 	}
 	return nil
 }
@@ -432,7 +432,7 @@ func (r *Relay) inboxError(w http.ResponseWriter, req *http.Request, err error) 
 	case errors.Is(err, inbox.ErrBadLimit):
 		writeError(w, http.StatusBadRequest, "bad_limit", "limit must be an integer from 1 to "+strconv.Itoa(inbox.MaxLimit))
 	case errors.Is(req.Context().Err(), context.DeadlineExceeded):
-		writeError(w, http.StatusServiceUnavailable, "timeout", "the request took longer than BELLHOP_REQUEST_TIMEOUT")
+		writeError(w, http.StatusServiceUnavailable, "timeout", "the request took longer than the relay's request timeout")
 	case req.Context().Err() != nil:
 		// The client went away; nobody reads this.
 		writeError(w, http.StatusServiceUnavailable, "cancelled", "the request was cancelled")

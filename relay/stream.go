@@ -43,11 +43,11 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to bellhoptype.
 	}
 	all, mine := r.hub.streams(to)
 	if r.cfg.MaxStreams > 0 && all >= r.cfg.MaxStreams {
-		r.refuseStream(w, req, http.StatusServiceUnavailable, "too_many_streams", "this relay has reached BELLHOP_MAX_STREAMS; retry, or connect to another replica", 5*time.Second)
+		r.refuseStream(w, req, http.StatusServiceUnavailable, "too_many_streams", "this relay has reached its limit of open streams; retry, or connect to another replica", 5*time.Second)
 		return
 	}
 	if r.cfg.MaxStreamsPerRecipient > 0 && mine >= r.cfg.MaxStreamsPerRecipient {
-		r.refuseStream(w, req, http.StatusTooManyRequests, "too_many_streams", fmt.Sprintf("this recipient already has %d open streams (BELLHOP_MAX_STREAMS_PER_RECIPIENT)", mine), 10*time.Second)
+		r.refuseStream(w, req, http.StatusTooManyRequests, "too_many_streams", fmt.Sprintf("this recipient already has %d open streams, the relay's limit per recipient", mine), 10*time.Second)
 		return
 	}
 
