@@ -6,6 +6,7 @@
 //	relay token     mint a token for local testing
 //	relay send      write one notification in its own transaction
 //	relay demo      run everything with a demo page
+//	relay healthcheck  exit 0 when a running relay's /healthz answers
 //	relay version   print the version
 //
 // Configuration comes from the environment; see the README.
@@ -46,6 +47,10 @@ commands:
   send      write one notification in its own transaction
   demo      run a demo: Postgres, the relay and a page with a live bell, on
             127.0.0.1:8080 with its own secret and schema: --addr, --schema
+  healthcheck
+            exit 0 when a running relay's /healthz answers 200, within 2s
+            (the container image's health check): --url, --timeout; the
+            address is BELLHOP_OPS_ADDR, else BELLHOP_LISTEN_ADDR
   version   print the version
 
 Configuration is read from the environment (DATABASE_URL, BELLHOP_*); see the README.`
@@ -76,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return send(ctx, args, stdout)
 	case "demo":
 		return demo(ctx, args, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "bellhop relay", version)
 		return nil

@@ -51,7 +51,7 @@ var configVars = []string{
 	"BELLHOP_SWEEP_INTERVAL", "BELLHOP_RETENTION", "BELLHOP_REPLAY_WINDOW",
 	"BELLHOP_PRUNE_INTERVAL", "BELLHOP_DB_MAX_CONNS", "BELLHOP_LOG_LEVEL", "BELLHOP_LOG_FORMAT",
 	"BELLHOP_WRITER_ROLE",
-	"BELLHOP_JWKS_URL", "BELLHOP_JWT_MAX_LIFETIME",
+	"BELLHOP_JWKS_URL", "BELLHOP_JWT_MAX_LIFETIME", "BELLHOP_OPS_ADDR", "BELLHOP_PPROF_ADDR",
 }
 
 // cleanEnv unsets every configuration variable for the rest of t (restored
@@ -299,6 +299,27 @@ func TestMainCommandsWorkAgainstTheDatabase(t *testing.T) {
 		return res.StatusCode == http.StatusOK && json.NewDecoder(res.Body).Decode(&count) == nil
 	}, 15*time.Second, 50*time.Millisecond, "serve never answered: %s", &serveErr)
 	require.EqualValues(t, 2, count.Count, "the sent notification and the keyed one")
+
+	// healthcheck finds the live relay where serve listens, without
+	// DATABASE_URL (a container's health check may run without it), from
+	// BELLHOP_LISTEN_ADDR, an unspecified host meaning loopback, or --url.
+	_, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	require.NoError(t, os.Unsetenv("DATABASE_URL"))
+	for _, listen := range []string{addr, ":" + port, "0.0.0.0:" + port} {
+		t.Setenv("BELLHOP_LISTEN_ADDR", listen)
+		stdout, stderr, err := runCmd(t, "healthcheck")
+		require.NoError(t, err, "BELLHOP_LISTEN_ADDR=%s: %s", listen, stderr)
+		require.Contains(t, stdout, "healthy: GET http://127.0.0.1:"+port+"/healthz answered 200 OK")
+	}
+	stdout, _, err = runCmd(t, "healthcheck", "--url", "http://"+addr)
+	require.NoError(t, err)
+	require.Contains(t, stdout, "http://"+addr+"/healthz answered 200 OK", "a --url without a path asks /healthz")
+	// BELLHOP_OPS_ADDR, where serve would move /healthz, comes first.
+	t.Setenv("BELLHOP_OPS_ADDR", closedAddr(t))
+	_, _, err = runCmd(t, "healthcheck")
+	require.ErrorContains(t, err, "BELLHOP_OPS_ADDR")
+	require.NoError(t, os.Unsetenv("BELLHOP_OPS_ADDR"))
 	stop()
 	select {
 	case err := <-done:
@@ -553,4 +574,72 @@ func TestEnvErrorNamesVariables(t *testing.T) {
 		require.Equal(t, want, envError(errors.New(in)).Error())
 	}
 	require.NoError(t, envError(nil))
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// healthcheck fails, saying why and where the address came from, when no
+// relay answers 200: the container runtime shows that message.
+func TestHealthcheckFailsClearly(t *testing.T) {
+	cleanEnv(t)
+	closed := closedAddr(t)
+
+	t.Setenv("BELLHOP_LISTEN_ADDR", closed)
+	stdout, _, err := runCmd(t, "healthcheck")
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "GET http://"+closed+"/healthz: connection refused")
+	require.Contains(t, err.Error(), "BELLHOP_LISTEN_ADDR")
+	require.Empty(t, stdout)
+
+	_, _, err = runCmd(t, "healthcheck", "--url", "http://"+closed+"/healthz")
+	require.ErrorContains(t, err, "connection refused")
+	require.ErrorContains(t, err, "--url")
+
+	// A relay that answers, but not 200.
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"error":"not_ready"}`)
+	}))
+	defer down.Close()
+	_, _, err = runCmd(t, "healthcheck", "--url", down.URL+"/healthz")
+	require.ErrorContains(t, err, "answered 503 Service Unavailable, want 200 OK: {\"error\":\"not_ready\"}")
+
+	// One that never answers: the check gives up at its timeout.
+	hung := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hung:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(hung)
+	start := time.Now()
+	_, _, err = runCmd(t, "healthcheck", "--url", slow.URL, "--timeout", "300ms")
+	require.ErrorContains(t, err, "no answer within 300ms")
+	require.Less(t, time.Since(start), 5*time.Second)
+
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"healthcheck", "--url", "localhost:8080"}, nil, "not an http:// or https:// URL"},
+		{[]string{"healthcheck", "extra"}, nil, "unexpected arguments"},
+		{[]string{"healthcheck"}, map[string]string{"BELLHOP_LISTEN_ADDR": "8080"}, `BELLHOP_LISTEN_ADDR="8080" is not host:port`},
+	} {
+		for k, v := range c.env {
+			t.Setenv(k, v)
+		}
+		_, _, err := runCmd(t, c.args...)
+		require.ErrorContains(t, err, c.want, "%v", c.args)
+	}
 }
