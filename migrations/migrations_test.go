@@ -387,3 +387,44 @@ func TestUpgradeRecordsTheServer(t *testing.T) {
 		" AND table_name = 'relay_state' AND column_name = 'server_started'", schema).Scan(&cols))
 	require.Zero(t, cols)
 }
+
+// A schema at 00005 upgrades to the send functions: they write into the
+// schema they were created in (search_path pinned to it, whatever the
+// caller's), the writer role may call them and PUBLIC may not; down again,
+// they go, and up again they come back.
+func TestUpgradeToSendFunction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	schema := db.Schema + "_sf"
+	provider := upTo(t, db, schema, 5)
+	table := pgx.Identifier{schema, "notifications"}.Sanitize()
+	send := pgx.Identifier{schema, "send"}.Sanitize()
+	_, err := db.Pool.Exec(ctx, "INSERT INTO "+table+" (notifiable_id, type, database_key) VALUES ('42', 'old', 'k:1')")
+	require.NoError(t, err)
+
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema))
+
+	var id string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'new', database_key => 'k:1')::text").Scan(&id))
+	var kind string
+	var rows int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT max(type), count(*) FROM "+table).Scan(&kind, &rows))
+	require.Equal(t, []any{"new", 1}, []any{kind, rows}, "the existing row, upserted")
+	var config []string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT proconfig FROM pg_proc WHERE oid = $1::regprocedure",
+		schema+".send(text, text, jsonb, text, text, jsonb, text, text[])").Scan(&config))
+	require.Equal(t, []string{"search_path=" + schema + ", pg_temp"}, config)
+	var writer, public bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT has_function_privilege($1, $2, 'EXECUTE'), has_function_privilege('public', $2, 'EXECUTE')",
+		migrations.WriterRole(schema), schema+".send_many(text[], text, jsonb, text, text, jsonb, text, text[])").Scan(&writer, &public))
+	require.True(t, writer)
+	require.False(t, public)
+
+	_, err = provider.DownTo(ctx, 5)
+	require.NoError(t, err)
+	var left bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT to_regproc($1) IS NOT NULL", schema+".send").Scan(&left))
+	require.False(t, left)
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema), "and up again")
+}

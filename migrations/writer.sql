@@ -1,7 +1,8 @@
 -- What the writer role holds: exactly what every documented write needs
 -- (a plain INSERT, the progress upsert, a soft delete or other UPDATE by
--- SQL, the Go outbox's Send and SendMany), and nothing of the relay's own
--- tables (relay_log, relay_state) or River's. Applications get it with
+-- SQL, bellhop.send and send_many, the Go outbox's Send and SendMany), and
+-- nothing of the relay's own tables (relay_log, relay_state) or River's.
+-- Applications get it with
 --   GRANT bellhop_writer TO your_app_role;
 -- relay migrate (migrations.Up) creates the role, NOLOGIN, if it is missing
 -- and runs this file with the schema's and the role's names in place of
@@ -29,3 +30,11 @@ GRANT UPDATE (type, data, sse, channels, read_at, deleted_at, updated_at)
 
 -- The wake trigger's WHEN clause reads the flag.
 GRANT SELECT ON SEQUENCE bellhop.relay_wake TO bellhop_writer;
+
+-- The send functions (00006). They run with the caller's privileges
+-- (SECURITY INVOKER), so EXECUTE adds nothing to the grants above: it only
+-- lets the role call them. The migration revoked it from PUBLIC.
+GRANT EXECUTE ON FUNCTION
+    bellhop.send(text, text, jsonb, text, text, jsonb, text, text[]),
+    bellhop.send_many(text[], text, jsonb, text, text, jsonb, text, text[])
+    TO bellhop_writer;
