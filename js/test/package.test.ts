@@ -140,7 +140,7 @@ describe('the packed package', () => {
     const css = await bundleCSS(app);
     expect(selectors(css)).toEqual(selectors(sheet));
     expect(css).toContain('--bellhop-accent:');
-  });
+  }, 30000);
 
   it('would lose styles.css with "sideEffects": false (the check above can fail)', async () => {
     const other = join(tmp, 'app-no-side-effects');
@@ -148,5 +148,5 @@ describe('the packed package', () => {
     const manifest = join(other, 'node_modules', '@bellhop', 'client', 'package.json');
     writeFileSync(manifest, JSON.stringify({ ...JSON.parse(readFileSync(manifest, 'utf8')), sideEffects: false }));
     expect(await bundleCSS(other)).not.toContain('.bellhop-inbox');
-  });
+  }, 30000);
 });
