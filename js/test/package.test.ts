@@ -23,9 +23,9 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 function newest(dir: string): number {
   return Math.max(
-    ...readdirSync(dir, { withFileTypes: true, recursive: true })
-      .filter((e) => e.isFile())
-      .map((e) => statSync(join(e.parentPath, e.name)).mtimeMs),
+    ...readdirSync(dir, { withFileTypes: true }).map((e) =>
+      e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs,
+    ),
   );
 }
 
