@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: test test-clean test-go test-js test-e2e lint generate build demo bench bench-smoke
+.PHONY: test test-clean test-go test-js test-e2e lint generate build demo bench bench-smoke js-pack
 
 # `make test` is the README's test command: Go and JS unit tests.
 test: test-go test-js
@@ -16,8 +16,16 @@ test-clean:
 test-go:
 	$(GO) test -count=1 -race ./...
 
+# npm ci builds js/dist through the package's `prepare` script; lint:package
+# checks that build as npm would publish it (publint, Are the Types Wrong?),
+# and the tests pack, install and bundle it.
 test-js:
-	cd js && npm ci --no-audit --no-fund && npm run typecheck && npm test
+	cd js && npm ci --no-audit --no-fund && npm run typecheck && npm run lint:package && npm test
+
+# js/bellhop-client-<version>.tgz: @bellhop/client as npm would publish it,
+# to install from a file until it is on the registry (js/README.md).
+js-pack:
+	cd js && npm ci --no-audit --no-fund && npm pack --ignore-scripts
 
 lint:
 	$(GO) vet ./...

@@ -1,5 +1,27 @@
+/**
+ * The `data` fields the widget renders (`<Inbox/>`, and `notificationTitle`,
+ * `notificationBody`, `notificationProgress`). All optional: a field that is
+ * absent, empty or of another type is ignored. Other fields pass through
+ * untouched (the relay stores `data` as any JSON object), for your own
+ * rendering. Documented for senders in README.md ("Writing a notification").
+ */
+export interface NotificationData {
+  /** The item's heading. Absent or empty: the notification's `type`. */
+  title?: string;
+  /** A line of text under the title. */
+  body?: string;
+  /**
+   * Percent done: a finite number shows a progress bar, clamped to 0..100.
+   * Meant for progress notifications (sent with a `database_key`, updated in
+   * place). A live `updated` event merges its `sse` payload into `data`, so
+   * `sse: { progress: 60 }` moves the bar without a refetch.
+   */
+  progress?: number;
+  [field: string]: any;
+}
+
 /** A notification as returned by the relay. */
-export interface Notification<TData extends Record<string, unknown> = Record<string, any>> {
+export interface Notification<TData extends Record<string, unknown> = NotificationData> {
   id: string;
   type: string;
   data: TData;
