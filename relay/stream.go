@@ -231,10 +231,10 @@ func (r *Relay) live(ctx context.Context, out *sink, sub *subscriber, to bellhop
 					r.metrics.EventsPushed.Inc()
 				}
 			}
-			// Caught up as a resume from sent is: a prune may have taken
-			// entries of this recipient's after sent meanwhile (refetch).
 			head := r.hub.resume(sub)
-			if _, ok := r.resume(ctx, out, to, sent, head); !ok {
+			// A prune since sent may have taken entries the replay will
+			// not see: replayChecked answers refetch then.
+			if _, ok := r.replayChecked(ctx, out, to, sent, head); !ok {
 				r.cut(out)
 				return
 			}
@@ -292,43 +292,54 @@ func (r *Relay) resume(ctx context.Context, out *sink, to bellhoptype.Recipient,
 	if lastID < pruned || lastID > last {
 		return head, out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
 	}
-	sent, ok := r.replay(ctx, out, to, lastID, head)
-	if !ok {
-		return sent, false
-	}
-	// A prune between the check and the replay's reads may have deleted an
-	// entry the replay then did not see; it raised the recipient's horizon
-	// in the same transaction, so a second look tells. (The refetch may
-	// repeat the id of the last event replayed: it resets the client.)
-	if err := r.pool.QueryRow(ctx, r.q.resume, to.Tenant, to.Type, to.ID).Scan(&last, &pruned); err != nil {
-		r.log.Warn("read relay head after replay", "err", err)
-		return head, false
-	}
-	if lastID < pruned {
-		return head, out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
+	refetched, ok := r.replayChecked(ctx, out, to, lastID, head)
+	if !ok || refetched {
+		return head, ok
 	}
 	// The client may have come from a replica ahead of this one's hub: it
 	// already has everything up to lastID, which must not come again.
-	return max(sent, lastID), true
+	return max(head, lastID), true
+}
+
+// replayChecked replays to's events in (from, head], then looks at to's
+// prune horizon: a prune during the replay (or, for a stream that fell
+// behind, since it last read) may have deleted an entry after from that the
+// replay did not see; it raised the horizon in the same transaction, so one
+// look after the replay tells, and the client gets refetch (refetched).
+// (The refetch may repeat the id of the last event replayed: it resets the
+// client.)
+func (r *Relay) replayChecked(ctx context.Context, out *sink, to bellhoptype.Recipient, from, head int64) (refetched, ok bool) {
+	if !r.replay(ctx, out, to, from, head) {
+		return false, false
+	}
+	var last, pruned int64
+	if err := r.pool.QueryRow(ctx, r.q.resume, to.Tenant, to.Type, to.ID).Scan(&last, &pruned); err != nil {
+		r.log.Warn("read prune horizon after replay", "err", err)
+		return false, false
+	}
+	if from < pruned {
+		return true, out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
+	}
+	return false, true
 }
 
 // replay writes to's events in (from, head] from the database.
-func (r *Relay) replay(ctx context.Context, out *sink, to bellhoptype.Recipient, from, head int64) (int64, bool) {
+func (r *Relay) replay(ctx context.Context, out *sink, to bellhoptype.Recipient, from, head int64) bool {
 	for from < head {
 		rows, err := r.pool.Query(ctx, r.q.replay, to.Tenant, to.Type, to.ID, from, head, replayPage)
 		if err != nil {
 			r.log.Warn("replay", "err", err)
-			return head, false
+			return false
 		}
 		batch, err := pgx.CollectRows(rows, scanRow)
 		if err != nil {
 			r.log.Warn("replay", "err", err)
-			return head, false
+			return false
 		}
 		for _, ev := range batch {
 			if ev.pushed() {
 				if !out.write(ev.frame) {
-					return head, false
+					return false
 				}
 				r.metrics.EventsPushed.Inc()
 			}
@@ -338,5 +349,5 @@ func (r *Relay) replay(ctx context.Context, out *sink, to bellhoptype.Recipient,
 		}
 		from = batch[len(batch)-1].Seq
 	}
-	return head, true
+	return true
 }
