@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +64,25 @@ var writerExamples = []writerExample{
 	},
 }
 
+// exampleSetupSQL is the sql block of examples/writers/README.md's Setup,
+// for role (and its schema) and writerRole in place of shop and
+// bellhop_writer.
+func exampleSetupSQL(t *testing.T, role, writerRole string) string {
+	t.Helper()
+	b, err := os.ReadFile("../examples/writers/README.md")
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(b), "\n## Setup\n")
+	require.True(t, ok, "examples/writers/README.md has a Setup section")
+	m := regexp.MustCompile("(?s)```sql\n(.*?)```").FindStringSubmatch(section)
+	require.NotNil(t, m, "the Setup section has an sql block")
+	return regexp.MustCompile(`\b(shop|bellhop_writer)\b`).ReplaceAllStringFunc(m[1], func(name string) string {
+		if name == "shop" {
+			return pgx.Identifier{role}.Sanitize()
+		}
+		return pgx.Identifier{writerRole}.Sanitize()
+	})
+}
+
 var (
 	placedLine    = regexp.MustCompile(`^order (\d+) placed: notification ([0-9a-f-]{36})\n$`)
 	discardedLine = regexp.MustCompile(`^order (\d+) rolled back \(payment declined\): notification ([0-9a-f-]{36}) discarded\n$`)
@@ -85,24 +106,25 @@ func TestExampleWriters(t *testing.T) {
 				t.Fatalf("the %s writer example cannot run here: %v\n%s\n%s", ex.lang, err, out, ex.install)
 			}
 
-			// The app's role, and its orders table in a schema of its name:
-			// the first on the default search_path ("$user", public).
+			// The README's setup: the app's role, holding only the writer
+			// role, and its orders table in a schema of its name.
 			role := b.db.Schema + "_" + ex.lang
-			loginAs(t, b.db, role, b.db.WriterRole()).Close()
 			shop := pgx.Identifier{role}.Sanitize()
-			_, err := b.db.Pool.Exec(ctx, `CREATE SCHEMA `+shop+`;
-				CREATE TABLE `+shop+`.orders (
-					id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-					customer_id text NOT NULL,
-					title text NOT NULL,
-					created_at timestamptz NOT NULL DEFAULT now());
-				GRANT USAGE ON SCHEMA `+shop+` TO `+shop+`;
-				GRANT SELECT, INSERT ON `+shop+`.orders TO `+shop)
-			require.NoError(t, err)
+			_, err := b.db.Pool.Exec(ctx, exampleSetupSQL(t, role, b.db.WriterRole()))
+			require.NoError(t, err, "the setup in examples/writers/README.md")
 			t.Cleanup(func() {
-				_, err := b.db.Pool.Exec(context.Background(), "DROP SCHEMA "+shop+" CASCADE")
+				ctx := context.Background()
+				_, err := b.db.Pool.Exec(ctx, "DROP SCHEMA "+shop+" CASCADE")
+				require.NoError(t, err)
+				_, err = b.db.Pool.Exec(ctx, "DROP OWNED BY "+shop)
+				require.NoError(t, err)
+				_, err = b.db.Pool.Exec(ctx, "DROP ROLE "+shop)
 				require.NoError(t, err)
 			})
+			var member []string
+			require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT array_agg(roleid::regrole::text) FROM pg_auth_members
+				WHERE member = $1::regrole`, role).Scan(&member))
+			require.Equal(t, []string{b.db.WriterRole()}, member, "the app role holds the writer role only")
 			dbURL, err := url.Parse(b.db.URL)
 			require.NoError(t, err)
 			dbURL.User = url.User(role)
