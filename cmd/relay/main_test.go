@@ -676,3 +676,24 @@ func TestServeLogHasNoRiverChatter(t *testing.T) {
 	require.NotContains(t, log, "Producer job counts")
 	require.NotContains(t, log, `"component":"river"`, "River logged below warn: %s", log)
 }
+
+// The demo listens before it looks for a database: a taken or malformed
+// address fails at once, naming --addr, whatever the database would say.
+func TestDemoChecksItsAddressFirst(t *testing.T) {
+	cleanEnv(t)
+	t.Setenv("DATABASE_URL", "postgres://postgres@"+closedAddr(t)+"/none?connect_timeout=5")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+
+	_, stderr, err := runCmd(t, "demo", "--addr", taken.Addr().String())
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "cannot listen on "+taken.Addr().String()+": it is taken")
+	require.Contains(t, err.Error(), "set --addr to another address")
+	require.NotContains(t, err.Error(), "DATABASE_URL")
+	require.NotContains(t, stderr, "PostgreSQL")
+
+	_, _, err = runCmd(t, "demo", "--addr", "8080")
+	require.ErrorContains(t, err, `cannot listen on "8080"`)
+	require.ErrorContains(t, err, "set --addr to a host:port, such as 127.0.0.1:8090")
+}
