@@ -52,8 +52,12 @@ bench-smoke:
 # The demo's database: DATABASE_URL, else TEST_DATABASE_URL, else Docker
 # (testcontainers-go), else local binaries. cmd/demo finds it and runs
 # `relay demo` on it; the relay binary itself does not link Docker.
+# DEMO_ADDR is where it listens (default 127.0.0.1:8080: loopback, as the
+# page signs in whoever opens it). Built, then run: `go run` exits 1 when
+# interrupted, so make would call a ^C an error.
 demo:
-	$(GO) run ./cmd/demo
+	$(GO) build -o bin/demo ./cmd/demo
+	bin/demo $(if $(DEMO_ADDR),-addr '$(DEMO_ADDR)')
 
 test-e2e:
 	bash e2e/run.sh

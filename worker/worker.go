@@ -89,8 +89,9 @@ type Config struct {
 	ReplayWindow time.Duration
 	// PruneInterval is how often the prune job runs. Defaults to 1m.
 	PruneInterval time.Duration
-	// Logger gets the worker's and River's warnings. Defaults to
-	// slog.Default().
+	// Logger gets the worker's logs and River's warnings and errors;
+	// River's routine info lines too when Logger is enabled at debug.
+	// Defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer gets the worker's Prometheus collectors
 	// (bellhop_stamp_batch_rows, bellhop_pruned_rows_total and
@@ -244,8 +245,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 			river.NewPeriodicJob(river.PeriodicInterval(cfg.PruneInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return pruneArgs{}, nil }, nil),
 		},
-		// River reports every job at info; the relay runs thousands.
-		Logger: slog.New(warnAndAbove{cfg.Logger.Handler()}).With("component", "river"),
+		Logger: riverLogger(cfg.Logger),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("worker: river client: %w", err)
@@ -355,9 +355,28 @@ func (r *Worker) enqueue(ctx context.Context) {
 	}
 }
 
-// warnAndAbove passes on warnings and errors only.
-type warnAndAbove struct{ slog.Handler }
+// riverLogger is River's logger: its warnings and errors, and its routine
+// info (every job, a producer report every 5 s) only when log is at debug.
+func riverLogger(log *slog.Logger) *slog.Logger {
+	return slog.New(quietRiver{log.Handler()}).With("component", "river")
+}
 
-func (h warnAndAbove) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+// quietRiver drops River's records below warn unless its handler takes debug.
+type quietRiver struct{ slog.Handler }
+
+func (h quietRiver) Enabled(ctx context.Context, l slog.Level) bool {
+	if l < slog.LevelWarn && !h.Handler.Enabled(ctx, slog.LevelDebug) {
+		return false
+	}
+	return h.Handler.Enabled(ctx, l)
+}
+
+// WithAttrs and WithGroup keep the filter: the embedded handler's own would
+// return a handler without it (River's logger is made With attributes).
+func (h quietRiver) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietRiver{h.Handler.WithAttrs(attrs)}
+}
+
+func (h quietRiver) WithGroup(name string) slog.Handler {
+	return quietRiver{h.Handler.WithGroup(name)}
 }

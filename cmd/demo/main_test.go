@@ -1,13 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,72 +26,148 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// make demo without DATABASE_URL: cmd/demo finds a server (here the tests'
-// own, from TEST_DATABASE_URL), builds the relay, runs `relay demo` on it
-// and stops it on a signal. The relay binary cannot find a container
-// itself, so this is the demo's only way to Docker.
-func TestDemoFindsADatabaseAndRunsTheRelayDemo(t *testing.T) {
-	dbURL := pgtest.URL(t)
-	t.Setenv("TEST_DATABASE_URL", dbURL)
-	t.Setenv("DATABASE_URL", "")
-	require.NoError(t, os.Unsetenv("DATABASE_URL"))
-	t.Setenv("BELLHOP_LOG_LEVEL", "error")
+// syncBuffer is a bytes.Buffer a running process writes while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
 
-	b := make([]byte, 6)
-	_, err := rand.Read(b)
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// make demo without DATABASE_URL: cmd/demo finds a server (here the tests'
+// own, from TEST_DATABASE_URL), builds the relay, runs `relay demo` on it,
+// and a ^C (SIGINT to the whole process group, as a terminal sends it)
+// stops everything cleanly: make reports no error. The relay binary cannot
+// find a container itself, so this is the demo's only way to Docker.
+//
+// This runs the Makefile's recipe itself (it writes bin/demo and bin/relay,
+// as make demo does): `go run` there made every ^C an error.
+func TestMakeDemoFindsADatabaseAndStopsCleanlyOnInterrupt(t *testing.T) {
+	makeBin, err := exec.LookPath("make")
+	require.NoError(t, err, "the demo's front door is make")
+	// A database of its own: make demo has no schema setting.
+	server, err := url.Parse(pgtest.URL(t))
 	require.NoError(t, err)
-	schema := "demo_" + hex.EncodeToString(b)
-	conn, err := pgx.Connect(context.Background(), dbURL)
+	b := make([]byte, 6)
+	_, err = rand.Read(b)
+	require.NoError(t, err)
+	dbName := "demo_" + hex.EncodeToString(b)
+	admin, err := pgx.Connect(context.Background(), server.String())
+	require.NoError(t, err)
+	_, err = admin.Exec(context.Background(), "CREATE DATABASE "+dbName)
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		_, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+		_, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)")
 		require.NoError(t, err)
-		conn.Close(context.Background())
+		admin.Close(context.Background())
 	})
+	dbURL := *server
+	dbURL.Path = "/" + dbName
+
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
-	ln.Close()
+	require.NoError(t, ln.Close())
 
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	type result struct {
-		code int
-		err  error
+	demo := exec.Command(makeBin, "--no-print-directory", "demo", "DEMO_ADDR="+addr)
+	demo.Dir = "../.."
+	env := []string{"TEST_DATABASE_URL=" + dbURL.String(), "BELLHOP_LOG_LEVEL=error"}
+	for _, kv := range os.Environ() {
+		if !regexp.MustCompile(`^(DATABASE_URL|TEST_DATABASE_URL|BELLHOP_[A-Z_]+|DEMO_ADDR|MAKEFLAGS|MAKELEVEL)=`).MatchString(kv) {
+			env = append(env, kv)
+		}
 	}
-	done := make(chan result, 1)
-	relayBin := filepath.Join(t.TempDir(), "relay")
-	go func() {
-		code, err := run(ctx, relayBin, []string{"--addr", addr, "--schema", schema})
-		done <- result{code, err}
-	}()
+	demo.Env = env
+	var out syncBuffer
+	demo.Stdout, demo.Stderr = &out, &out
+	// A group of its own, which the test interrupts as a terminal would.
+	demo.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	demo.WaitDelay = 10 * time.Second
+	require.NoError(t, demo.Start())
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = demo.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-demo.Process.Pid, syscall.SIGKILL)
+		<-exited
+	})
 
 	require.Eventually(t, func() bool {
 		select {
-		case r := <-done:
-			t.Fatalf("the demo stopped: code %d, %v", r.code, r.err)
+		case <-exited:
+			return true
 		default:
 		}
-		res, err := http.Get("http://" + addr + "/")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK
-	}, 2*time.Minute, 50*time.Millisecond, "the demo page never answered")
+		return strings.Contains(out.String(), "Bellhop demo: open http://"+addr+"/")
+	}, 3*time.Minute, 50*time.Millisecond, "no banner: %s", &out)
+	select {
+	case <-exited:
+		t.Fatalf("make demo stopped: %v\n%s", waitErr, &out)
+	default:
+	}
+	res, err := http.Get("http://" + addr + "/")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
 
 	// The relay got the server cmd/demo found, as DATABASE_URL.
 	var found bool
-	require.NoError(t, conn.QueryRow(context.Background(),
-		"SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", schema).Scan(&found))
-	require.True(t, found, "the demo's schema is not on the server cmd/demo found")
+	require.NoError(t, admin.QueryRow(context.Background(),
+		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = $1)", dbName).Scan(&found))
+	require.True(t, found, "the demo is not connected to the server cmd/demo found")
 
-	cancel()
+	require.NoError(t, syscall.Kill(-demo.Process.Pid, syscall.SIGINT))
 	select {
-	case r := <-done:
-		require.NoError(t, r.err)
-		require.Zero(t, r.code, "the relay demo did not stop cleanly")
+	case <-exited:
 	case <-time.After(40 * time.Second):
-		t.Fatal("the demo did not stop")
+		t.Fatalf("make demo did not stop:\n%s", &out)
+	}
+	require.Contains(t, out.String(), "relay demo: stopped")
+	require.NotContains(t, out.String(), "make: ***", "make reported the ^C as an error")
+	// make passes a ^C on to its caller by dying of it too; the demo
+	// exited 0, or make would have said so above.
+	if waitErr != nil {
+		var exit *exec.ExitError
+		require.ErrorAs(t, waitErr, &exit)
+		ws := exit.Sys().(syscall.WaitStatus)
+		require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGINT, "make demo: %v\n%s", waitErr, &out)
+	}
+}
+
+// A taken or malformed address fails at once, naming DEMO_ADDR, before the
+// relay is built or a database found.
+func TestDemoChecksItsAddressFirst(t *testing.T) {
+	t.Setenv("DATABASE_URL", "")
+	require.NoError(t, os.Unsetenv("DATABASE_URL"))
+	t.Setenv("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	relayBin := filepath.Join(t.TempDir(), "relay")
+
+	for addr, want := range map[string]string{
+		taken.Addr().String(): "cannot listen on " + taken.Addr().String() + ": it is taken",
+		"8080":                `cannot listen on "8080"`,
+	} {
+		var stderr bytes.Buffer
+		start := time.Now()
+		code, err := run(context.Background(), &stderr, relayBin, addr, "")
+		require.Equal(t, 1, code)
+		require.ErrorContains(t, err, want)
+		require.ErrorContains(t, err, "set DEMO_ADDR (make demo) or -addr to ")
+		require.Less(t, time.Since(start), time.Second)
+		require.Empty(t, stderr.String(), "the demo went on after the address check")
+		require.NoFileExists(t, relayBin)
 	}
 }

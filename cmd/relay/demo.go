@@ -51,7 +51,7 @@ func demoFlags(stderr io.Writer) (fs *flag.FlagSet, addr, schema *string) {
 // schema (--schema, never BELLHOP_SCHEMA) and listens on loopback unless
 // --addr says otherwise. It never drops data: started again against the same
 // database and schema, it continues where it stopped, with the same secret.
-func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs, addr, schema := demoFlags(stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -62,6 +62,19 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := sqlq.CheckSchema(*schema); err != nil {
 		return fmt.Errorf("demo: --schema: %w", err)
 	}
+	// The address first: a taken one fails before any database starts.
+	ln, err := demopage.Listen(*addr, "--addr")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	// Serve closes it, and Shutdown; this is for the returns before.
+	defer ln.Close()
+	// Last, after a PostgreSQL the demo started has stopped too.
+	defer func() {
+		if err == nil {
+			fmt.Fprintln(stderr, "relay demo: stopped")
+		}
+	}()
 
 	var env envConfig
 	if err := readEnv(ctx, &env); err != nil {
@@ -134,13 +147,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		r.Pool().Close()
 		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		r.Pool().Close()
-		return fmt.Errorf("demo: listen on %s: %w", *addr, err)
-	}
 	if err := r.Start(bg); err != nil {
-		ln.Close()
 		_ = r.Stop(bg)
 		return err
 	}

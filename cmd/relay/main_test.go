@@ -643,3 +643,57 @@ func TestHealthcheckFailsClearly(t *testing.T) {
 		require.ErrorContains(t, err, c.want, "%v", c.args)
 	}
 }
+
+// River logs "Producer job counts" at info every 5 s while jobs run (the
+// relay's sweep runs one a second), and more routine lines besides: none of
+// them belongs in the relay's default log, only River's warnings and errors.
+func TestServeLogHasNoRiverChatter(t *testing.T) {
+	cleanEnv(t)
+	db := pgtest.New(t)
+	t.Setenv("DATABASE_URL", db.URL)
+	t.Setenv("BELLHOP_SCHEMA", db.Schema)
+	t.Setenv("BELLHOP_JWT_SECRET", testSecret)
+	t.Setenv("BELLHOP_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("BELLHOP_DB_MAX_CONNS", "4")
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, io.Discard, &stderr) }()
+	// River's producer reports every 5 s (not configurable), when the job
+	// counts moved: give it one report and a margin.
+	time.Sleep(6500 * time.Millisecond)
+	stop()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "%s", &stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	log := stderr.String()
+	require.Contains(t, log, `"level":"INFO"`, "the default log is at info: %s", log)
+	require.NotContains(t, log, "Producer job counts")
+	require.NotContains(t, log, `"component":"river"`, "River logged below warn: %s", log)
+}
+
+// The demo listens before it looks for a database: a taken or malformed
+// address fails at once, naming --addr, whatever the database would say.
+func TestDemoChecksItsAddressFirst(t *testing.T) {
+	cleanEnv(t)
+	t.Setenv("DATABASE_URL", "postgres://postgres@"+closedAddr(t)+"/none?connect_timeout=5")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+
+	_, stderr, err := runCmd(t, "demo", "--addr", taken.Addr().String())
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "cannot listen on "+taken.Addr().String()+": it is taken")
+	require.Contains(t, err.Error(), "set --addr to another address")
+	require.NotContains(t, err.Error(), "DATABASE_URL")
+	require.NotContains(t, stderr, "PostgreSQL")
+
+	_, _, err = runCmd(t, "demo", "--addr", "8080")
+	require.ErrorContains(t, err, `cannot listen on "8080"`)
+	require.ErrorContains(t, err, "set --addr to a host:port, such as 127.0.0.1:8090")
+}

@@ -1,11 +1,12 @@
 // A notification committed from SQL moves both badges (the React widget's and
 // the vanilla recipe's #bell-badge) within 1 s, without a reload; a rolled
-// back one, from SQL or from the page's button, moves nothing.
+// back one, from SQL or from the page's button, moves nothing. The recipe's
+// panel shows the frames it receives and its Last-Event-ID.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
   apiCount, badges, badgesShow, insertNotification, launch, notReloaded, openDemo,
-  screenshot, settle, sleep, sqlScript,
+  screenshot, settle, sleep, sql, sqlScript, waitFor,
 } from './lib.js';
 
 let browser;
@@ -61,6 +62,51 @@ test('the page buttons: send-rollback leaves the badges, send moves them', async
     assert.equal(await notReloaded(page), true, 'the page was reloaded');
   } finally {
     await screenshot(page, '01-live-badge-buttons-final');
+    await page.close();
+  }
+});
+
+test('the recipe\'s wire panel shows each frame it receives and the Last-Event-ID', async () => {
+  const page = await openDemo(browser.context);
+  try {
+    await settle(page, 2);
+    const lastEventId = page.locator('[data-testid=last-event-id]');
+    assert.equal(await page.locator('[data-testid=stream-state]').textContent(), 'open');
+    const before = await lastEventId.textContent();
+
+    const id = sql(insertNotification('On the wire', 'e2e.wire').replace(/;$/, ' RETURNING id;'));
+    assert.match(id, /^[0-9a-f-]{36}$/, 'INSERT ... RETURNING id');
+    const frame = page.locator(`[data-testid=sse-frames] li[data-id="${id}"]`);
+    await frame.waitFor({ timeout: 2000 });
+    assert.equal(await frame.getAttribute('data-op'), 'created');
+    assert.equal(await frame.getAttribute('data-type'), 'e2e.wire');
+    const eventId = await frame.getAttribute('data-event-id');
+    assert.match(eventId, /^\d+$/, 'the frame\'s id: is the event id');
+    const raw = await frame.locator('pre').textContent();
+    assert.ok(raw.startsWith(`id: ${eventId}\nevent: notification\ndata: {`), raw);
+    assert.ok(raw.includes(`"id":"${id}"`) && raw.includes('"type":"e2e.wire"'), raw);
+    assert.equal(await lastEventId.textContent(), eventId, 'Last-Event-ID shows the frame\'s id');
+    assert.notEqual(eventId, before);
+    await screenshot(page, '01-wire-panel');
+
+    // The next event goes on top, and Last-Event-ID moves on.
+    sql(insertNotification('On the wire, again', 'e2e.wire.again'));
+    const top = page.locator('[data-testid=sse-frames] li').first();
+    await waitFor('the newest frame on top', () => top.getAttribute('data-type'), (t) => t === 'e2e.wire.again', 2000);
+    const next = await top.getAttribute('data-event-id');
+    assert.ok(BigInt(next) > BigInt(eventId), `${next} after ${eventId}`);
+    assert.equal(await lastEventId.textContent(), next);
+
+    // The hint's link opens the same page in another tab.
+    const [other] = await Promise.all([
+      browser.context.waitForEvent('page'),
+      page.click('[data-testid=open-another-tab]'),
+    ]);
+    await other.locator('[data-testid=bellhop-bell]').waitFor();
+    assert.equal(new URL(other.url()).pathname, '/');
+    await other.close();
+  } finally {
+    await screenshot(page, '01-wire-panel-final');
     await page.close();
   }
 });
