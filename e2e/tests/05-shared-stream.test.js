@@ -113,9 +113,8 @@ test(`${TABS} tabs share one stream; closing the leader tab loses and doubles no
     for (const p of pages) await waitFor('every badge shows the count', () => reactBadge(p), (n) => n === c0, 10_000);
 
     // A live event reaches every tab within 1 s of COMMIT.
-    const ids = [];
-    const t0 = Date.now();
-    ids.push(send('Ten tabs: live'));
+    const ids = [send('Ten tabs: live')];
+    const t0 = Date.now(); // as 01-live-badge measures: from when psql returned
     for (const p of pages) {
       await waitFor('the event reaches every tab', () => received(p), (evs) => evs.some((e) => e.id === ids[0]), 5000);
     }
