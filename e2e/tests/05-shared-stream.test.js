@@ -3,12 +3,14 @@
 // the stream, so the relay sees one stream, every tab shows live events and
 // every tab's count fetch answers. Closing the leader tab hands the stream
 // to another tab, which resumes from the last id it saw: every remaining tab
-// receives every event once, in order.
+// receives every event once, in order; marking all read in one tab clears
+// every tab's badge.
 //
 // The page's vanilla-recipe panel opens an EventSource of its own in every
 // tab, by design (it teaches the recipe, not the SDK): ten of those would
 // take the six connections themselves. This test measures the SDK, so an
-// init script leaves that panel dark (EventSource does nothing), and records
+// init script leaves that panel dark (EventSource does nothing: its badge
+// keeps its first count in the screenshots), and records
 // what the widget's subscription delivers (mount's bellhop:event) in each tab.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -155,7 +157,17 @@ test(`${TABS} tabs share one stream; closing the leader tab loses and doubles no
     const after = await countsFromEveryTab(rest, 5000);
     assert.deepEqual(after.filter((c) => c.error), [], 'a count fetch hung after the hand-over');
     await screenshot(next.page, '05-new-leader');
-    await screenshot(rest.find((p) => p !== next.page), '05-follower-after-hand-over');
+
+    // Read sync over the one stream: mark all read in a follower tab, and
+    // every tab's badge drops (the read_all event comes back through the leader).
+    const reader = rest.find((p) => p !== next.page);
+    await reader.click('[data-testid=bellhop-bell]');
+    await reader.locator('[data-testid=bellhop-inbox]').waitFor();
+    await screenshot(reader, '05-follower-inbox-after-hand-over');
+    await reader.click('[data-testid=bellhop-mark-all]');
+    for (const p of rest) await waitFor('every badge drops to 0', () => reactBadge(p), (n) => n === 0, 3000);
+    await screenshot(reader, '05-follower-after-mark-all');
+    await screenshot(next.page, '05-new-leader-after-mark-all');
   } finally {
     for (const p of pages) await p.close().catch(() => {});
   }
