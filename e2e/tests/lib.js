@@ -202,7 +202,8 @@ export function badgesShow(page, n, timeoutMs, what = `badges show ${n}`) {
 
 /**
  * Waits until the page is settled: the relay holds `streams` open streams
- * (two per tab: the React widget's and the vanilla EventSource) and both
+ * (the React widget's one, shared by every tab, and each tab's vanilla
+ * EventSource) and both
  * badges show the API's count. Returns that count.
  */
 export async function settle(page, streams) {

@@ -4,11 +4,16 @@
  *
  *   import { mount } from '/demo/static/inbox.js';
  *   mount(document.getElementById('inbox'), { baseUrl: '' });
+ *
+ * The element fires a `bellhop:event` CustomEvent (bubbling, `detail` =
+ * the event) for each live event the widget's subscription delivers, so a
+ * page or a test can watch the stream without a stream of its own.
  */
 import { QueryClient } from '@tanstack/react-query';
 import { createRoot } from 'react-dom/client';
 import { createClient } from '../src';
-import { BellhopProvider, Inbox, injectDefaultStyles, type InboxProps } from '../src/react';
+import type { BellhopEvent } from '../src';
+import { BellhopProvider, Inbox, injectDefaultStyles, useNotificationStream, type InboxProps } from '../src/react';
 
 export interface MountOptions {
   /** Relay base URL; '' (default) for same origin. */
@@ -21,6 +26,13 @@ export interface MountOptions {
   inbox?: InboxProps;
 }
 
+function Announce({ element }: { element: Element }) {
+  useNotificationStream((detail: BellhopEvent) =>
+    element.dispatchEvent(new CustomEvent('bellhop:event', { detail, bubbles: true })),
+  );
+  return null;
+}
+
 export function mount(element: Element, options: MountOptions = {}) {
   if (!element) throw new Error('bellhop mount: element not found');
   if (options.injectStyles !== false) injectDefaultStyles(element.ownerDocument);
@@ -30,6 +42,7 @@ export function mount(element: Element, options: MountOptions = {}) {
   root.render(
     <BellhopProvider client={client} queryClient={queryClient}>
       <Inbox {...options.inbox} />
+      <Announce element={element} />
     </BellhopProvider>,
   );
   return {

@@ -1,4 +1,5 @@
 import { BellhopError, errorFromResponse } from './errors';
+import { subscribeShared, tabEnv } from './share';
 import { subscribeStream } from './subscribe';
 import type {
   BellhopClient,
@@ -106,12 +107,12 @@ export function createClient(options: ClientOptions): BellhopClient {
     async remove(id, opts) {
       await request<void>('DELETE', idPath(id), {}, opts);
     },
-    subscribe(listener, opts) {
-      return subscribeStream(
-        { url: `${baseUrl}/notifications/stream`, fetch: doFetch, credentials, resolveToken },
-        listener,
-        opts,
-      );
+    subscribe(listener, opts = {}) {
+      const conn = { url: `${baseUrl}/notifications/stream`, fetch: doFetch, credentials, resolveToken };
+      // A subscription with a start position of its own cannot join a
+      // stream that is already further on.
+      const env = options.shareAcrossTabs === false || opts.lastEventId != null ? null : tabEnv();
+      return env ? subscribeShared(conn, listener, opts, env) : subscribeStream(conn, listener, opts);
     },
   };
 }

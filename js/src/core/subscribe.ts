@@ -81,42 +81,47 @@ export function decodeEvent(msg: SSEMessage): BellhopEvent | null {
 }
 
 /**
- * Fetch-based SSE subscription (so it can send `Authorization`), with
- * reconnect + exponential backoff + jitter (base = server `retry:`),
- * `Last-Event-ID` resume, dedupe by event id, `refetch` handling and
- * optional debounced batching. A refusal (a `refused` event, or 429/503
- * with `Retry-After`) is reported as an `error` status and retried after
- * the delay the server asked for, with jitter, from the same position.
+ * A subscription's place in the stream: the id to resume from
+ * (`Last-Event-ID`) and the highest event seq delivered (for dedupe).
  */
-export function subscribeStream(conn: StreamConnection, listener: StreamListener, opts: SubscribeOptions = {}): Unsubscribe {
-  const debounceMs = Math.max(0, opts.debounceMs ?? 0);
-  const maxRetryMs = opts.maxRetryMs ?? DEFAULT_MAX_RETRY_MS;
-  let retryMs = opts.retryMs ?? DEFAULT_RETRY_MS;
-  let lastId = opts.lastEventId != null ? String(opts.lastEventId) : '';
-  let lastSeq = lastId !== '' && Number.isFinite(Number(lastId)) ? Number(lastId) : -Infinity;
-  let attempt = 0;
-  let stopped = false;
-  let controller: AbortController | null = null;
-  let sleepTimer: ReturnType<typeof setTimeout> | undefined;
-  let wakeSleep: (() => void) | undefined;
-  let pending: BellhopEvent[] = [];
-  /** Set by a `refused` event on the current connection. */
-  let refusal: Refusal | undefined;
-  /** The current connection was reported open. */
-  let opened = false;
-  /** The delay the last failed attempt's server asked for, if any. */
-  let serverDelayMs: number | undefined;
-  let flushTimer: ReturnType<typeof setTimeout> | undefined;
+export class StreamCursor {
+  lastId: string;
+  lastSeq: number;
 
-  const status: NonNullable<SubscribeOptions['onStatus']> = (s, err) => {
-    if (stopped && s !== 'closed') return;
-    try {
-      opts.onStatus?.(s, err);
-    } catch (e) {
-      console.error('[bellhop] onStatus threw', e);
+  constructor(lastEventId?: string | number | null) {
+    this.lastId = lastEventId != null ? String(lastEventId) : '';
+    this.lastSeq = this.lastId !== '' && Number.isFinite(Number(this.lastId)) ? Number(this.lastId) : -Infinity;
+  }
+
+  /**
+   * Moves past ev, received under the SSE id msgId (its seq when ''):
+   * false when ev is a duplicate, not to be delivered.
+   */
+  advance(ev: BellhopEvent, msgId = ''): boolean {
+    const hasSeq = Number.isFinite(ev.seq);
+    if (ev.op === 'refetch') {
+      // The server could not replay: its id is the new resume position, even if lower.
+      if (hasSeq) this.lastSeq = ev.seq;
+      this.lastId = msgId || (hasSeq ? String(ev.seq) : this.lastId);
+      return true;
     }
-  };
+    if (hasSeq) {
+      if (ev.seq <= this.lastSeq) return false; // e.g. replayed after a resume
+      this.lastSeq = ev.seq;
+      this.lastId = msgId || String(ev.seq);
+    }
+    return true;
+  }
+}
 
+/**
+ * Hands events to a listener, each at once or batched over debounceMs; a
+ * listener that throws is logged.
+ */
+export function createDelivery(listener: StreamListener, debounceMs: number) {
+  let pending: BellhopEvent[] = [];
+  let flushTimer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
   const emit = (events: BellhopEvent[]) => {
     if (stopped || events.length === 0) return;
     try {
@@ -125,21 +130,72 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
       console.error('[bellhop] subscriber threw', e);
     }
   };
-
   const flush = () => {
     flushTimer = undefined;
     const batch = pending;
     pending = [];
     emit(batch);
   };
+  return {
+    deliver(ev: BellhopEvent) {
+      if (debounceMs <= 0) {
+        emit([ev]);
+        return;
+      }
+      pending.push(ev);
+      if (flushTimer === undefined) flushTimer = setTimeout(flush, debounceMs);
+    },
+    stop() {
+      stopped = true;
+      if (flushTimer !== undefined) clearTimeout(flushTimer);
+      pending = [];
+    },
+  };
+}
 
-  const deliver = (ev: BellhopEvent) => {
-    if (debounceMs === 0) {
-      emit([ev]);
-      return;
+/** Internal hooks into a stream, for the tab that relays it to the others. */
+export interface StreamTap {
+  /** An `id:` with no data moved the resume position to id. */
+  onPosition?: (id: string) => void;
+}
+
+/**
+ * Fetch-based SSE subscription (so it can send `Authorization`), with
+ * reconnect + exponential backoff + jitter (base = server `retry:`),
+ * `Last-Event-ID` resume, dedupe by event id, `refetch` handling and
+ * optional debounced batching. A refusal (a `refused` event, or 429/503
+ * with `Retry-After`) is reported as an `error` status and retried after
+ * the delay the server asked for, with jitter, from the same position.
+ */
+export function subscribeStream(
+  conn: StreamConnection,
+  listener: StreamListener,
+  opts: SubscribeOptions = {},
+  tap: StreamTap = {},
+): Unsubscribe {
+  const maxRetryMs = opts.maxRetryMs ?? DEFAULT_MAX_RETRY_MS;
+  let retryMs = opts.retryMs ?? DEFAULT_RETRY_MS;
+  const cursor = new StreamCursor(opts.lastEventId);
+  let attempt = 0;
+  let stopped = false;
+  let controller: AbortController | null = null;
+  let sleepTimer: ReturnType<typeof setTimeout> | undefined;
+  let wakeSleep: (() => void) | undefined;
+  /** Set by a `refused` event on the current connection. */
+  let refusal: Refusal | undefined;
+  /** The current connection was reported open. */
+  let opened = false;
+  /** The delay the last failed attempt's server asked for, if any. */
+  let serverDelayMs: number | undefined;
+  const delivery = createDelivery(listener, Math.max(0, opts.debounceMs ?? 0));
+
+  const status: NonNullable<SubscribeOptions['onStatus']> = (s, err) => {
+    if (stopped && s !== 'closed') return;
+    try {
+      opts.onStatus?.(s, err);
+    } catch (e) {
+      console.error('[bellhop] onStatus threw', e);
     }
-    pending.push(ev);
-    if (flushTimer === undefined) flushTimer = setTimeout(flush, debounceMs);
   };
 
   // A connection is reported open at its first comment, id or event, not
@@ -160,21 +216,7 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
     markOpen();
     if (msg.event !== 'notification') return;
     const ev = decodeEvent(msg);
-    if (!ev) return;
-    const hasSeq = Number.isFinite(ev.seq);
-    if (ev.op === 'refetch') {
-      // The server could not replay: its id is the new resume position, even if lower.
-      if (hasSeq) lastSeq = ev.seq;
-      lastId = msg.id || (hasSeq ? String(ev.seq) : lastId);
-      deliver(ev);
-      return;
-    }
-    if (hasSeq) {
-      if (ev.seq <= lastSeq) return; // duplicate (e.g. replayed after resume)
-      lastSeq = ev.seq;
-      lastId = msg.id || String(ev.seq);
-    }
-    deliver(ev);
+    if (ev && cursor.advance(ev, msg.id)) delivery.deliver(ev);
   };
 
   const sleep = (ms: number) =>
@@ -192,7 +234,7 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
     const token = await conn.resolveToken();
     if (stopped) return 'stop';
     if (token) headers.Authorization = `Bearer ${token}`;
-    if (lastId !== '') headers['Last-Event-ID'] = lastId;
+    if (cursor.lastId !== '') headers['Last-Event-ID'] = cursor.lastId;
     const res = await conn.fetch(conn.url, {
       method: 'GET',
       headers,
@@ -224,10 +266,11 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
         // from N next time, as EventSource does, though no event was seen.
         onLastEventId: (id) => {
           markOpen();
-          lastId = id;
+          cursor.lastId = id;
+          if (!stopped) tap.onPosition?.(id);
         },
       },
-      lastId,
+      cursor.lastId,
     );
     const reader = res.body.getReader();
     const decoder = new TextDecoder('utf-8');
@@ -258,6 +301,7 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
         if (result === 'stop') {
           if (!stopped) {
             stopped = true;
+            delivery.stop();
             status('closed');
           }
           return;
@@ -291,8 +335,7 @@ export function subscribeStream(conn: StreamConnection, listener: StreamListener
     controller?.abort();
     if (sleepTimer !== undefined) clearTimeout(sleepTimer);
     wakeSleep?.();
-    if (flushTimer !== undefined) clearTimeout(flushTimer);
-    pending = [];
+    delivery.stop();
     opts.signal?.removeEventListener('abort', unsubscribe);
     status('closed');
   };

@@ -92,6 +92,15 @@ export interface ClientOptions {
   credentials?: RequestCredentials;
   /** Custom fetch implementation (defaults to global fetch). */
   fetch?: typeof fetch;
+  /**
+   * One stream per browser (default true): the tabs that subscribe to this
+   * relay as the same recipient elect one leader tab (Web Locks), which
+   * alone holds the stream and relays its events to the others
+   * (BroadcastChannel); when it closes another tab takes over from the
+   * last event id. Where either API is missing, and for a subscription
+   * given a `lastEventId`, each subscription opens its own stream.
+   */
+  shareAcrossTabs?: boolean;
 }
 
 export interface SubscribeOptions {
