@@ -76,6 +76,7 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to bellhoptype.
 
 	sent := head // live events up to head are history: replayed or not wanted
 	if lastID >= 0 {
+		r.metrics.StreamResumes.Inc()
 		var ok bool
 		if sent, ok = r.resume(req.Context(), out, to, lastID, head); !ok {
 			r.cut(out)
@@ -290,7 +291,7 @@ func (r *Relay) resume(ctx context.Context, out *sink, to bellhoptype.Recipient,
 		return head, false
 	}
 	if lastID < pruned || lastID > last {
-		return head, out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
+		return head, r.refetch(out, head)
 	}
 	refetched, ok := r.replayChecked(ctx, out, to, lastID, head)
 	if !ok || refetched {
@@ -318,9 +319,15 @@ func (r *Relay) replayChecked(ctx context.Context, out *sink, to bellhoptype.Rec
 		return false, false
 	}
 	if from < pruned {
-		return true, out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
+		return true, r.refetch(out, head)
 	}
 	return false, true
+}
+
+// refetch tells the client to reload its count and list.
+func (r *Relay) refetch(out *sink, head int64) bool {
+	r.metrics.Refetches.Inc()
+	return out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
 }
 
 // replay writes to's events in (from, head] from the database.
@@ -342,6 +349,7 @@ func (r *Relay) replay(ctx context.Context, out *sink, to bellhoptype.Recipient,
 					return false
 				}
 				r.metrics.EventsPushed.Inc()
+				r.metrics.ReplayedEvents.Inc()
 			}
 		}
 		if len(batch) < replayPage {
