@@ -127,8 +127,18 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	}
 	defer pool.Close()
 
+	tp, stopTracing, err := setupTracing(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopTracing(ctx); err != nil {
+			log.Warn("flush the last spans", "err", err)
+		}
+	}()
+
 	cfg := env.relayConfig()
-	cfg.Pool, cfg.NoWorker = pool, true
+	cfg.Pool, cfg.NoWorker, cfg.TracerProvider = pool, true, tp
 	r, err := relay.New(ctx, cfg, log)
 	if err != nil {
 		return envError(err)
