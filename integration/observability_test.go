@@ -1,12 +1,26 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +30,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/bellhophq/bellhop/internal/relayproc"
+	"github.com/bellhophq/bellhop/internal/sseclient"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
 	"github.com/bellhophq/bellhop/worker"
@@ -227,4 +243,155 @@ func TestMetricsMove(t *testing.T) {
 	require.Equal(t, -1.0, seriesValue(t, page, `bellhop_http_request_duration_seconds_count{code="200",method="GET",route="/notifications/stream"}`),
 		"streams are counted, not timed")
 	require.GreaterOrEqual(t, seriesValue(t, page, `bellhop_http_requests_total{code="200",method="GET",route="/metrics"}`), 4.0)
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key to dir and
+// returns their paths, and a pool that trusts the certificate.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, roots *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "bellhop test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	roots = x509.NewCertPool()
+	roots.AddCert(cert)
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600))
+	return certFile, keyFile, roots
+}
+
+// With BELLHOP_TLS_CERT_FILE and BELLHOP_TLS_KEY_FILE the relay binary
+// serves HTTPS with HTTP/2: streams multiplex on one connection (a
+// browser's tabs need no proxy to get past HTTP/1.1's six connections per
+// origin), and every event arrives on each, flushed as it happens. Its
+// health check asks it over HTTPS.
+func TestTLSServesHTTP2Streams(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	certFile, keyFile, roots := selfSigned(t, t.TempDir())
+	p, err := relayproc.New(relayBinary(t), "relay", "DATABASE_URL="+b.db.URL, "BELLHOP_SCHEMA="+b.db.Schema,
+		"BELLHOP_JWT_SECRET="+secret, "BELLHOP_DB_MAX_CONNS=6", "BELLHOP_LOG_LEVEL=warn",
+		"BELLHOP_TLS_CERT_FILE="+certFile, "BELLHOP_TLS_KEY_FILE="+keyFile)
+	require.NoError(t, err)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr}
+	p.URL, p.Client = "https://"+p.Addr, hc
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("relay log (tail):\n%s", p.Logs())
+		}
+	})
+	require.NoError(t, p.Start(ctx))
+
+	to := outbox.User("h2")
+	var conns []string
+	var streams []*sseclient.Stream
+	for range 3 {
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			conns = append(conns, info.Conn.LocalAddr().String())
+		}}
+		s, err := sseclient.Connect(httptrace.WithClientTrace(ctx, trace), hc, p.URL+"/notifications/stream",
+			http.Header{"Authorization": {"Bearer " + token(t, to)}}, "")
+		require.NoError(t, err)
+		t.Cleanup(s.Close)
+		require.Equal(t, 2, s.Response.ProtoMajor, "HTTP/2 over TLS")
+		require.Equal(t, "text/event-stream", s.Response.Header.Get("Content-Type"))
+		streams = append(streams, s)
+	}
+	require.Len(t, conns, 3)
+	require.Equal(t, conns[0], conns[1], "one connection for every stream")
+	require.Equal(t, conns[0], conns[2], "one connection for every stream")
+
+	id := b.send(t, to, "over.h2")
+	for i, s := range streams {
+		done := make(chan string, 1)
+		go func() {
+			for {
+				f, err := s.Next()
+				if err != nil {
+					close(done)
+					return
+				}
+				if f.HasData {
+					done <- f.Data
+					return
+				}
+			}
+		}()
+		select {
+		case data, ok := <-done:
+			require.True(t, ok, "stream %d ended", i)
+			require.Contains(t, data, id)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("stream %d: no event within 5s over HTTP/2", i)
+		}
+	}
+
+	env := []string{"BELLHOP_LISTEN_ADDR=" + p.Addr, "BELLHOP_TLS_CERT_FILE=" + certFile, "BELLHOP_OPS_ADDR="}
+	out, err := relayBinary(t).Run(ctx, env, "healthcheck")
+	require.NoError(t, err)
+	require.Contains(t, string(out), "GET https://"+p.Addr+"/healthz answered 200")
+}
+
+// The relay binary traces when the standard variables say so: spans go
+// to OTEL_EXPORTER_OTLP_ENDPOINT over OTLP/HTTP, and a request's
+// traceparent header continues the caller's trace.
+func TestTracingExportsOTLP(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	var mu sync.Mutex
+	var exported [][]byte
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		if req.Method == http.MethodPost && req.URL.Path == "/v1/traces" && req.Header.Get("Content-Type") == "application/x-protobuf" {
+			mu.Lock()
+			exported = append(exported, body)
+			mu.Unlock()
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	t.Cleanup(collector.Close)
+	p := b.startProcess(t, "OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL, "OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_SERVICE_NAME=relay-under-test")
+
+	to := outbox.User("otlp")
+	caller := trace.TraceID{0xca, 0x11, 0xe4}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/notifications/unread/count", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token(t, to))
+	req.Header.Set("traceparent", "00-"+caller.String()+"-00f067aa0ba902b7-01")
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	b.send(t, to, "traced")
+
+	has := func(want []byte) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, body := range exported {
+			if bytes.Contains(body, want) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, want := range [][]byte{[]byte("GET /notifications/unread/count"), caller[:], []byte("bellhop.stamp"), []byte("bellhop.push"), []byte("relay-under-test")} {
+		require.Eventually(t, func() bool { return has(want) }, 10*time.Second, 20*time.Millisecond, "%q exported", want)
+	}
 }
