@@ -114,7 +114,7 @@ const backlogTimeout = 5 * time.Second
 
 var (
 	backlogRows = prometheus.NewDesc("bellhop_backlog_rows",
-		"Committed notification changes the relay has not stamped yet (read at scrape).", nil, nil)
+		"Committed notification changes the relay has not stamped yet, counted up to 10000 (read at scrape).", nil, nil)
 	backlogAge = prometheus.NewDesc("bellhop_backlog_oldest_age_seconds",
 		"Age of the oldest change not stamped yet, from its writing transaction's start; 0 when none (read at scrape).", nil, nil)
 )

@@ -45,15 +45,17 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 
 -- name: Backlog
 -- What the relay has not stamped yet, for /metrics: the committed row
--- versions the cursor has not seen (the relay_pending view, which scans the
--- whole table), read as the stamp and HasPending read them: through the xid
--- index, in the gaps between the transactions still running (whose rows
--- are not committed, so not pending, and would cost a walk over each of
--- them), plus seen's running xids that have ended. A round in progress has
--- logged the rows up to (next_xid, next_id) of next already. The cost is
--- one index entry and heap tuple per pending row: nothing when the relay
--- keeps up. The age is the oldest row's updated_at (its writing
--- transaction's start) by the database's clock.
+-- versions the cursor has not seen (the relay_pending view, which reads
+-- the whole table), read as the stamp and HasPending read them: through
+-- the xid index, in the gaps between the transactions still running (whose
+-- rows are not committed, so not pending, and would cost a walk over each
+-- of them), plus seen's running xids that have ended; a round in progress
+-- has logged the rows of next up to (next_xid, next_id) already. Each row
+-- costs an index entry and a heap tuple (about 10 µs), so at most $1 are
+-- read, in xid order: the count stops there, and the oldest is the oldest
+-- of those (transactions that began first mostly wrote first). Nothing to
+-- read when the relay keeps up. The age is the row's updated_at (its
+-- writing transaction's start) by the database's clock.
 WITH s AS (
     SELECT seen, next, next_xid, next_id, pg_current_snapshot() AS now,
            (pg_snapshot_xmax(seen)::text::numeric - 1)::text::xid8 AS below_xmax
@@ -64,17 +66,25 @@ WITH s AS (
           UNION ALL
           SELECT x FROM s, pg_snapshot_xip(s.now) AS x WHERE x > s.below_xmax) AS points
 ), pending AS (
-    SELECT n.xid, n.id, n.updated_at
-    FROM gaps CROSS JOIN LATERAL (
-        SELECT xid, id, updated_at FROM bellhop.notifications
-        WHERE xid > gaps.lo AND xid < gaps.hi) AS n
+    (SELECT n.updated_at
+     FROM (SELECT * FROM gaps ORDER BY lo) AS g
+     CROSS JOIN LATERAL (
+         SELECT xid, updated_at FROM bellhop.notifications AS t
+         WHERE t.xid > g.lo AND t.xid < g.hi
+           AND NOT ((SELECT next FROM s) IS NOT NULL AND pg_visible_in_snapshot(t.xid, (SELECT next FROM s))
+                    AND (t.xid, t.id) <= ((SELECT next_xid FROM s), (SELECT next_id FROM s)))
+         ORDER BY t.xid
+         LIMIT $1) AS n
+     ORDER BY g.lo, n.xid
+     LIMIT $1)
     UNION ALL
-    SELECT xid, id, updated_at FROM bellhop.notifications
-    WHERE xid = ANY (ARRAY(SELECT x FROM s, pg_snapshot_xip(s.seen) AS x
-                           WHERE pg_visible_in_snapshot(x, s.now)))
+    (SELECT t.updated_at FROM bellhop.notifications AS t
+     WHERE t.xid = ANY (ARRAY(SELECT x FROM s, pg_snapshot_xip(s.seen) AS x
+                              WHERE pg_visible_in_snapshot(x, s.now)))
+       AND NOT ((SELECT next FROM s) IS NOT NULL AND pg_visible_in_snapshot(t.xid, (SELECT next FROM s))
+                AND (t.xid, t.id) <= ((SELECT next_xid FROM s), (SELECT next_id FROM s)))
+     LIMIT $1)
 )
-SELECT count(*),
-       coalesce(extract(epoch FROM clock_timestamp() - min(p.updated_at)), 0)::float8
-FROM pending AS p, s
-WHERE NOT (s.next IS NOT NULL AND pg_visible_in_snapshot(p.xid, s.next)
-           AND (p.xid, p.id) <= (s.next_xid, s.next_id));
+SELECT least(count(*), $1),
+       coalesce(extract(epoch FROM clock_timestamp() - min(updated_at)), 0)::float8
+FROM pending;
