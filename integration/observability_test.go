@@ -32,6 +32,7 @@ import (
 
 	"github.com/bellhophq/bellhop/internal/relayproc"
 	"github.com/bellhophq/bellhop/internal/sseclient"
+	"github.com/bellhophq/bellhop/internal/tracing"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
 	"github.com/bellhophq/bellhop/worker"
@@ -394,4 +395,35 @@ func TestTracingExportsOTLP(t *testing.T) {
 	for _, want := range [][]byte{[]byte("GET /notifications/unread/count"), caller[:], []byte("bellhop.stamp"), []byte("bellhop.push"), []byte("relay-under-test")} {
 		require.Eventually(t, func() bool { return has(want) }, 10*time.Second, 20*time.Millisecond, "%q exported", want)
 	}
+}
+
+// A SQL writer holding only the writer role passes its trace context to
+// bellhop.send (the README's example, verbatim), and the relay's stamp
+// links to it.
+func TestSQLWriterTraceparentIsLinked(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	r := b.startRelay(t, func(c *relay.Config) { c.TracerProvider = tp })
+	s := openStream(t, r.URL, outbox.User("42"), -1)
+	app := loginAs(t, b.db, b.db.Schema+"_tracer", b.db.WriterRole())
+
+	blocks := readmeSQL(t, "### Tracing", b.db.Schema)
+	require.Len(t, blocks, 1)
+	_, err := app.Exec(ctx, blocks[0])
+	require.NoError(t, err, "the README's send with a traceparent, as the writer role")
+	require.Equal(t, "invoice.paid", s.next(t, 5*time.Second).Data.Type)
+
+	writer, ok := tracing.Parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	require.True(t, ok)
+	require.Eventually(t, func() bool {
+		for _, s := range spanNamed(rec, "bellhop.stamp") {
+			if linksTo(s, writer) {
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 20*time.Millisecond)
 }
