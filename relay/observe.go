@@ -123,6 +123,9 @@ func (r *Relay) instrument(next http.Handler) http.Handler {
 			r.metrics.ObserveDuration(route, req.Method, code, time.Since(start))
 		}
 	})
+	if r.cfg.TracerProvider == nil {
+		return counted
+	}
 	return otelhttp.NewHandler(counted, "",
 		otelhttp.WithTracerProvider(r.cfg.TracerProvider),
 		otelhttp.WithSpanNameFormatter(func(_ string, req *http.Request) string { return req.Method }),

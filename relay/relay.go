@@ -12,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
@@ -60,9 +59,10 @@ type Config struct {
 	// route, such as "GET /notifications/{id}"; health and metrics
 	// requests excepted) and every fan-out of events to streams
 	// ("bellhop.push", linked to the spans the rows were written in), and is
-	// the worker's unless Worker.TracerProvider is set. Defaults to the
-	// global provider, otel.GetTracerProvider(): a no-op unless the program
-	// set one.
+	// the worker's unless Worker.TracerProvider is set. Pass
+	// otel.GetTracerProvider() for the global one. Defaults to nil: no
+	// spans, and requests skip the tracing middleware altogether (it costs
+	// microseconds a request even when it records nothing).
 	TracerProvider trace.TracerProvider
 
 	// JWTSecret is an HS256/384/512 secret of at least MinSecretBytes.
@@ -175,9 +175,6 @@ func (c *Config) validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("Config.TLSCertFile and Config.TLSKeyFile go together: set both (a PEM certificate and its key) or neither")
-	}
-	if c.TracerProvider == nil {
-		c.TracerProvider = otel.GetTracerProvider()
 	}
 	if c.Worker.TracerProvider == nil {
 		c.Worker.TracerProvider = c.TracerProvider

@@ -110,9 +110,9 @@ type Config struct {
 	DurableStamps bool
 	// TracerProvider gets a span for every stamp that stamped rows
 	// ("bellhop.stamp"), linked to the spans the rows were written in (their
-	// traceparent column); the Pusher's push is its child. Defaults to the
-	// global provider, otel.GetTracerProvider(): a no-op unless the program
-	// set one.
+	// traceparent column); the Pusher's push is its child. Pass
+	// otel.GetTracerProvider() for the global one. Defaults to nil: no
+	// spans (relay.New passes the relay's).
 	TracerProvider trace.TracerProvider
 }
 

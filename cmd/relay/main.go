@@ -144,7 +144,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		return envError(err)
 	}
 	wcfg := cfg.Worker
-	wcfg.Logger, wcfg.Pusher, wcfg.Registerer = log, r, r.Registry()
+	wcfg.Logger, wcfg.Pusher, wcfg.Registerer, wcfg.TracerProvider = log, r, r.Registry(), tp
 	w, err := worker.New(pool, wcfg)
 	if err != nil {
 		return envError(err)

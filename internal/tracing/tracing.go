@@ -6,20 +6,19 @@ package tracing
 import (
 	"context"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // MaxLinks bounds the links of one span: the SDK's default limit
 // (OTEL_SPAN_LINK_COUNT_LIMIT), past which it would drop them anyway.
 const MaxLinks = 128
 
-// Tracer is tp's tracer named name; a nil tp is the global provider (a
-// no-op unless the program set one).
+// Tracer is tp's tracer named name; a nil tp traces nothing.
 func Tracer(tp trace.TracerProvider, name string) trace.Tracer {
 	if tp == nil {
-		tp = otel.GetTracerProvider()
+		tp = noop.NewTracerProvider()
 	}
 	return tp.Tracer(name)
 }
