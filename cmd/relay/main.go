@@ -53,7 +53,8 @@ commands:
             address is BELLHOP_OPS_ADDR, else BELLHOP_LISTEN_ADDR
   version   print the version
 
-Configuration is read from the environment (DATABASE_URL, BELLHOP_*); see the README.`
+Configuration is read from the environment (DATABASE_URL, BELLHOP_*, and
+OTEL_* for tracing); see the README.`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
