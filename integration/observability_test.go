@@ -294,7 +294,10 @@ func TestTLSServesHTTP2Streams(t *testing.T) {
 	certFile, keyFile, roots := selfSigned(t, t.TempDir())
 	p, err := relayproc.New(relayBinary(t), "relay", "DATABASE_URL="+b.db.URL, "BELLHOP_SCHEMA="+b.db.Schema,
 		"BELLHOP_JWT_SECRET="+secret, "BELLHOP_DB_MAX_CONNS=6", "BELLHOP_LOG_LEVEL=warn",
-		"BELLHOP_TLS_CERT_FILE="+certFile, "BELLHOP_TLS_KEY_FILE="+keyFile)
+		"BELLHOP_TLS_CERT_FILE="+certFile, "BELLHOP_TLS_KEY_FILE="+keyFile,
+		// A write's deadline must not outlive the write: over HTTP/2 it is
+		// a timer that resets the stream when it fires.
+		"BELLHOP_WRITE_TIMEOUT=500ms")
 	require.NoError(t, err)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}
 	t.Cleanup(tr.CloseIdleConnections)
@@ -327,6 +330,7 @@ func TestTLSServesHTTP2Streams(t *testing.T) {
 	require.Equal(t, conns[0], conns[1], "one connection for every stream")
 	require.Equal(t, conns[0], conns[2], "one connection for every stream")
 
+	time.Sleep(time.Second) // idle, past the write timeout
 	id := b.send(t, to, "over.h2")
 	for i, s := range streams {
 		done := make(chan string, 1)

@@ -245,7 +245,7 @@ func (r *Relay) live(ctx context.Context, out *sink, sub *subscriber, to bellhop
 }
 
 // sink writes SSE frames with a deadline per write: to a hijacked
-// connection, or through a ResponseWriter, flushing each.
+// connection, or through a ResponseWriter (HTTP/2), flushing each.
 type sink struct {
 	w           io.Writer
 	flush       func() error // nil for a connection
@@ -266,6 +266,11 @@ func (s *sink) write(b []byte) bool {
 	_, err := s.w.Write(b)
 	if err == nil && s.flush != nil {
 		err = s.flush()
+		// Over HTTP/2 a write deadline is a timer that resets the stream
+		// when it fires, written or not: it must end with the write, or an
+		// idle stream would be cut one timeout after its last event. (On a
+		// connection it bounds only writes in progress.)
+		_ = s.setDeadline(time.Time{})
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		s.timedOut = true
