@@ -55,4 +55,8 @@ type Event struct {
 	// Changed is the row's updated_at (the entry's logged_at when the row
 	// is gone).
 	Changed time.Time `db:"changed"`
+	// Traceparent is the W3C trace context the writer sent the row in, if
+	// any (the traceparent column): the stamp's and the push's spans link
+	// to it.
+	Traceparent *string `db:"traceparent"`
 }

@@ -413,11 +413,11 @@ func TestUpgradeToSendFunction(t *testing.T) {
 	require.Equal(t, []any{"new", 1}, []any{kind, rows}, "the existing row, upserted")
 	var config []string
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT proconfig FROM pg_proc WHERE oid = $1::regprocedure",
-		schema+".send(text, text, jsonb, text, text, jsonb, text, text[])").Scan(&config))
+		schema+".send(text, text, jsonb, text, text, jsonb, text, text[], text)").Scan(&config))
 	require.Equal(t, []string{"search_path=" + schema + ", pg_temp"}, config)
 	var writer, public bool
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT has_function_privilege($1, $2, 'EXECUTE'), has_function_privilege('public', $2, 'EXECUTE')",
-		migrations.WriterRole(schema), schema+".send_many(text[], text, jsonb, text, text, jsonb, text, text[])").Scan(&writer, &public))
+		migrations.WriterRole(schema), schema+".send_many(text[], text, jsonb, text, text, jsonb, text, text[], text)").Scan(&writer, &public))
 	require.True(t, writer)
 	require.False(t, public)
 
@@ -426,5 +426,62 @@ func TestUpgradeToSendFunction(t *testing.T) {
 	var left bool
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT to_regproc($1) IS NOT NULL", schema+".send").Scan(&left))
 	require.False(t, left)
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema), "and up again")
+}
+
+// A schema at 00006 upgrades to the traceparent column: the send functions
+// take it by name (old calls still work), the writer role keeps EXECUTE
+// across the new signature, the table and the functions refuse what is not
+// a W3C traceparent, a read clears it, and the Down section goes back.
+func TestUpgradeToTraceparent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	schema := db.Schema + "_tp"
+	provider := upTo(t, db, schema, 6)
+	role := migrations.WriterRole(schema)
+	_, err := db.Pool.Exec(ctx, "CREATE ROLE "+role+" NOLOGIN")
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, "GRANT EXECUTE ON FUNCTION "+schema+".send(text, text, jsonb, text, text, jsonb, text, text[]) TO "+role)
+	require.NoError(t, err)
+	_, err = provider.UpTo(ctx, 7)
+	require.NoError(t, err)
+	var execute bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT has_function_privilege($1, $2, 'EXECUTE')",
+		role, schema+".send(text, text, jsonb, text, text, jsonb, text, text[], text)").Scan(&execute))
+	require.True(t, execute, "the grant carried over to the new signature before writer.sql runs")
+
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema))
+	table := pgx.Identifier{schema, "notifications"}.Sanitize()
+	send := pgx.Identifier{schema, "send"}.Sanitize()
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	var id string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'a', traceparent => $1)::text", tp).Scan(&id))
+	var got *string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT traceparent FROM "+table+" WHERE id = $1", id).Scan(&got))
+	require.Equal(t, tp, *got)
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'b')::text").Scan(&id), "a call without it")
+
+	for _, bad := range []string{"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", tp + "-x"} {
+		_, err := db.Pool.Exec(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'a', traceparent => $1)", bad)
+		var pgErr *pgconn.PgError
+		require.ErrorAs(t, err, &pgErr, bad)
+		require.Equal(t, "22023", pgErr.Code, bad)
+		require.Contains(t, pgErr.Message, "traceparent", bad)
+		_, err = db.Pool.Exec(ctx, "INSERT INTO "+table+" (notifiable_id, type, traceparent) VALUES ('42', 'a', $1)", bad)
+		require.ErrorContains(t, err, "notifications_traceparent_w3c", bad)
+	}
+
+	_, err = db.Pool.Exec(ctx, "UPDATE "+table+" SET read_at = now() WHERE traceparent IS NOT NULL")
+	require.NoError(t, err)
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FILTER (WHERE traceparent IS NOT NULL)::text FROM "+table).Scan(&id))
+	require.Equal(t, "0", id, "a read is not part of the sender's trace")
+
+	_, err = provider.DownTo(ctx, 6)
+	require.NoError(t, err)
+	var left bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT to_regprocedure($1) IS NOT NULL", schema+".send(text, text, jsonb, text, text, jsonb, text, text[])").Scan(&left))
+	require.True(t, left, "the old signature is back")
 	require.NoError(t, migrations.Up(ctx, db.Pool, schema), "and up again")
 }

@@ -16,8 +16,8 @@ type SQLDB interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// SendSQL is Send for database/sql: the same statement, validation, limits
-// and progress upsert, through db.
+// SendSQL is Send for database/sql: the same statement, validation, limits,
+// progress upsert and trace context from ctx, through db.
 func (o *Outbox) SendSQL(ctx context.Context, db SQLDB, to Recipient, n Notification) (string, error) {
 	if err := validateRecipient(to, "recipient"); err != nil {
 		return "", err
@@ -27,7 +27,7 @@ func (o *Outbox) SendSQL(ctx context.Context, db SQLDB, to Recipient, n Notifica
 
 // SendManySQL is SendMany for database/sql.
 func (o *Outbox) SendManySQL(ctx context.Context, db SQLDB, to []Recipient, n Notification) ([]string, error) {
-	s, err := o.prepare(to, n)
+	s, err := o.prepare(ctx, to, n)
 	if err != nil || s == nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/internal/sqlq"
@@ -79,6 +80,10 @@ func New(cfg Config) (*Outbox, error) {
 // is one. A transaction to be prepared (two-phase commit) must first run
 // SET LOCAL bellhop.no_wake = on: PostgreSQL refuses to prepare one that
 // woke the relay with NOTIFY (see the README).
+//
+// When ctx holds an OpenTelemetry span, its W3C trace context goes into the
+// row (the traceparent column): the relay's stamp and push spans link to
+// it.
 func (o *Outbox) Send(ctx context.Context, db DB, to Recipient, n Notification) (string, error) {
 	if err := validateRecipient(to, "recipient"); err != nil {
 		return "", err
@@ -89,7 +94,7 @@ func (o *Outbox) Send(ctx context.Context, db DB, to Recipient, n Notification) 
 // SendMany writes n for every recipient in one statement, one round trip,
 // and returns the ids in the order of to. Repeated recipients get one row.
 func (o *Outbox) SendMany(ctx context.Context, db DB, to []Recipient, n Notification) ([]string, error) {
-	s, err := o.prepare(to, n)
+	s, err := o.prepare(ctx, to, n)
 	if err != nil || s == nil {
 		return nil, err
 	}
@@ -121,7 +126,7 @@ type send struct {
 
 // prepare validates a send and builds its statement. A nil send with no
 // error means there is nothing to write (no recipients).
-func (o *Outbox) prepare(to []Recipient, n Notification) (*send, error) {
+func (o *Outbox) prepare(ctx context.Context, to []Recipient, n Notification) (*send, error) {
 	e, err := encode(n)
 	if err != nil {
 		return nil, err
@@ -150,7 +155,7 @@ func (o *Outbox) prepare(to []Recipient, n Notification) (*send, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: encode recipients: %w", err)
 	}
-	s.args = []any{string(recipients), e.kind, string(e.data), nullable(e.sse), strings.Join(e.channels, ",")}
+	s.args = []any{string(recipients), e.kind, string(e.data), nullable(e.sse), strings.Join(e.channels, ","), traceparent(ctx)}
 	s.query = o.insertMany
 	if e.key != "" {
 		s.query = o.upsertMany
@@ -254,6 +259,18 @@ func channels(via []Channel) ([]string, error) {
 		return []string{string(SSE)}, nil
 	}
 	return nil, invalid("channels", "is empty")
+}
+
+// traceparent is the W3C traceparent of the span in ctx, or SQL NULL when
+// there is none. It is the W3C format whatever propagator the application
+// set: that is what the column holds.
+func traceparent(ctx context.Context) any {
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, c)
+	if tp := c.Get("traceparent"); tp != "" {
+		return tp
+	}
+	return nil
 }
 
 // nullable turns a nil payload into SQL NULL.

@@ -22,8 +22,16 @@
 // cmd/relay does: New, then worker.New with the relay as Pusher and
 // Registerer, then Attach. Start runs the hub and the worker; serve Handler
 // on a server of your own (NewServer has the relay's timeouts), or call
-// ListenAndServe. The package reads no environment; cmd/relay maps the
-// BELLHOP_* variables onto Config.
+// ListenAndServe (HTTPS with HTTP/2 when Config.TLSCertFile is set). The
+// package reads no environment; cmd/relay maps the BELLHOP_* variables
+// onto Config.
+//
+// Observability: /metrics serves the relay's Prometheus collectors (the
+// backlog, read at scrape; requests by route and status; streams, replays,
+// refetches) and the worker's. With Config.TracerProvider set, every
+// request, stamp and fan-out gets an OpenTelemetry span; the stamp's and
+// the fan-out's link to the spans the rows were written in (their
+// traceparent column, which outbox.Send fills from its ctx).
 //
 // See Example for a relay embedded in a program, and Example_sharedPool
 // for one assembled by hand on an application's pool.

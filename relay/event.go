@@ -39,6 +39,8 @@ type row struct {
 	viaSSE  bool // the notification goes to the sse channel
 	changed time.Time
 	frame   []byte // the encoded SSE frame, shared by every stream
+	// traceparent is the writer's trace context, for the push's span.
+	traceparent *string
 }
 
 // pushed reports whether streams get this row: everything a reader did
@@ -64,6 +66,8 @@ func newRow(e bellhoptype.Event) *row {
 		to:      e.To,
 		viaSSE:  e.ViaSSE,
 		changed: e.Changed,
+
+		traceparent: e.Traceparent,
 	}
 	if !r.current {
 		return r

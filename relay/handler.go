@@ -31,31 +31,31 @@ const drainTimeout = time.Second
 // Config.OpsAddr moves them to a listener of their own (opsRoutes).
 func (r *Relay) routes() http.Handler {
 	api := http.NewServeMux()
-	api.HandleFunc("GET /notifications", r.authed(r.list))
-	api.HandleFunc("GET /notifications/unread/count", r.authed(r.unreadCount))
-	api.HandleFunc("POST /notifications/read-all", r.authed(r.markAllRead))
-	api.HandleFunc("POST /notifications/{id}/read", r.authed(r.markRead))
-	api.HandleFunc("POST /notifications/{id}/unread", r.authed(r.markUnread))
-	api.HandleFunc("DELETE /notifications/{id}", r.authed(r.remove))
+	handle(api, "GET /notifications", r.authed(r.list))
+	handle(api, "GET /notifications/unread/count", r.authed(r.unreadCount))
+	handle(api, "POST /notifications/read-all", r.authed(r.markAllRead))
+	handle(api, "POST /notifications/{id}/read", r.authed(r.markRead))
+	handle(api, "POST /notifications/{id}/unread", r.authed(r.markUnread))
+	handle(api, "DELETE /notifications/{id}", r.authed(r.remove))
 	// Without a pattern of its own, PUT /notifications would be redirected
 	// (307) to /notifications/ by the mux.
-	api.HandleFunc("/notifications", func(w http.ResponseWriter, req *http.Request) {
+	handle(api, "/notifications", func(w http.ResponseWriter, req *http.Request) {
 		notRouted(api, w, req)
 	})
-	api.HandleFunc("/notifications/", func(w http.ResponseWriter, req *http.Request) {
+	handle(api, "/notifications/", func(w http.ResponseWriter, req *http.Request) {
 		notRouted(api, w, req)
 	})
 
 	mux := http.NewServeMux()
 	// Streams are long-lived: no request timeout for them.
-	mux.HandleFunc("GET /notifications/stream", r.authed(r.stream))
+	handle(mux, "GET /notifications/stream", r.authed(r.stream))
 	// A GET pattern also takes HEAD, which would open a stream nobody reads;
 	// and any other method must not fall through to /notifications/{id}.
-	mux.HandleFunc("/notifications/stream", func(w http.ResponseWriter, req *http.Request) {
+	handle(mux, "/notifications/stream", func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Allow", http.MethodGet)
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", req.Method+" is not allowed here; use GET")
 	})
-	mux.HandleFunc("HEAD /notifications/stream", func(w http.ResponseWriter, req *http.Request) {
+	handle(mux, "HEAD /notifications/stream", func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Allow", http.MethodGet)
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", req.Method+" is not allowed here; use GET")
 	})
@@ -65,22 +65,22 @@ func (r *Relay) routes() http.Handler {
 	if r.cfg.OpsAddr == "" {
 		r.opsRoutes(mux)
 	}
-	return r.cors(checkQuery(noBody(mux)))
+	return r.instrument(r.cors(checkQuery(noBody(mux))))
 }
 
 // opsHandler serves health and metrics on Config.OpsAddr.
 func (r *Relay) opsHandler() http.Handler {
 	mux := http.NewServeMux()
 	r.opsRoutes(mux)
-	return noBody(mux)
+	return r.instrument(noBody(mux))
 }
 
 func (r *Relay) opsRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	handle(mux, "GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", r.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.Registry, promhttp.HandlerOpts{}))
+	handle(mux, "GET /readyz", r.readyz)
+	handle(mux, "GET /metrics", promhttp.HandlerFor(r.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP)
 }
 
 // notRouted answers JSON for what the mux would answer in plain text: 405

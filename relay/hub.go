@@ -12,10 +12,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/internal/listen"
 	"github.com/bellhophq/bellhop/internal/metrics"
+	"github.com/bellhophq/bellhop/internal/tracing"
 )
 
 // tailBatch bounds the rows one tail query reads.
@@ -30,6 +33,7 @@ type hub struct {
 	pool     *pgxpool.Pool
 	listener *listen.Listener
 	metrics  *metrics.Metrics
+	tracer   trace.Tracer
 	log      *slog.Logger
 	q        *queries
 	buffer   int
@@ -61,10 +65,11 @@ type subscriber struct {
 
 func (s *subscriber) drop() { s.once.Do(func() { close(s.gone) }) }
 
-func newHub(pool *pgxpool.Pool, channel string, q *queries, buffer int, m *metrics.Metrics, log *slog.Logger) *hub {
+func newHub(pool *pgxpool.Pool, channel string, q *queries, buffer int, m *metrics.Metrics, tracer trace.Tracer, log *slog.Logger) *hub {
 	h := &hub{
 		pool:    pool,
 		metrics: m,
+		tracer:  tracer,
 		log:     log,
 		q:       q,
 		buffer:  buffer,
@@ -136,7 +141,7 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	h.mu.Lock()
-	h.fanOut(batch)
+	h.fanOut(ctx, batch)
 	h.mu.Unlock()
 	return len(batch), nil
 }
@@ -144,7 +149,7 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 // stamped pushes what this process's stamp just stamped and committed,
 // unless the hub is missing entries up to after, the head before them
 // (another replica's): then it reads them all in order from the table.
-func (h *hub) stamped(after int64, events []bellhoptype.Event) {
+func (h *hub) stamped(ctx context.Context, after int64, events []bellhoptype.Event) {
 	batch := make([]*row, len(events))
 	for i, e := range events {
 		batch[i] = newRow(e)
@@ -155,23 +160,34 @@ func (h *hub) stamped(after int64, events []bellhoptype.Event) {
 		h.listener.Kick()
 		return
 	}
-	h.fanOut(batch)
+	h.fanOut(ctx, batch)
 }
 
 // fanOut hands each row after the cursor to its recipient's streams and
-// moves the cursor. The caller holds h.mu.
-func (h *hub) fanOut(batch []*row) {
+// moves the cursor, in a span ("bellhop.push": a child of the stamp's when
+// the stamping process pushes, linked to the spans the rows were written
+// in). The caller holds h.mu.
+func (h *hub) fanOut(ctx context.Context, batch []*row) {
+	_, span := h.tracer.Start(ctx, "bellhop.push")
+	defer span.End()
+	var links tracing.Links
+	events, deliveries := 0, 0
 	for _, r := range batch {
 		if r.Seq <= h.cursor.Load() {
 			continue // the stamp's own push, or the tail's, came first
 		}
 		if r.pushed() {
+			events++
+			if span.IsRecording() {
+				links.Add(r.traceparent)
+			}
 			for s := range h.subs[r.to] {
 				if s.lagging {
 					continue
 				}
 				select {
 				case s.ch <- r:
+					deliveries++
 				default:
 					s.lagging = true
 					s.behind <- struct{}{} // cap 1, empty while not lagging
@@ -181,6 +197,14 @@ func (h *hub) fanOut(batch []*row) {
 			h.metrics.ObserveLag(r.changed)
 		}
 		h.cursor.Store(r.Seq)
+	}
+	if span.IsRecording() {
+		for _, l := range links.List() {
+			span.AddLink(l)
+		}
+		span.SetAttributes(attribute.Int("bellhop.push.events", events),
+			attribute.Int("bellhop.push.deliveries", deliveries),
+			attribute.Int64("bellhop.push.cursor", h.cursor.Load()))
 	}
 }
 

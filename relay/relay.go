@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"errors"
 	"fmt"
@@ -11,11 +12,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/inbox"
 	"github.com/bellhophq/bellhop/internal/metrics"
 	"github.com/bellhophq/bellhop/internal/sqlq"
+	"github.com/bellhophq/bellhop/internal/tracing"
 	"github.com/bellhophq/bellhop/worker"
 )
 
@@ -45,6 +48,22 @@ type Config struct {
 	// and /metrics, instead of on ListenAddr, so they need not be public.
 	// Defaults to "" (served on ListenAddr).
 	OpsAddr string
+	// TLSCertFile and TLSKeyFile, both or neither, are a PEM certificate
+	// (chain) and its key: ListenAndServe then serves HTTPS on ListenAddr,
+	// with HTTP/2, so that a browser's tabs share one connection. New reads
+	// them, and refuses to start when they do not load. OpsAddr stays plain
+	// HTTP. Defaults to "" (plain HTTP).
+	TLSCertFile string
+	TLSKeyFile  string
+	// TracerProvider gets a span for every HTTP request (named for its
+	// route, such as "GET /notifications/{id}"; health and metrics
+	// requests excepted) and every fan-out of events to streams
+	// ("bellhop.push", linked to the spans the rows were written in), and is
+	// the worker's unless Worker.TracerProvider is set. Pass
+	// otel.GetTracerProvider() for the global one. Defaults to nil: no
+	// spans, and requests skip the tracing middleware altogether (it costs
+	// microseconds a request even when it records nothing).
+	TracerProvider trace.TracerProvider
 
 	// JWTSecret is an HS256/384/512 secret of at least MinSecretBytes.
 	// Exactly one of JWTSecret, JWTPublicKeyFile and JWKSURL is required.
@@ -154,12 +173,18 @@ func (c *Config) validate() error {
 	if c.Worker.Schema != c.Schema {
 		return fmt.Errorf("Config.Worker.Schema=%q differs from Config.Schema=%q", c.Worker.Schema, c.Schema)
 	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("Config.TLSCertFile and Config.TLSKeyFile go together: set both (a PEM certificate and its key) or neither")
+	}
+	if c.Worker.TracerProvider == nil {
+		c.Worker.TracerProvider = c.TracerProvider
+	}
 	return nil
 }
 
 // queries are the hub's and the stream's SQL.
 type queries struct {
-	head, resume, tail, replay string
+	head, resume, tail, replay, backlogPlan, backlog string
 }
 
 //go:embed sql/*.sql
@@ -176,6 +201,8 @@ type Relay struct {
 	inbox   *inbox.Inbox
 	auth    *authenticator
 	metrics *metrics.Metrics
+	tracer  trace.Tracer
+	tls     *tls.Config // nil: plain HTTP
 	log     *slog.Logger
 	q       queries
 	handler http.Handler
@@ -216,6 +243,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Relay, error) {
 }
 
 func connect(ctx, authCtx context.Context, cfg Config, log *slog.Logger) (*Relay, error) {
+	tlsConfig, err := loadTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
 	auth, err := newAuthenticator(authCtx, cfg)
 	if err != nil {
 		return nil, err
@@ -243,6 +274,7 @@ func connect(ctx, authCtx context.Context, cfg Config, log *slog.Logger) (*Relay
 		return nil, err
 	}
 	r.ownPool = own
+	r.tls = tlsConfig
 	if !cfg.NoWorker {
 		wcfg := cfg.Worker
 		if wcfg.Logger == nil {
@@ -271,12 +303,15 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg, pool: pool, inbox: in, auth: auth, metrics: m, log: log}
-	r.q = queries{head: set.Get("Head"), resume: set.Get("Resume"), tail: set.Get("Tail"), replay: set.Get("Replay")}
+	r := &Relay{cfg: cfg, pool: pool, inbox: in, auth: auth, metrics: m, log: log,
+		tracer: tracing.Tracer(cfg.TracerProvider, "github.com/bellhophq/bellhop/relay")}
+	r.q = queries{head: set.Get("Head"), resume: set.Get("Resume"), tail: set.Get("Tail"), replay: set.Get("Replay"),
+		backlogPlan: set.Get("BacklogPlan"), backlog: set.Get("Backlog")}
 	if err := set.Err(); err != nil {
 		return nil, err
 	}
-	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), &r.q, cfg.StreamBuffer, m, log)
+	m.RegisterBacklog(r.backlog, log)
+	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), &r.q, cfg.StreamBuffer, m, r.tracer, log)
 	r.handler = r.routes()
 	r.ops = r.opsHandler()
 	return r, nil
@@ -295,7 +330,9 @@ func (r *Relay) Attach(w Worker) { r.worker = w }
 // stamp's events as soon as they commit, unless it misses events up to
 // after, the head before them (another replica's): then it reads them all
 // in order from the table.
-func (r *Relay) Stamped(after int64, events []bellhoptype.Event) { r.hub.stamped(after, events) }
+func (r *Relay) Stamped(ctx context.Context, after int64, events []bellhoptype.Event) {
+	r.hub.stamped(ctx, after, events)
+}
 
 // Floor is the highest seq the hub has pushed (worker.Pusher): stamps
 // never hand out a seq at or below it.
@@ -334,9 +371,12 @@ const (
 	idleTimeout   = 2 * time.Minute
 )
 
-// NewServer is an http.Server for h with the relay's timeouts.
+// NewServer is an http.Server for h with the relay's timeouts, and TLS
+// when Config.TLSCertFile is set (serve it with ListenAndServeTLS("", "")
+// or ServeTLS(l, "", "")).
 func (r *Relay) NewServer(addr string, h http.Handler) *http.Server {
 	return &http.Server{
+		TLSConfig:         r.tls.Clone(),
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: headerTimeout,
@@ -413,9 +453,16 @@ func (r *Relay) ListenAndServe(ctx context.Context) error {
 		return err
 	}
 	errc := make(chan error, 2)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() {
+		if r.tls != nil {
+			errc <- srv.ListenAndServeTLS("", "")
+			return
+		}
+		errc <- srv.ListenAndServe()
+	}()
 	if r.cfg.OpsAddr != "" {
 		opsSrv := r.NewServer(r.cfg.OpsAddr, r.ops)
+		opsSrv.TLSConfig = nil
 		go func() {
 			if err := opsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serve Config.OpsAddr %s: %w", r.cfg.OpsAddr, err)
@@ -423,7 +470,7 @@ func (r *Relay) ListenAndServe(ctx context.Context) error {
 		}()
 		defer opsSrv.Close()
 	}
-	r.log.Info("relay serving", "addr", r.cfg.ListenAddr, "ops_addr", r.cfg.OpsAddr, "schema", r.cfg.Schema, "wake_mode", r.cfg.Worker.WakeMode)
+	r.log.Info("relay serving", "addr", r.cfg.ListenAddr, "tls", r.tls != nil, "ops_addr", r.cfg.OpsAddr, "schema", r.cfg.Schema, "wake_mode", r.cfg.Worker.WakeMode)
 	var err error
 	select {
 	case err = <-errc:

@@ -76,6 +76,7 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to bellhoptype.
 
 	sent := head // live events up to head are history: replayed or not wanted
 	if lastID >= 0 {
+		r.metrics.StreamResumes.Inc()
 		var ok bool
 		if sent, ok = r.resume(req.Context(), out, to, lastID, head); !ok {
 			r.cut(out)
@@ -244,7 +245,7 @@ func (r *Relay) live(ctx context.Context, out *sink, sub *subscriber, to bellhop
 }
 
 // sink writes SSE frames with a deadline per write: to a hijacked
-// connection, or through a ResponseWriter, flushing each.
+// connection, or through a ResponseWriter (HTTP/2), flushing each.
 type sink struct {
 	w           io.Writer
 	flush       func() error // nil for a connection
@@ -265,6 +266,11 @@ func (s *sink) write(b []byte) bool {
 	_, err := s.w.Write(b)
 	if err == nil && s.flush != nil {
 		err = s.flush()
+		// Over HTTP/2 a write deadline is a timer that resets the stream
+		// when it fires, written or not: it must end with the write, or an
+		// idle stream would be cut one timeout after its last event. (On a
+		// connection it bounds only writes in progress.)
+		_ = s.setDeadline(time.Time{})
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		s.timedOut = true
@@ -290,7 +296,7 @@ func (r *Relay) resume(ctx context.Context, out *sink, to bellhoptype.Recipient,
 		return head, false
 	}
 	if lastID < pruned || lastID > last {
-		return head, out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
+		return head, r.refetch(out, head)
 	}
 	refetched, ok := r.replayChecked(ctx, out, to, lastID, head)
 	if !ok || refetched {
@@ -318,9 +324,15 @@ func (r *Relay) replayChecked(ctx context.Context, out *sink, to bellhoptype.Rec
 		return false, false
 	}
 	if from < pruned {
-		return true, out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
+		return true, r.refetch(out, head)
 	}
 	return false, true
+}
+
+// refetch tells the client to reload its count and list.
+func (r *Relay) refetch(out *sink, head int64) bool {
+	r.metrics.Refetches.Inc()
+	return out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
 }
 
 // replay writes to's events in (from, head] from the database.
@@ -342,6 +354,7 @@ func (r *Relay) replay(ctx context.Context, out *sink, to bellhoptype.Recipient,
 					return false
 				}
 				r.metrics.EventsPushed.Inc()
+				r.metrics.ReplayedEvents.Inc()
 			}
 		}
 		if len(batch) < replayPage {

@@ -3,11 +3,15 @@ package worker
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/internal/sqlq"
+	"github.com/bellhophq/bellhop/internal/tracing"
 )
 
 // stampLockNamespace is the first key of the stamping advisory lock; the
@@ -32,6 +36,7 @@ type stampedEvent struct {
 // (READ COMMITTED), so the stamp sees every row committed before the lock
 // was granted, and the cursor the previous stamp left.
 func (r *Worker) stamp(ctx context.Context) (int, error) {
+	start := time.Now()
 	var logged []bellhoptype.Event
 	var after int64
 	var floor int64
@@ -56,11 +61,37 @@ func (r *Worker) stamp(ctx context.Context) (int, error) {
 	}
 	if len(logged) > 0 {
 		r.metrics.StampBatch.Observe(float64(len(logged)))
+		ctx, span := r.stampSpan(ctx, start, logged)
 		if r.cfg.Pusher != nil {
-			r.cfg.Pusher.Stamped(after, logged)
+			r.cfg.Pusher.Stamped(ctx, after, logged)
 		}
+		span.End()
 	}
 	return len(logged), nil
+}
+
+// stampSpan starts the span of a stamp that stamped rows, back at its
+// start: an empty stamp, every millisecond while the relay is busy, makes
+// none. It links to the spans the rows were written in.
+func (r *Worker) stampSpan(ctx context.Context, start time.Time, logged []bellhoptype.Event) (context.Context, trace.Span) {
+	ctx, span := r.tracer.Start(ctx, "bellhop.stamp", trace.WithTimestamp(start), trace.WithNewRoot())
+	if !span.IsRecording() {
+		return ctx, span
+	}
+	var links tracing.Links
+	for i := range logged {
+		links.Add(logged[i].Traceparent)
+	}
+	for _, l := range links.List() {
+		span.AddLink(l)
+	}
+	span.SetAttributes(
+		attribute.Int("bellhop.stamp.rows", len(logged)),
+		attribute.Int64("bellhop.stamp.first_seq", logged[0].Seq),
+		attribute.Int64("bellhop.stamp.last_seq", logged[len(logged)-1].Seq),
+		attribute.String("bellhop.schema", r.cfg.Schema),
+	)
+	return ctx, span
 }
 
 func (r *Worker) hasPending(ctx context.Context) (bool, error) {

@@ -37,11 +37,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/internal/listen"
 	"github.com/bellhophq/bellhop/internal/metrics"
 	"github.com/bellhophq/bellhop/internal/sqlq"
+	"github.com/bellhophq/bellhop/internal/tracing"
 )
 
 // WakeMode is how the relay learns of committed rows.
@@ -107,6 +109,12 @@ type Config struct {
 	// clock and whatever synchronous_commit the server or the role defaults
 	// to (see Durability in sql/worker.sql). Defaults to false.
 	DurableStamps bool
+	// TracerProvider gets a span for every stamp that stamped rows
+	// ("bellhop.stamp"), linked to the spans the rows were written in (their
+	// traceparent column); the Pusher's push is its child. Pass
+	// otel.GetTracerProvider() for the global one. Defaults to nil: no
+	// spans (relay.New passes the relay's).
+	TracerProvider trace.TracerProvider
 }
 
 // validate applies the defaults and checks c: the one place that does.
@@ -152,8 +160,9 @@ type Pusher interface {
 	// Stamped gets the events of every stamp that found rows, in seq
 	// order, once they are committed, and the head before them (after):
 	// a hub whose cursor is below after missed another replica's events
-	// and must read them first.
-	Stamped(after int64, events []bellhoptype.Event)
+	// and must read them first. ctx carries the stamp's span, the parent
+	// of the push's; it must not block.
+	Stamped(ctx context.Context, after int64, events []bellhoptype.Event)
 	// Floor is the highest seq the hub has pushed: stamps never hand out
 	// a seq at or below it.
 	Floor() int64
@@ -167,6 +176,7 @@ type Worker struct {
 	river          *river.Client[pgx.Tx]
 	listener       *listen.Listener // nil in poll mode
 	metrics        *metrics.Worker
+	tracer         trace.Tracer
 	log            *slog.Logger
 	relayedChannel string
 	wakeSeq        string
@@ -207,6 +217,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 		cfg:            cfg,
 		pool:           pool,
 		metrics:        m,
+		tracer:         tracing.Tracer(cfg.TracerProvider, "github.com/bellhophq/bellhop/worker"),
 		log:            cfg.Logger,
 		relayedChannel: sqlq.Channel(cfg.Schema, "relayed"),
 		wakeSeq:        pgx.Identifier{cfg.Schema, "relay_wake"}.Sanitize(),

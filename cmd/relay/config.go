@@ -29,6 +29,8 @@ type envConfig struct {
 	Schema      string `env:"BELLHOP_SCHEMA, default=bellhop"`
 	MaxConns    int32  `env:"BELLHOP_DB_MAX_CONNS, default=16"`
 	OpsAddr     string `env:"BELLHOP_OPS_ADDR"`
+	TLSCertFile string `env:"BELLHOP_TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"BELLHOP_TLS_KEY_FILE"`
 	// PprofAddr, when set, serves net/http/pprof there (keep it private).
 	PprofAddr string `env:"BELLHOP_PPROF_ADDR"`
 
@@ -69,6 +71,8 @@ func (e envConfig) relayConfig() relay.Config {
 		Schema:                 e.Schema,
 		ListenAddr:             e.ListenAddr,
 		OpsAddr:                e.OpsAddr,
+		TLSCertFile:            e.TLSCertFile,
+		TLSKeyFile:             e.TLSKeyFile,
 		JWTSecret:              e.JWTSecret,
 		JWTPublicKeyFile:       e.JWTPublicKeyFile,
 		JWKSURL:                e.JWKSURL,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,8 +25,9 @@ const healthcheckTimeout = 2 * time.Second
 // would serve /healthz. It needs no DATABASE_URL and ignores the rest, so
 // that a health check never fails on a setting serve does not use here.
 type healthConfig struct {
-	ListenAddr string `env:"BELLHOP_LISTEN_ADDR, default=:8080"`
-	OpsAddr    string `env:"BELLHOP_OPS_ADDR"`
+	ListenAddr  string `env:"BELLHOP_LISTEN_ADDR, default=:8080"`
+	OpsAddr     string `env:"BELLHOP_OPS_ADDR"`
+	TLSCertFile string `env:"BELLHOP_TLS_CERT_FILE"`
 }
 
 // healthcheck asks a running relay's /healthz and fails unless it answers
@@ -44,7 +46,7 @@ func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if fs.NArg() > 0 {
 		return fmt.Errorf("healthcheck: unexpected arguments %q (the flags are --url and --timeout)", fs.Args())
 	}
-	target, source, err := healthURL(ctx, *rawURL)
+	target, source, self, err := healthURL(ctx, *rawURL)
 	if err != nil {
 		return err
 	}
@@ -58,7 +60,9 @@ func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	client := &http.Client{
 		// The relay is asked directly: an HTTP_PROXY in the container's
 		// environment is for the application, not for this.
-		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		// Its own HTTPS listener is asked on loopback, which its certificate
+		// does not name: the answer is checked, not the certificate.
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: self}},
 		// A redirect is not an answer from /healthz.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -81,35 +85,40 @@ func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
-// healthURL is the URL to ask and where it came from, for the messages.
-func healthURL(ctx context.Context, rawURL string) (target, source string, err error) {
+// healthURL is the URL to ask and where it came from, for the messages;
+// self when it is serve's own HTTPS listener (BELLHOP_TLS_CERT_FILE set
+// and no BELLHOP_OPS_ADDR, which stays plain HTTP).
+func healthURL(ctx context.Context, rawURL string) (target, source string, self bool, err error) {
 	if rawURL != "" {
 		u, err := url.Parse(rawURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", "", fmt.Errorf("healthcheck: --url %q is not an http:// or https:// URL, e.g. http://127.0.0.1:8080/healthz", rawURL)
+			return "", "", false, fmt.Errorf("healthcheck: --url %q is not an http:// or https:// URL, e.g. http://127.0.0.1:8080/healthz", rawURL)
 		}
 		if u.Path == "" || u.Path == "/" {
 			u.Path = "/healthz"
 		}
-		return u.String(), "--url", nil
+		return u.String(), "--url", false, nil
 	}
 	var hc healthConfig
 	if err := envconfig.Process(ctx, &hc); err != nil {
-		return "", "", fmt.Errorf("healthcheck: configuration: %w", err)
+		return "", "", false, fmt.Errorf("healthcheck: configuration: %w", err)
 	}
-	addr, source := hc.ListenAddr, "BELLHOP_LISTEN_ADDR"
+	addr, source, scheme := hc.ListenAddr, "BELLHOP_LISTEN_ADDR", "http"
+	if hc.TLSCertFile != "" {
+		source, scheme = "BELLHOP_LISTEN_ADDR, with BELLHOP_TLS_CERT_FILE", "https"
+	}
 	if hc.OpsAddr != "" {
-		addr, source = hc.OpsAddr, "BELLHOP_OPS_ADDR"
+		addr, source, scheme = hc.OpsAddr, "BELLHOP_OPS_ADDR", "http"
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", "", fmt.Errorf("healthcheck: %s=%q is not host:port, e.g. :8080: %w", source, addr, err)
+		return "", "", false, fmt.Errorf("healthcheck: %s=%q is not host:port, e.g. :8080: %w", source, addr, err)
 	}
 	// serve listening on every interface is asked on loopback: the check
 	// runs beside it (in its container, on its machine).
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: "/healthz"}
-	return u.String(), source, nil
+	u := url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port), Path: "/healthz"}
+	return u.String(), source, scheme == "https", nil
 }

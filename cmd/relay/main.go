@@ -53,7 +53,8 @@ commands:
             address is BELLHOP_OPS_ADDR, else BELLHOP_LISTEN_ADDR
   version   print the version
 
-Configuration is read from the environment (DATABASE_URL, BELLHOP_*); see the README.`
+Configuration is read from the environment (DATABASE_URL, BELLHOP_*, and
+OTEL_* for tracing); see the README.`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -127,14 +128,24 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	}
 	defer pool.Close()
 
+	tp, stopTracing, err := setupTracing(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopTracing(ctx); err != nil {
+			log.Warn("flush the last spans", "err", err)
+		}
+	}()
+
 	cfg := env.relayConfig()
-	cfg.Pool, cfg.NoWorker = pool, true
+	cfg.Pool, cfg.NoWorker, cfg.TracerProvider = pool, true, tp
 	r, err := relay.New(ctx, cfg, log)
 	if err != nil {
 		return envError(err)
 	}
 	wcfg := cfg.Worker
-	wcfg.Logger, wcfg.Pusher, wcfg.Registerer = log, r, r.Registry()
+	wcfg.Logger, wcfg.Pusher, wcfg.Registerer, wcfg.TracerProvider = log, r, r.Registry(), tp
 	w, err := worker.New(pool, wcfg)
 	if err != nil {
 		return envError(err)

@@ -52,6 +52,9 @@ var configVars = []string{
 	"BELLHOP_PRUNE_INTERVAL", "BELLHOP_DB_MAX_CONNS", "BELLHOP_LOG_LEVEL", "BELLHOP_LOG_FORMAT",
 	"BELLHOP_WRITER_ROLE",
 	"BELLHOP_JWKS_URL", "BELLHOP_JWT_MAX_LIFETIME", "BELLHOP_OPS_ADDR", "BELLHOP_PPROF_ADDR",
+	"BELLHOP_TLS_CERT_FILE", "BELLHOP_TLS_KEY_FILE",
+	"OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+	"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
 }
 
 // cleanEnv unsets every configuration variable for the rest of t (restored
@@ -140,6 +143,16 @@ func TestConfigIsCheckedAtStart(t *testing.T) {
 			[]string{"BELLHOP_HEARTBEAT", "notaduration"}},
 		{"max streams not a number", []string{"serve"}, map[string]string{"BELLHOP_MAX_STREAMS": "many"},
 			[]string{"BELLHOP_MAX_STREAMS", "many"}},
+		{"TLS certificate missing", []string{"serve"}, map[string]string{"BELLHOP_TLS_CERT_FILE": filepath.Join(dir, "nope.pem"), "BELLHOP_TLS_KEY_FILE": filepath.Join(dir, "nope.key")},
+			[]string{"BELLHOP_TLS_CERT_FILE", "BELLHOP_TLS_KEY_FILE", "nope.pem", "no such file"}},
+		{"TLS certificate not a certificate", []string{"serve"}, map[string]string{"BELLHOP_TLS_CERT_FILE": keyFile, "BELLHOP_TLS_KEY_FILE": keyFile},
+			[]string{"BELLHOP_TLS_CERT_FILE", "PEM certificate and its key"}},
+		{"TLS certificate without a key", []string{"serve"}, map[string]string{"BELLHOP_TLS_CERT_FILE": keyFile},
+			[]string{"BELLHOP_TLS_CERT_FILE and BELLHOP_TLS_KEY_FILE go together"}},
+		{"tracing exporter unknown", []string{"serve"}, map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"},
+			[]string{"OTEL_TRACES_EXPORTER", "zipkin", "otlp"}},
+		{"tracing over gRPC", []string{"serve"}, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+			[]string{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "http/protobuf"}},
 		{"unknown command", []string{"serv"}, nil,
 			[]string{`unknown command "serv"`}},
 		{"no command", nil, nil,

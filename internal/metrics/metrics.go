@@ -2,8 +2,11 @@
 package metrics
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +24,13 @@ type Metrics struct {
 	StreamsBehind      prometheus.Counter
 	ChangeToPush       prometheus.Histogram
 	ListenerReconnects *prometheus.CounterVec
+
+	StreamResumes  prometheus.Counter
+	ReplayedEvents prometheus.Counter
+	Refetches      prometheus.Counter
+
+	HTTPRequests *prometheus.CounterVec
+	HTTPDuration *prometheus.HistogramVec
 }
 
 // New registers a fresh set of collectors, plus Go's and the process's.
@@ -45,9 +55,26 @@ func New() *Metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
 		ListenerReconnects: newListenerReconnects(),
+		StreamResumes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bellhop_stream_resumes_total", Help: "Streams opened with a Last-Event-ID to resume from.",
+		}),
+		ReplayedEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bellhop_replayed_events_total", Help: "Events streams read from the database: resumes, and streams catching up (a subset of bellhop_events_pushed_total).",
+		}),
+		Refetches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bellhop_refetches_total", Help: "Refetch events sent: a stream could not replay from the client's id (pruned, or unknown).",
+		}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bellhop_http_requests_total", Help: "HTTP requests by route pattern, method and status, counted when the status is sent (a stream when it opens).",
+		}, []string{"route", "method", "code"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "bellhop_http_request_duration_seconds",
+			Help:    "Time to answer HTTP requests by route pattern, method and status; streams are not timed (see bellhop_streams_connected).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method", "code"}),
 	}
 	m.Registry.MustRegister(m.StreamsConnected, m.EventsPushed, m.SlowConsumers, m.StreamsBehind, m.ChangeToPush,
-		m.ListenerReconnects,
+		m.ListenerReconnects, m.StreamResumes, m.ReplayedEvents, m.Refetches, m.HTTPRequests, m.HTTPDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -55,6 +82,71 @@ func New() *Metrics {
 // ObserveLag records the time since a change began.
 func (m *Metrics) ObserveLag(since time.Time) {
 	m.ChangeToPush.Observe(time.Since(since).Seconds())
+}
+
+// HTTPMethod is the method label of a request: the methods the relay
+// answers, and "other" for any other a client may send (labels must stay
+// few).
+func HTTPMethod(m string) string {
+	switch m {
+	case "GET", "POST", "DELETE", "HEAD", "OPTIONS":
+		return m
+	}
+	return "other"
+}
+
+// ObserveRequest counts a request's answer, when its status is sent.
+func (m *Metrics) ObserveRequest(route, method string, code int) {
+	m.HTTPRequests.WithLabelValues(route, HTTPMethod(method), strconv.Itoa(code)).Inc()
+}
+
+// ObserveDuration records how long a request took to answer.
+func (m *Metrics) ObserveDuration(route, method string, code int, d time.Duration) {
+	m.HTTPDuration.WithLabelValues(route, HTTPMethod(method), strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+// Backlog is read on every scrape: the committed rows not stamped yet and
+// the age of the oldest of them, by the database's clock (zero when none).
+type Backlog func(ctx context.Context) (rows int64, oldest time.Duration, err error)
+
+// backlogTimeout bounds the backlog query of one scrape.
+const backlogTimeout = 5 * time.Second
+
+var (
+	backlogRows = prometheus.NewDesc("bellhop_backlog_rows",
+		"Committed notification changes the relay has not stamped yet, counted up to 10000 (read at scrape).", nil, nil)
+	backlogAge = prometheus.NewDesc("bellhop_backlog_oldest_age_seconds",
+		"Age of the oldest change not stamped yet, from its writing transaction's start; 0 when none (read at scrape).", nil, nil)
+)
+
+// backlogCollector reads the backlog when Prometheus scrapes.
+type backlogCollector struct {
+	read Backlog
+	log  *slog.Logger
+}
+
+// RegisterBacklog adds the backlog gauges, read by read on every scrape. A
+// failed read is logged and leaves the two gauges out of that scrape (an
+// absent() alert sees it), rather than failing the whole scrape.
+func (m *Metrics) RegisterBacklog(read Backlog, log *slog.Logger) {
+	m.Registry.MustRegister(backlogCollector{read: read, log: log})
+}
+
+func (c backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- backlogRows
+	ch <- backlogAge
+}
+
+func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), backlogTimeout)
+	defer cancel()
+	rows, oldest, err := c.read(ctx)
+	if err != nil {
+		c.log.Warn("read the backlog for /metrics", "err", err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(backlogRows, prometheus.GaugeValue, float64(rows))
+	ch <- prometheus.MustNewConstMetric(backlogAge, prometheus.GaugeValue, max(oldest.Seconds(), 0))
 }
 
 func newListenerReconnects() *prometheus.CounterVec {

@@ -75,6 +75,10 @@ type Proc struct {
 	Addr, URL string
 	// ReadyTimeout bounds Start's wait for /readyz (default 30 s).
 	ReadyTimeout time.Duration
+	// Client asks /readyz, e.g. one that trusts the relay's certificate
+	// when it serves HTTPS (then set URL to https://Addr). Defaults to a
+	// plain client.
+	Client *http.Client
 
 	bin  string
 	env  []string
@@ -135,7 +139,10 @@ func (p *Proc) Start(ctx context.Context) error {
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	hc := &http.Client{Timeout: 2 * time.Second}
+	hc := p.Client
+	if hc == nil {
+		hc = &http.Client{Timeout: 2 * time.Second}
+	}
 	deadline := time.Now().Add(timeout)
 	for {
 		if res, err := hc.Get(p.URL + "/readyz"); err == nil {

@@ -8,11 +8,11 @@
 
 -- name: InsertMany
 -- One notification for every recipient in $1 (one for Send), in one
--- statement.
+-- statement. $6 is the sender's W3C traceparent, or NULL.
 INSERT INTO bellhop.notifications
-    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels)
+    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, traceparent)
 SELECT r.tenant_id, r.notifiable_type, r.notifiable_id,
-       $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ',')
+       $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ','), $6::text
 FROM json_to_recordset($1::json) AS r (tenant_id text, notifiable_type text, notifiable_id text)
 RETURNING tenant_id, notifiable_type, notifiable_id, id::text;
 
@@ -21,9 +21,9 @@ RETURNING tenant_id, notifiable_type, notifiable_id, id::text;
 -- replaced, the row counts as unread again and is restored if it was
 -- deleted; created_at stays, so it keeps its place in the inbox.
 INSERT INTO bellhop.notifications
-    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, database_key)
+    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, traceparent, database_key)
 SELECT r.tenant_id, r.notifiable_type, r.notifiable_id,
-       $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ','), $6::text
+       $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ','), $6::text, $7::text
 FROM json_to_recordset($1::json) AS r (tenant_id text, notifiable_type text, notifiable_id text)
 ON CONFLICT (tenant_id, notifiable_type, notifiable_id, database_key)
     WHERE database_key IS NOT NULL
@@ -32,6 +32,7 @@ DO UPDATE SET
     data = EXCLUDED.data,
     sse = EXCLUDED.sse,
     channels = EXCLUDED.channels,
+    traceparent = EXCLUDED.traceparent,
     read_at = NULL,
     deleted_at = NULL,
     updated_at = now()
