@@ -5,7 +5,10 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -150,7 +153,13 @@ func (o *Outbox) prepare(to []Recipient, n Notification) (*send, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: encode recipients: %w", err)
 	}
-	s.args = []any{string(recipients), e.kind, string(e.data), nullable(e.sse), strings.Join(e.channels, ",")}
+	// Text only, as every argument (see sql/send.sql).
+	escalate := ""
+	if e.escalate > 0 {
+		escalate = strconv.FormatInt(e.escalate.Microseconds(), 10)
+	}
+	s.args = []any{string(recipients), e.kind, string(e.data), nullable(e.sse), strings.Join(e.channels, ","),
+		strconv.FormatBool(e.critical), escalate}
 	s.query = o.insertMany
 	if e.key != "" {
 		s.query = o.upsertMany
@@ -224,6 +233,15 @@ func encode(n Notification) (encoded, error) {
 			return e, err
 		}
 	}
+	if u, ok := n.(Urgent); ok {
+		e.critical = u.Critical()
+	}
+	if x, ok := n.(Escalated); ok {
+		e.escalate = x.EscalateAfter()
+		if e.escalate < 0 || (e.escalate > 0 && e.escalate < time.Microsecond) {
+			return e, invalid("escalate after", "must be positive (or 0 for none), at least a microsecond")
+		}
+	}
 	if k, ok := n.(Keyed); ok {
 		e.key = k.DatabaseKey()
 		if err := checkName("database key", e.key); err != nil {
@@ -233,27 +251,27 @@ func encode(n Notification) (encoded, error) {
 	return e, nil
 }
 
+// channels normalizes via: each channel once, in the table's order.
 func channels(via []Channel) ([]string, error) {
-	var db, sse bool
+	var on [3]bool
+	all := [3]Channel{Database, SSE, Webhook}
 	for _, c := range via {
-		switch c {
-		case Database:
-			db = true
-		case SSE:
-			sse = true
-		default:
-			return nil, invalid("channels", fmt.Sprintf("has unknown channel %q (want %q or %q)", c, Database, SSE))
+		i := slices.Index(all[:], c)
+		if i < 0 {
+			return nil, invalid("channels", fmt.Sprintf("has unknown channel %q (want %q, %q or %q)", c, Database, SSE, Webhook))
+		}
+		on[i] = true
+	}
+	var out []string
+	for i, c := range all {
+		if on[i] {
+			out = append(out, string(c))
 		}
 	}
-	switch {
-	case db && sse:
-		return []string{string(Database), string(SSE)}, nil
-	case db:
-		return []string{string(Database)}, nil
-	case sse:
-		return []string{string(SSE)}, nil
+	if len(out) == 0 {
+		return nil, invalid("channels", "is empty")
 	}
-	return nil, invalid("channels", "is empty")
+	return out, nil
 }
 
 // nullable turns a nil payload into SQL NULL.
