@@ -55,4 +55,7 @@ type Event struct {
 	// Changed is the row's updated_at (the entry's logged_at when the row
 	// is gone).
 	Changed time.Time `db:"changed"`
+	// Critical notifications are pushed whatever the recipient's
+	// preferences say.
+	Critical bool `db:"critical"`
 }

@@ -276,7 +276,7 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 	if err := set.Err(); err != nil {
 		return nil, err
 	}
-	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), &r.q, cfg.StreamBuffer, m, log)
+	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), inbox.PreferencesChannel(cfg.Schema), &r.q, cfg.StreamBuffer, m, log)
 	r.handler = r.routes()
 	r.ops = r.opsHandler()
 	return r, nil

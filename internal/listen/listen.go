@@ -35,6 +35,8 @@ type Listener struct {
 	// payload: news the waiting side already has.
 	Stale func(payload string) bool
 	log   *slog.Logger
+	// also are further channels on the same connection (see Also).
+	also map[string]func(payload string, reconnected bool)
 
 	connected atomic.Bool
 	failures  atomic.Int32
@@ -69,6 +71,9 @@ func (l *Listener) Run(ctx context.Context) {
 		},
 	}
 	pl.Handle(l.channel, l)
+	for channel, handle := range l.also {
+		pl.Handle(channel, alsoHandler(handle))
+	}
 	_ = pl.Listen(ctx)
 	l.connected.Store(false)
 }
@@ -110,6 +115,29 @@ func (l *Listener) HandleNotification(ctx context.Context, n *pgconn.Notificatio
 	if l.Stale == nil || !l.Stale(n.Payload) {
 		l.signal()
 	}
+	return nil
+}
+
+// Also listens on channel too, on the same connection (one connection
+// fewer than a Listener of its own): handle gets each notification's
+// payload, and is called with reconnected after every (re)connect, when
+// whatever was sent while disconnected is lost. Call it before Run.
+func (l *Listener) Also(channel string, handle func(payload string, reconnected bool)) {
+	if l.also == nil {
+		l.also = map[string]func(string, bool){}
+	}
+	l.also[channel] = handle
+}
+
+type alsoHandler func(payload string, reconnected bool)
+
+func (h alsoHandler) HandleNotification(ctx context.Context, n *pgconn.Notification, conn *pgx.Conn) error {
+	h(n.Payload, false)
+	return nil
+}
+
+func (h alsoHandler) HandleBacklog(ctx context.Context, channel string, conn *pgx.Conn) error {
+	h("", true)
 	return nil
 }
 

@@ -17,7 +17,7 @@ LEFT JOIN bellhop.relay_horizon AS h
 -- name: Tail
 -- Everything logged after the hub's cursor, in order.
 SELECT seq, current, id, tenant_id, notifiable_type, notifiable_id, type, op,
-       sse, database_key, read_at, live AS via_sse, changed
+       sse, database_key, read_at, live AS via_sse, changed, critical
 FROM bellhop.relay_events
 WHERE seq > $1
 ORDER BY seq
@@ -27,7 +27,7 @@ LIMIT $2;
 -- One recipient's events in (from, to], for a stream resuming from
 -- Last-Event-ID.
 SELECT seq, current, id, tenant_id, notifiable_type, notifiable_id, type, op,
-       sse, database_key, read_at, live AS via_sse, changed
+       sse, database_key, read_at, live AS via_sse, changed, critical
 FROM bellhop.relay_events
 WHERE tenant_id = $1 AND notifiable_type = $2 AND notifiable_id = $3
   AND seq > $4 AND seq <= $5

@@ -127,7 +127,7 @@ WITH state AS (
          FROM (SELECT * FROM gaps ORDER BY i) AS g
          CROSS JOIN LATERAL (
              SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
-                    n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at
+                    n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at, n.critical
              FROM bellhop.notifications AS n
              WHERE (n.xid, n.id) > (g.lo_xid, g.lo_id) AND n.xid < g.hi
              ORDER BY n.xid, n.id
@@ -137,7 +137,7 @@ WITH state AS (
         UNION ALL
         -- Only the xids that have ended by next.
         (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
-                n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at
+                n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at, n.critical
          FROM bellhop.notifications AS n
          WHERE n.xid = ANY (ARRAY(SELECT x FROM pg_snapshot_xip((SELECT seen FROM st)) AS x
                                   WHERE pg_visible_in_snapshot(x, (SELECT next FROM st))))
@@ -176,7 +176,7 @@ WITH state AS (
 )
 SELECT (SELECT base FROM counted) + b.k AS seq, true AS current, b.id::text AS id,
        b.tenant_id, b.notifiable_type, b.notifiable_id, b.type, b.op, b.sse, b.database_key, b.read_at,
-       'sse' = ANY (b.channels) AS via_sse, b.updated_at AS changed,
+       'sse' = ANY (b.channels) AS via_sse, b.updated_at AS changed, b.critical,
        (SELECT last_seq FROM st) AS head_before
 FROM batch AS b
 LEFT JOIN LATERAL (
