@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -19,6 +20,13 @@ const stampLockNamespace = 0x7265_6c79 // "rely"
 type stampedEvent struct {
 	bellhoptype.Event `db:",inline"`
 	HeadBefore        int64 `db:"head_before"`
+	// What the webhook jobs need (see hookJobs).
+	Xid        string    `db:"xid"`
+	CreatedAt  time.Time `db:"created_at"`
+	Listed     bool      `db:"listed"`
+	ViaWebhook bool      `db:"via_webhook"`
+	HookData   []byte    `db:"hook_data"`
+	EscalateUS *int64    `db:"escalate_us"`
 }
 
 // stamp stamps up to batch newly committed rows (relay_log entries) in one short
@@ -31,9 +39,14 @@ type stampedEvent struct {
 // held until the stamps commit. Each statement still takes its own snapshot
 // (READ COMMITTED), so the stamp sees every row committed before the lock
 // was granted, and the cursor the previous stamp left.
+//
+// With a webhook URL (Config.WebhookURL) the stamp runs in an explicit
+// transaction instead, two round trips more (BEGIN, COMMIT): the webhook
+// and escalation jobs of its rows are inserted in it (River's InsertManyTx),
+// so a job exists exactly when the log entry does: never for a row that
+// did not commit, never lost, never enqueued twice.
 func (r *Worker) stamp(ctx context.Context) (int, error) {
-	var logged []bellhoptype.Event
-	var after int64
+	var stamped []stampedEvent
 	var floor int64
 	if r.cfg.Pusher != nil {
 		floor = r.cfg.Pusher.Floor()
@@ -41,26 +54,58 @@ func (r *Worker) stamp(ctx context.Context) (int, error) {
 	b := &pgx.Batch{}
 	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
 	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor).Query(func(rows pgx.Rows) error {
-		stamped, err := pgx.CollectRows(rows, sqlq.ScanStruct[stampedEvent])
-		for _, s := range stamped {
-			logged = append(logged, s.Event)
-			after = s.HeadBefore
-		}
+		var err error
+		stamped, err = pgx.CollectRows(rows, sqlq.ScanStruct[stampedEvent])
 		return err
 	})
 	b.Queue(r.q.durability, r.cfg.DurableStamps)
-	// The entries are read before the Sync that commits them: nothing is
-	// pushed until Close reports the commit.
-	if err := r.pool.SendBatch(ctx, b).Close(); err != nil {
-		return 0, fmt.Errorf("stamp pending rows: %w", err)
+	if r.signer == nil {
+		// The entries are read before the Sync that commits them: nothing
+		// is pushed until Close reports the commit.
+		if err := r.pool.SendBatch(ctx, b).Close(); err != nil {
+			return 0, fmt.Errorf("stamp pending rows: %w", err)
+		}
+	} else if err := r.stampWithJobs(ctx, b, &stamped); err != nil {
+		return 0, err
 	}
-	if len(logged) > 0 {
+	if len(stamped) > 0 {
+		logged := make([]bellhoptype.Event, len(stamped))
+		for i, s := range stamped {
+			logged[i] = s.Event
+		}
+		after := stamped[len(stamped)-1].HeadBefore
 		r.metrics.StampBatch.Observe(float64(len(logged)))
 		if r.cfg.Pusher != nil {
 			r.cfg.Pusher.Stamped(after, logged)
 		}
 	}
-	return len(logged), nil
+	return len(stamped), nil
+}
+
+// stampWithJobs runs the stamp batch b in a transaction with the webhook
+// jobs of the rows it stamps.
+func (r *Worker) stampWithJobs(ctx context.Context, b *pgx.Batch, stamped *[]stampedEvent) error {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("stamp pending rows: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("stamp pending rows: %w", err)
+	}
+	jobs, err := r.hookJobs(*stamped)
+	if err != nil {
+		return fmt.Errorf("stamp pending rows: %w", err)
+	}
+	if len(jobs) > 0 {
+		if _, err := r.river.InsertManyTx(ctx, tx, jobs); err != nil {
+			return fmt.Errorf("stamp pending rows: enqueue webhooks: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("stamp pending rows: %w", err)
+	}
+	return nil
 }
 
 func (r *Worker) hasPending(ctx context.Context) (bool, error) {

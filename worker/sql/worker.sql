@@ -58,8 +58,10 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 -- on channel $2 (delivered at commit). Returns the entries it stamped, in the
 -- columns of bellhoptype.Event (named as in the relay_events view the hub
 -- reads), plus the head before them (head_before),
--- so the stamping process pushes them without reading them back. The
--- notification rows are only read.
+-- so the stamping process pushes them without reading them back, and what
+-- the webhook jobs need (xid, created_at, listed, via_webhook, hook_data:
+-- the data of webhook rows only, escalate_us). The notification rows are
+-- only read.
 --
 -- Seqs increase strictly in commit order, with gaps: a batch takes the
 -- numbers just below the clock in microseconds when the head is further
@@ -127,7 +129,9 @@ WITH state AS (
          FROM (SELECT * FROM gaps ORDER BY i) AS g
          CROSS JOIN LATERAL (
              SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
-                    n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at, n.critical
+                    n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at, n.critical,
+                    n.created_at, n.escalate_after,
+                    CASE WHEN 'webhook' = ANY (n.channels) THEN n.data END AS hook_data
              FROM bellhop.notifications AS n
              WHERE (n.xid, n.id) > (g.lo_xid, g.lo_id) AND n.xid < g.hi
              ORDER BY n.xid, n.id
@@ -137,7 +141,9 @@ WITH state AS (
         UNION ALL
         -- Only the xids that have ended by next.
         (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
-                n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at, n.critical
+                n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at, n.critical,
+                    n.created_at, n.escalate_after,
+                    CASE WHEN 'webhook' = ANY (n.channels) THEN n.data END AS hook_data
          FROM bellhop.notifications AS n
          WHERE n.xid = ANY (ARRAY(SELECT x FROM pg_snapshot_xip((SELECT seen FROM st)) AS x
                                   WHERE pg_visible_in_snapshot(x, (SELECT next FROM st))))
@@ -177,7 +183,12 @@ WITH state AS (
 SELECT (SELECT base FROM counted) + b.k AS seq, true AS current, b.id::text AS id,
        b.tenant_id, b.notifiable_type, b.notifiable_id, b.type, b.op, b.sse, b.database_key, b.read_at,
        'sse' = ANY (b.channels) AS via_sse, b.updated_at AS changed, b.critical,
-       (SELECT last_seq FROM st) AS head_before
+       (SELECT last_seq FROM st) AS head_before,
+       -- For the webhook channel and escalation (see webhook.go): the
+       -- worker looks at these only when it has a webhook URL.
+       b.xid::text AS xid, b.created_at, 'database' = ANY (b.channels) AS listed,
+       'webhook' = ANY (b.channels) AS via_webhook, b.hook_data,
+       (extract(epoch FROM b.escalate_after) * 1000000)::bigint AS escalate_us
 FROM batch AS b
 LEFT JOIN LATERAL (
     SELECT pg_notify($2, (SELECT base + n FROM counted)::text) WHERE b.k = 1
@@ -306,3 +317,10 @@ WITH old AS (
     WHERE EXISTS (SELECT 1 FROM forgotten)
 )
 SELECT count(*) FROM forgotten;
+
+-- name: Escalation
+-- A notification an escalation job posts about: only while it is still
+-- unread and not deleted.
+SELECT id::text, tenant_id, notifiable_type, notifiable_id, type, data, critical, read_at, created_at
+FROM bellhop.notifications
+WHERE id = $1 AND read_at IS NULL AND deleted_at IS NULL AND 'database' = ANY (channels);
