@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/outbox"
+	"github.com/bellhophq/bellhop/relay"
 )
 
 type prefsBody struct {
@@ -153,4 +154,24 @@ func TestPreferencesMuteTheStream(t *testing.T) {
 		require.Equal(t, want, ev.Data.Type)
 	}
 	resumed.quiet(t, 300*time.Millisecond)
+}
+
+// The one route that reads a body does not wait for it forever: a body
+// announced and never sent is cut by the server's read timeout (the
+// request timeout plus 5 s), and without a token it is not waited for at
+// all.
+func TestPreferencesBodyIsNotWaitedForever(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	r := b.startServed(t, func(c *relay.Config) { c.RequestTimeout = time.Second })
+	auth := "Authorization: Bearer " + token(t, alice) + "\r\n"
+	got, took, err := rawExchange(t, r.URL, "PUT /notifications/preferences HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n", 15*time.Second)
+	require.NoError(t, err, "closed, not waited on (%s)", took)
+	require.True(t, strings.HasPrefix(got, "HTTP/1.1 401"), got)
+	require.Less(t, took, 3*time.Second)
+
+	got, took, err = rawExchange(t, r.URL, "PUT /notifications/preferences HTTP/1.1\r\nHost: x\r\n"+auth+"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"types\"", 15*time.Second)
+	require.NoError(t, err, "the server must close the connection (%s)", took)
+	require.Less(t, took, 9*time.Second, "cut by the read timeout: %q", got)
+	require.Greater(t, took, 5*time.Second, "not before it")
 }

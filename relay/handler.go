@@ -191,6 +191,9 @@ func noBody(next http.Handler) http.Handler {
 			}
 			req.Body = http.MaxBytesReader(w, req.Body, maxPreferencesBytes)
 			next.ServeHTTP(w, req)
+			// A body the handler did not read (a refused token) is
+			// drained as below: briefly.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainTimeout))
 			return
 		}
 		w.Header().Set("Connection", "close")
