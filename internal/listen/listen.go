@@ -72,7 +72,7 @@ func (l *Listener) Run(ctx context.Context) {
 	}
 	pl.Handle(l.channel, l)
 	for channel, handle := range l.also {
-		pl.Handle(channel, alsoHandler(handle))
+		pl.Handle(channel, &alsoHandler{handle: handle, main: l.channel})
 	}
 	_ = pl.Listen(ctx)
 	l.connected.Store(false)
@@ -129,16 +129,23 @@ func (l *Listener) Also(channel string, handle func(payload string, reconnected 
 	l.also[channel] = handle
 }
 
-type alsoHandler func(payload string, reconnected bool)
+type alsoHandler struct {
+	handle func(payload string, reconnected bool)
+	main   string
+}
 
-func (h alsoHandler) HandleNotification(ctx context.Context, n *pgconn.Notification, conn *pgx.Conn) error {
-	h(n.Payload, false)
+func (h *alsoHandler) HandleNotification(ctx context.Context, n *pgconn.Notification, conn *pgx.Conn) error {
+	h.handle(n.Payload, false)
 	return nil
 }
 
-func (h alsoHandler) HandleBacklog(ctx context.Context, channel string, conn *pgx.Conn) error {
-	h("", true)
-	return nil
+// HandleBacklog also repeats the main channel's LISTEN (a no-op): pgxlisten
+// listens in map order, and pg_stat_activity shows a connection's last
+// statement, by which operators (and the drills) find the listener.
+func (h *alsoHandler) HandleBacklog(ctx context.Context, channel string, conn *pgx.Conn) error {
+	h.handle("", true)
+	_, err := conn.Exec(ctx, "listen "+pgx.Identifier{h.main}.Sanitize())
+	return err
 }
 
 // Kick signals Wake as a notification would.
