@@ -2,7 +2,10 @@
 // committed notifications (give each newly committed row version an entry
 // in relay_log, whose seq is the event id: the "bellhop_relay" job), a
 // safety-net sweep, and pruning; and the waker that turns the pending
-// channel (or, in poll mode, a timer) into relay jobs.
+// channel (or, in poll mode, a timer) into relay jobs. With
+// Config.WebhookURL, it also posts the webhook channel: the stamp inserts a
+// "bellhop_webhook" job (and a delayed "bellhop_escalate" one) in its own
+// transaction for the rows that need one (see webhook.go).
 //
 // A Worker runs on the relay's pool and hands every stamp's events, as soon
 // as they commit, to its Config.Pusher: the hub of the same process
@@ -99,7 +102,8 @@ type Config struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Registerer gets the worker's Prometheus collectors
-	// (bellhop_stamp_batch_rows, bellhop_pruned_rows_total and
+	// (bellhop_stamp_batch_rows, bellhop_pruned_rows_total,
+	// bellhop_webhooks_total and
 	// bellhop_listener_reconnects_total{channel="pending"}): pass
 	// relay.Relay.Registry() and the relay's /metrics serves them. Defaults
 	// to none.
