@@ -115,7 +115,7 @@ type Inbox struct {
 	// prefsChannel is where SetPreferences announces a change.
 	prefsChannel string
 	q            struct {
-		count, list, markRead, markUnread, quiet, markAll, readAll, delete, prefs, setPrefs string
+		count, list, markRead, markUnread, quiet, markAll, readAll, delete, prefs, lockPrefs, setPrefs string
 	}
 }
 
@@ -144,6 +144,7 @@ func New(db DB, cfg Config) (*Inbox, error) {
 	in.q.readAll = set.Get("InsertReadAll")
 	in.q.delete = set.Get("Delete")
 	in.q.prefs = set.Get("Preferences")
+	in.q.lockPrefs = set.Get("LockPreferences")
 	in.q.setPrefs = set.Get("SetPreferences")
 	return in, set.Err()
 }

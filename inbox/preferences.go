@@ -110,8 +110,9 @@ func (in *Inbox) Preferences(ctx context.Context, to bellhoptype.Recipient) (Pre
 }
 
 // SetPreferences replaces to's preferences with p and tells the relays,
-// whose open streams of to reload them. Through WithTx, both happen only
-// if the application's transaction commits.
+// whose open streams of to reload them. It runs in a transaction of its
+// own (one per recipient at a time), or in a savepoint of the one given to
+// WithTx: then both happen only if the application's transaction commits.
 func (in *Inbox) SetPreferences(ctx context.Context, to bellhoptype.Recipient, p Preferences) error {
 	if err := p.Check(); err != nil {
 		return err
@@ -126,8 +127,15 @@ func (in *Inbox) SetPreferences(ctx context.Context, to bellhoptype.Recipient, p
 	if types == nil {
 		types, chans, on = []string{}, []string{}, []bool{}
 	}
-	if _, err := in.db.Exec(ctx, in.q.setPrefs, to.Tenant, to.Type, to.ID, types, chans, on,
-		in.prefsChannel, RecipientPayload(to)); err != nil {
+	err := pgx.BeginFunc(ctx, in.db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, in.q.lockPrefs, to.Tenant, to.Type, to.ID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, in.q.setPrefs, to.Tenant, to.Type, to.ID, types, chans, on,
+			in.prefsChannel, RecipientPayload(to))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("inbox: set preferences: %w", err)
 	}
 	return nil

@@ -102,3 +102,27 @@ func TestSetPreferencesNotifies(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, to, got)
 }
+
+// Concurrent replacements of one recipient's preferences leave one of
+// them, never a mix.
+func TestSetPreferencesConcurrentlyLeavesOne(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	alice := outbox.User("alice")
+	sets := []inbox.Preferences{
+		{Types: map[string]map[string]bool{"a": {"sse": false}, "b": {"sse": false}}},
+		{Types: map[string]map[string]bool{"c": {"database": false}, "d": {"webhook": false}}},
+	}
+	for round := range 20 {
+		errs := make(chan error, len(sets))
+		for _, p := range sets {
+			go func() { errs <- b.in.SetPreferences(ctx, alice, p) }()
+		}
+		for range sets {
+			require.NoError(t, <-errs)
+		}
+		got, err := b.in.Preferences(ctx, alice)
+		require.NoError(t, err)
+		require.Contains(t, []map[string]map[string]bool{sets[0].Types, sets[1].Types}, got.Types, "round %d", round)
+	}
+}

@@ -103,6 +103,13 @@ SELECT type, channel, enabled FROM bellhop.preferences
 WHERE tenant_id = $1 AND notifiable_type = $2 AND notifiable_id = $3
 ORDER BY type, channel;
 
+-- name: LockPreferences
+-- Serializes SetPreferences per recipient until the transaction ends: two
+-- at once would each keep the rows the other wrote (neither's DELETE sees
+-- the other's uncommitted upsert), leaving a mix of both. The statement
+-- after the lock takes a snapshot that sees the one before it committed.
+SELECT pg_advisory_xact_lock(1886545510, hashtext($1 || chr(31) || $2 || chr(31) || $3));
+
 -- name: SetPreferences
 -- Replaces the recipient's preferences with ($4, $5, $6) (type, channel,
 -- enabled) and tells every relay, on channel $7 with the recipient as
