@@ -10,11 +10,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
 
@@ -237,16 +239,16 @@ func TestWebhookDelivery(t *testing.T) {
 	require.Len(t, byID, 4)
 	require.Equal(t, flakyTries[0], flakyTries[1], "a retry sends the same id and body")
 
-	var xid string
-	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT l.xid::text FROM "+b.db.Table("relay_log")+" AS l WHERE l.id = $1 ORDER BY seq LIMIT 1", invoice).Scan(&xid))
-	created, ok := byID["bellhop_"+invoice+"_"+xid]
-	require.True(t, ok, "the webhook-id is bellhop_<id>_<xid>: %v", byID)
+	created, ok := byID["bellhop_"+invoice+"_created"]
+	require.True(t, ok, "the webhook-id is bellhop_<id>_created: %v", byID)
 	require.Equal(t, worker.EventCreated, created.Event)
 	require.Equal(t, "invoice.paid", created.Body.Data.Type)
 	require.Equal(t, "alice", created.Body.Data.NotifiableID)
 	require.Equal(t, "User", created.Body.Data.NotifiableType)
 	require.JSONEq(t, `{"amount": 42}`, string(created.Body.Data.Data))
-	require.True(t, byID["bellhop_"+urgent+"_"+xidOf(t, b, urgent)].Body.Data.Critical)
+	require.True(t, byID["bellhop_"+urgent+"_created"].Body.Data.Critical)
+	_, ok = byID["bellhop_"+invoice+"_"+xidOf(t, b, invoice)+"_read"]
+	require.True(t, ok, "a read is bellhop_<id>_<xid>_read: %v", byID)
 
 	// One job per posted event, in River's table.
 	var jobs int
@@ -284,7 +286,7 @@ ORDER BY finalized_at DESC`, "bellhop.river_job", b.db.Table("river_job"))
 	require.Eventually(t, func() bool {
 		return b.db.Pool.QueryRow(ctx, query).Scan(&jobID, &msgID, &attempt, &lastErr) == nil
 	}, 20*time.Second, 50*time.Millisecond)
-	require.Equal(t, "bellhop_"+id+"_"+xidOf(t, b, id), msgID)
+	require.Equal(t, "bellhop_"+id+"_created", msgID)
 	require.Equal(t, 2, attempt)
 	require.Contains(t, lastErr, "503")
 	require.Len(t, rc.snapshot(), 2)
@@ -337,9 +339,61 @@ func TestWebhookEscalation(t *testing.T) {
 		require.Nil(t, d.Body.Data.ReadAt)
 	}
 	require.Greater(t, time.Since(start), time.Second, "not before the delay")
-	var jobs int
-	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("river_job")+" WHERE kind = 'bellhop_escalate'").Scan(&jobs))
-	require.Equal(t, 4, jobs, "one per row with an escalation, none for the others")
+	// One job per row with an escalation that the relay saw unread and
+	// not deleted (a row read or deleted before its first stamp has none),
+	// none for the others.
+	var escalated []string
+	rows, err := b.db.Pool.Query(ctx, "SELECT args->>'id' FROM "+b.db.Table("river_job")+" WHERE kind = 'bellhop_escalate'")
+	require.NoError(t, err)
+	escalated, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Subset(t, escalated, []string{unread, defaulted})
+	require.Subset(t, []string{unread, read, deleted, defaulted}, escalated)
+	require.Len(t, escalated, len(slices.Compact(slices.Sorted(slices.Values(escalated)))), "no row twice")
+}
+
+// A row created and changed again before the relay logs it (here: in one
+// transaction) is logged once, with its latest op, and still posted as
+// created, once; a row created and deleted before that is not posted.
+func TestWebhookCreatedSurvivesCoalescing(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	rc := newReceiver(t)
+	b.webhookRelay(t, rc, func(c *worker.Config) {
+		c.WebhookEvents = []string{worker.EventCreated, worker.EventUpdated, worker.EventRead}
+	})
+	hook := []outbox.Channel{outbox.Database, outbox.Webhook}
+	tx, err := b.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	changed, err := b.ob.Send(ctx, tx, alice, outbox.Message{Kind: "export", Key: "export-1", Data: map[string]int{"progress": 10}, Channels: hook})
+	require.NoError(t, err)
+	_, err = b.ob.Send(ctx, tx, alice, outbox.Message{Kind: "export", Key: "export-1", Data: map[string]int{"progress": 90}, Channels: hook})
+	require.NoError(t, err)
+	withdrawn, err := b.ob.Send(ctx, tx, alice, outbox.Message{Kind: "oops", Channels: hook})
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "UPDATE "+b.db.Table("notifications")+" SET deleted_at = now() WHERE id = $1", withdrawn)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	var op string
+	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT op FROM "+b.db.Table("notifications")+" WHERE id = $1", changed).Scan(&op))
+	require.Equal(t, "updated", op, "the row's only version says updated")
+
+	require.Eventually(t, func() bool { return len(rc.snapshot()) >= 1 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	got := rc.unique(t)
+	require.Len(t, got, 1, "%+v", got)
+	d, ok := got["bellhop_"+changed+"_created"]
+	require.True(t, ok, "%+v", got)
+	require.Equal(t, worker.EventCreated, d.Event)
+	require.JSONEq(t, `{"progress": 90}`, string(d.Body.Data.Data))
+
+	// A later update of it is an update.
+	_, err = b.ob.Send(ctx, b.db.Pool, alice, outbox.Message{Kind: "export", Key: "export-1", Data: map[string]int{"progress": 100}, Channels: hook})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(rc.unique(t)) == 2 }, 10*time.Second, 20*time.Millisecond)
+	d, ok = rc.unique(t)["bellhop_"+changed+"_"+xidOf(t, b, changed)+"_updated"]
+	require.True(t, ok)
+	require.Equal(t, worker.EventUpdated, d.Event)
 }
 
 // Exactly once across a crash: the relay is killed (SIGKILL) while a
@@ -412,8 +466,8 @@ func TestWebhookExactlyOnceAcrossSIGKILL(t *testing.T) {
 	unique := rc.unique(t) // fails on a row posted under two ids
 	require.Len(t, unique, len(ids))
 	for _, id := range ids {
-		_, ok := unique["bellhop_"+id+"_"+xidOf(t, b, id)]
-		require.True(t, ok, "%s posted under its row version's id", id)
+		_, ok := unique["bellhop_"+id+"_created"]
+		require.True(t, ok, "%s posted under its id", id)
 	}
 	var jobs int
 	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("river_job")+" WHERE kind = 'bellhop_webhook'").Scan(&jobs))

@@ -27,6 +27,8 @@ type stampedEvent struct {
 	ViaWebhook bool      `db:"via_webhook"`
 	HookData   []byte    `db:"hook_data"`
 	EscalateUS *int64    `db:"escalate_us"`
+	// FirstLogged: the row's first log entry, whatever its op.
+	FirstLogged bool `db:"first_logged"`
 }
 
 // stamp stamps up to batch newly committed rows (relay_log entries) in one short
@@ -42,7 +44,7 @@ type stampedEvent struct {
 //
 // With a webhook URL (Config.WebhookURL) the stamp runs in an explicit
 // transaction instead, two round trips more (BEGIN, COMMIT): the webhook
-// and escalation jobs of its rows are inserted in it (River's InsertManyTx),
+// and escalation jobs of its rows are inserted in it (River's InsertManyFastTx: COPY),
 // so a job exists exactly when the log entry does: never for a row that
 // did not commit, never lost, never enqueued twice.
 func (r *Worker) stamp(ctx context.Context) (int, error) {
@@ -53,7 +55,7 @@ func (r *Worker) stamp(ctx context.Context) (int, error) {
 	}
 	b := &pgx.Batch{}
 	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
-	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor).Query(func(rows pgx.Rows) error {
+	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor, r.escalatedTypes).Query(func(rows pgx.Rows) error {
 		var err error
 		stamped, err = pgx.CollectRows(rows, sqlq.ScanStruct[stampedEvent])
 		return err
@@ -98,7 +100,7 @@ func (r *Worker) stampWithJobs(ctx context.Context, b *pgx.Batch, stamped *[]sta
 		return fmt.Errorf("stamp pending rows: %w", err)
 	}
 	if len(jobs) > 0 {
-		if _, err := r.river.InsertManyTx(ctx, tx, jobs); err != nil {
+		if _, err := r.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
 			return fmt.Errorf("stamp pending rows: enqueue webhooks: %w", err)
 		}
 	}

@@ -65,9 +65,9 @@ type WebhookNotification struct {
 // webhookArgs is one webhook to post, fixed when the row was logged: every
 // attempt sends the same body under the same webhook-id.
 type webhookArgs struct {
-	// MsgID is the webhook-id: bellhop_<notification id>_<row version>,
-	// the same for a row version logged again after a database crash, so
-	// the receiver's deduplication catches that too.
+	// MsgID is the webhook-id (see webhookID): the same on every attempt,
+	// and for a row version logged again after a database crash, so the
+	// receiver's deduplication catches that too.
 	MsgID string          `json:"msg_id"`
 	Event string          `json:"event"`
 	Body  json.RawMessage `json:"body"`
@@ -199,6 +199,21 @@ func (r *Worker) post(ctx context.Context, job *rivertype.JobRow, event, msgID s
 	return nil
 }
 
+// webhookID is a webhook's id, the same on every attempt and for a row
+// version logged again after a database crash: bellhop_<id>_created (one
+// per notification), bellhop_<id>_<xid>_updated or _read (one per row
+// version), bellhop_<id>_unread (escalations).
+func webhookID(e stampedEvent, event string) string {
+	switch event {
+	case EventCreated:
+		return "bellhop_" + e.ID + "_created"
+	case EventUpdated:
+		return "bellhop_" + e.ID + "_" + e.Xid + "_updated"
+	default:
+		return "bellhop_" + e.ID + "_" + e.Xid + "_read"
+	}
+}
+
 // hookJobs are the webhook and escalation jobs for a stamp's rows: only
 // rows to the webhook channel, or with an escalation (their own or their
 // type's default), have any, so a stamp of other rows costs a loop.
@@ -210,19 +225,25 @@ func (r *Worker) hookJobs(stamped []stampedEvent) ([]river.InsertManyParams, err
 			escalate = time.Duration(*e.EscalateUS) * time.Microsecond
 		}
 		escalate = max(escalate, 0)
-		if !e.ViaWebhook && escalate == 0 {
+		// A row withdrawn (deleted) before the relay logged it was never
+		// news: nothing to post or escalate.
+		if (!e.ViaWebhook && escalate == 0) || (e.FirstLogged && e.Op == "deleted") {
 			continue
 		}
-		var event string
-		switch {
-		case e.Op == "created" && e.ViaWebhook:
-			event = EventCreated
-		case e.Op == "updated" && e.ViaWebhook:
-			event = EventUpdated
-		case e.Op == "read":
-			event = EventRead
+		var events []string
+		if e.FirstLogged && e.ViaWebhook {
+			events = append(events, EventCreated)
 		}
-		if event != "" && r.events[event] {
+		switch {
+		case e.Op == "updated" && e.ViaWebhook && !e.FirstLogged:
+			events = append(events, EventUpdated)
+		case e.Op == "read":
+			events = append(events, EventRead)
+		}
+		for _, event := range events {
+			if !r.events[event] {
+				continue
+			}
 			body, err := json.Marshal(WebhookBody{Type: event, Timestamp: e.Changed.UTC(), Data: WebhookNotification{
 				ID: e.ID, TenantID: e.To.Tenant, NotifiableType: e.To.Type, NotifiableID: e.To.ID, Type: e.Type,
 				Data: e.HookData, Critical: e.Critical, ReadAt: e.ReadAt, CreatedAt: e.CreatedAt,
@@ -231,11 +252,11 @@ func (r *Worker) hookJobs(stamped []stampedEvent) ([]river.InsertManyParams, err
 				return nil, fmt.Errorf("webhook body: %w", err)
 			}
 			jobs = append(jobs, river.InsertManyParams{
-				Args:       webhookArgs{MsgID: "bellhop_" + e.ID + "_" + e.Xid, Event: event, Body: body},
+				Args:       webhookArgs{MsgID: webhookID(e, event), Event: event, Body: body},
 				InsertOpts: &river.InsertOpts{Queue: webhookQueue, MaxAttempts: r.cfg.WebhookMaxAttempts},
 			})
 		}
-		if e.Op == "created" && escalate > 0 && e.Listed {
+		if e.FirstLogged && escalate > 0 && e.Listed {
 			jobs = append(jobs, river.InsertManyParams{
 				Args:       escalateArgs{ID: e.ID},
 				InsertOpts: &river.InsertOpts{Queue: webhookQueue, MaxAttempts: r.cfg.WebhookMaxAttempts, ScheduledAt: e.CreatedAt.Add(escalate)},

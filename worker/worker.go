@@ -285,6 +285,8 @@ type Worker struct {
 	signer *standardwebhooks.Webhook
 	events map[string]bool
 	inbox  *inbox.Inbox
+	// escalatedTypes are Config.EscalateAfter's types (the stamp's $4).
+	escalatedTypes []string
 
 	// busy is up while a relay job of this process may still stamp what is
 	// pending; queued while a job this process inserted has not started.
@@ -316,6 +318,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	r := &Worker{
+		escalatedTypes: []string{},
 		cfg:            cfg,
 		pool:           pool,
 		metrics:        m,
@@ -349,6 +352,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 		r.events = map[string]bool{}
 		for _, e := range cfg.WebhookEvents {
 			r.events[e] = true
+		}
+		for typ := range cfg.EscalateAfter {
+			r.escalatedTypes = append(r.escalatedTypes, typ)
 		}
 		river.AddWorker(workers, &webhookWorker{r: r})
 		river.AddWorker(workers, &escalateWorker{r: r})

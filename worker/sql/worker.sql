@@ -60,8 +60,8 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 -- reads), plus the head before them (head_before),
 -- so the stamping process pushes them without reading them back, and what
 -- the webhook jobs need (xid, created_at, listed, via_webhook, hook_data:
--- the data of webhook rows only, escalate_us). The notification rows are
--- only read.
+-- the data of webhook rows only, escalate_us, first_logged). The
+-- notification rows are only read.
 --
 -- Seqs increase strictly in commit order, with gaps: a batch takes the
 -- numbers just below the clock in microseconds when the head is further
@@ -188,7 +188,19 @@ SELECT (SELECT base FROM counted) + b.k AS seq, true AS current, b.id::text AS i
        -- worker looks at these only when it has a webhook URL.
        b.xid::text AS xid, b.created_at, 'database' = ANY (b.channels) AS listed,
        'webhook' = ANY (b.channels) AS via_webhook, b.hook_data,
-       (extract(epoch FROM b.escalate_after) * 1000000)::bigint AS escalate_us
+       (extract(epoch FROM b.escalate_after) * 1000000)::bigint AS escalate_us,
+       -- Whether this is the row's first entry: a row created and changed
+       -- again before a stamp (in one transaction, or read at once) is
+       -- logged once, with its latest op, and must still count as new.
+       -- Looked up only for rows that go to the webhook channel or
+       -- escalate ($4: the types with a default escalation), in the
+       -- recipient's entries; the statement does not see its own inserts.
+       CASE WHEN b.op = 'created' THEN true
+            WHEN 'webhook' = ANY (b.channels) OR b.escalate_after IS NOT NULL OR b.type = ANY ($4::text[])
+            THEN NOT EXISTS (SELECT 1 FROM bellhop.relay_log AS l
+                             WHERE l.tenant_id = b.tenant_id AND l.notifiable_type = b.notifiable_type
+                               AND l.notifiable_id = b.notifiable_id AND l.id = b.id)
+            ELSE false END AS first_logged
 FROM batch AS b
 LEFT JOIN LATERAL (
     SELECT pg_notify($2, (SELECT base + n FROM counted)::text) WHERE b.k = 1
