@@ -54,9 +54,9 @@ func ExampleWebhookBody() {
 	}})
 	for range 2 {
 		now := time.Now()
-		sig, _ := wh.Sign("bellhop_0c6c1b1e-5a37-4c4e-9b8e-2f0f7d0f2a10_812", now, body)
+		sig, _ := wh.Sign("bellhop_0c6c1b1e-5a37-4c4e-9b8e-2f0f7d0f2a10_created", now, body)
 		req, _ := http.NewRequest(http.MethodPost, receiver.URL, bytes.NewReader(body))
-		req.Header.Set("webhook-id", "bellhop_0c6c1b1e-5a37-4c4e-9b8e-2f0f7d0f2a10_812")
+		req.Header.Set("webhook-id", "bellhop_0c6c1b1e-5a37-4c4e-9b8e-2f0f7d0f2a10_created")
 		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
 		req.Header.Set("webhook-signature", sig)
 		res, err := http.DefaultClient.Do(req)
