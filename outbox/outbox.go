@@ -22,8 +22,9 @@ import (
 // constraints (migrations/sql/00005_writers.sql) enforce the same limits on
 // every writer; the outbox checks first, for a clearer error and a
 // transaction that stays usable. The SQL functions bellhop.send and
-// send_many (migrations/sql/00006_send_function.sql) check the same rules
-// and limits with the same words: change them together.
+// send_many (migrations/sql/00006_send_function.sql, redefined by 00009)
+// check the same rules and limits with the same words: change them
+// together.
 const (
 	// MaxDataBytes bounds ToDatabase: what the inbox stores and lists.
 	MaxDataBytes = 64 << 10
