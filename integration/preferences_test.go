@@ -133,7 +133,7 @@ func TestPreferencesMuteTheStream(t *testing.T) {
 	// Everything muted, through the other relay: the open stream follows.
 	status, out = putPreferences(t, r2.URL, alice, "application/json", `{"types": {"*": {"sse": false}}}`)
 	require.Equal(t, http.StatusOK, status, out)
-	time.Sleep(100 * time.Millisecond) // the NOTIFY's way to r1
+	time.Sleep(300 * time.Millisecond) // the NOTIFY's way to r1
 	b.send(t, alice, "chat")
 	b.send(t, alice, "promo")
 	s.quiet(t, 500*time.Millisecond)
@@ -141,7 +141,7 @@ func TestPreferencesMuteTheStream(t *testing.T) {
 	// Unmuted again: pushed again.
 	status, out = putPreferences(t, r2.URL, alice, "application/json", `{"types": {"promo": {"sse": false}}}`)
 	require.Equal(t, http.StatusOK, status, out)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	b.send(t, alice, "promo")
 	b.send(t, alice, "chat")
 	ev = s.next(t, 5*time.Second)
