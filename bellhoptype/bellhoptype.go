@@ -59,4 +59,7 @@ type Event struct {
 	// any (the traceparent column): the stamp's and the push's spans link
 	// to it.
 	Traceparent *string `db:"traceparent"`
+	// Critical notifications are pushed whatever the recipient's
+	// preferences say.
+	Critical bool `db:"critical"`
 }

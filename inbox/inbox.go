@@ -1,6 +1,7 @@
-// Package inbox is Bellhop's read side: the unread count, the list, and the
-// changes a reader makes (read, unread, read all, delete). Every call is
-// scoped to one recipient; an id that is not theirs is ErrNotFound.
+// Package inbox is Bellhop's read side: the unread count, the list, the
+// changes a reader makes (read, unread, read all, delete) and the
+// recipient's preferences. Every call is scoped to one recipient; an id
+// that is not theirs is ErrNotFound.
 //
 // The relay serves it over HTTP (package relay); an application can also
 // call it directly, e.g. to render an inbox server-side, on its own pool.
@@ -37,6 +38,9 @@ var (
 	ErrBadCursor = errors.New("cursor is not valid")
 	// ErrBadLimit: the limit is out of range.
 	ErrBadLimit = errors.New("limit is out of range")
+	// ErrBadPreferences: SetPreferences got a type or channel it cannot
+	// store; the error says which.
+	ErrBadPreferences = errors.New("preferences are not valid")
 )
 
 // Limits of List.
@@ -54,6 +58,8 @@ type Notification struct {
 	ReadAt      *time.Time      `json:"read_at"`
 	CreatedAt   time.Time       `json:"created_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
+	// Critical notifications ignore the recipient's preferences.
+	Critical bool `json:"critical"`
 }
 
 // Count is an unread count. When Capped, the real count is Count or more.
@@ -106,8 +112,10 @@ type DB interface {
 type Inbox struct {
 	db       DB
 	countCap int64
-	q        struct {
-		count, list, markRead, markUnread, quiet, markAll, readAll, delete string
+	// prefsChannel is where SetPreferences announces a change.
+	prefsChannel string
+	q            struct {
+		count, list, markRead, markUnread, quiet, markAll, readAll, delete, prefs, lockPrefs, setPrefs string
 	}
 }
 
@@ -126,7 +134,7 @@ func New(db DB, cfg Config) (*Inbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inbox: %w", err)
 	}
-	in := &Inbox{db: db, countCap: cfg.CountCap}
+	in := &Inbox{db: db, countCap: cfg.CountCap, prefsChannel: PreferencesChannel(cfg.Schema)}
 	in.q.count = set.Get("UnreadCount")
 	in.q.list = set.Get("List")
 	in.q.markRead = set.Get("MarkRead")
@@ -135,6 +143,9 @@ func New(db DB, cfg Config) (*Inbox, error) {
 	in.q.markAll = set.Get("MarkAllRead")
 	in.q.readAll = set.Get("InsertReadAll")
 	in.q.delete = set.Get("Delete")
+	in.q.prefs = set.Get("Preferences")
+	in.q.lockPrefs = set.Get("LockPreferences")
+	in.q.setPrefs = set.Get("SetPreferences")
 	return in, set.Err()
 }
 
@@ -279,7 +290,7 @@ func (in *Inbox) Delete(ctx context.Context, to bellhoptype.Recipient, id string
 
 func scanNotification(row pgx.CollectableRow) (Notification, error) {
 	var n Notification
-	err := row.Scan(&n.ID, &n.Type, &n.Data, &n.DatabaseKey, &n.ReadAt, &n.CreatedAt, &n.UpdatedAt)
+	err := row.Scan(&n.ID, &n.Type, &n.Data, &n.DatabaseKey, &n.ReadAt, &n.CreatedAt, &n.UpdatedAt, &n.Critical)
 	return n, err
 }
 

@@ -775,3 +775,74 @@ func (wk *isoWorker) readAll(ctx context.Context) error {
 
 // mint is token() without a testing.T, for worker goroutines.
 func mint(to outbox.Recipient) (string, error) { return relay.Mint(secret, to, time.Hour) }
+
+// TestIsolationPreferences: recipients whose ids collide across tenants
+// and notifiable types each mute a different type for the database and
+// sse channels. Each reads back exactly its own preferences; its count,
+// list and stream follow its own, never a neighbour's, and one
+// recipient's PUT leaves the others' untouched.
+func TestIsolationPreferences(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	r := b.startRelay(t)
+	var all []outbox.Recipient
+	for _, tenant := range []string{"", "a"} {
+		for _, typ := range []string{"User", "Team"} {
+			all = append(all, outbox.Recipient{Tenant: tenant, Type: typ, ID: "1"})
+		}
+	}
+	types := []string{"t0", "t1", "t2", "t3"}
+	streams := map[outbox.Recipient]*stream{}
+	for i, to := range all {
+		// Recipient i mutes type i everywhere it may.
+		status, out := putPreferences(t, r.URL, to, "application/json",
+			`{"types": {"`+types[i]+`": {"database": false, "sse": false}}}`)
+		require.Equal(t, http.StatusOK, status, out)
+		streams[to] = openStream(t, r.URL, to, -1)
+	}
+	for _, to := range all {
+		for _, typ := range types {
+			_, err := b.ob.Send(ctx, b.db.Pool, to, outbox.Message{Kind: typ, SSE: payload{To: []string{rkey(to)}}})
+			require.NoError(t, err)
+		}
+	}
+	for i, to := range all {
+		var got prefsBody
+		res := api(t, http.MethodGet, r.URL+"/notifications/preferences", &to, &got)
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		require.Equal(t, map[string]map[string]bool{types[i]: {"database": false, "sse": false}}, got.Types, "%v", to)
+
+		require.Equal(t, int64(3), b.unread(t, r.URL, to), "%v", to)
+		var page struct {
+			Notifications []struct{ Type string }
+		}
+		res = api(t, http.MethodGet, r.URL+"/notifications?limit=100", &to, &page)
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		var listed []string
+		for _, n := range page.Notifications {
+			listed = append(listed, n.Type)
+		}
+		want := slices.DeleteFunc(slices.Clone(types), func(s string) bool { return s == types[i] })
+		require.ElementsMatch(t, want, listed, "%v", to)
+		var pushed []string
+		for range 3 {
+			ev := streams[to].next(t, 5*time.Second)
+			var p payload
+			require.NoError(t, json.Unmarshal(ev.Data.SSE, &p))
+			require.Equal(t, []string{rkey(to)}, p.To, "another recipient's event")
+			pushed = append(pushed, ev.Data.Type)
+		}
+		require.ElementsMatch(t, want, pushed, "%v", to)
+	}
+	for _, s := range streams {
+		s.quiet(t, 200*time.Millisecond)
+	}
+
+	// One recipient clears its own: only its count changes.
+	status, out := putPreferences(t, r.URL, all[0], "application/json", `{"types": {}}`)
+	require.Equal(t, http.StatusOK, status, out)
+	require.Equal(t, int64(4), b.unread(t, r.URL, all[0]))
+	for _, to := range all[1:] {
+		require.Equal(t, int64(3), b.unread(t, r.URL, to), "%v", to)
+	}
+}

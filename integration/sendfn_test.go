@@ -88,7 +88,7 @@ func TestSendFunction(t *testing.T) {
 		{"data an array", "notifiable_id => '42', type => 'k', data => '[1, 2]'", "data must be a JSON object, not a JSON array", nil},
 		{"data a string", "notifiable_id => '42', type => 'k', data => '\"text\"'", "data must be a JSON object, not a JSON string", nil},
 		{"sse a number", "notifiable_id => '42', type => 'k', sse => '1'", "sse must be a JSON object or NULL, not a JSON number", nil},
-		{"unknown channel", "notifiable_id => '42', type => 'k', channels => '{database,email}'", `channels has unknown channel "email" (want "database" or "sse")`, nil},
+		{"unknown channel", "notifiable_id => '42', type => 'k', channels => '{database,email}'", `channels has unknown channel "email" (want "database", "sse" or "webhook")`, nil},
 		{"null channel", "notifiable_id => '42', type => 'k', channels => ARRAY[NULL]::text[]", `channels has unknown channel NULL`, nil},
 		{"empty channels", "notifiable_id => '42', type => 'k', channels => '{}'", "channels is empty", nil},
 		{"null channels", "notifiable_id => '42', type => 'k', channels => NULL", "channels is empty", nil},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -388,7 +389,8 @@ func TestUpgradeRecordsTheServer(t *testing.T) {
 	require.Zero(t, cols)
 }
 
-// A schema at 00005 upgrades to the send functions: they write into the
+// A schema at 00005 upgrades to the send functions (as the latest migration left them,
+// with critical and escalate_after): they write into the
 // schema they were created in (search_path pinned to it, whatever the
 // caller's), the writer role may call them and PUBLIC may not; down again,
 // they go, and up again they come back.
@@ -413,11 +415,11 @@ func TestUpgradeToSendFunction(t *testing.T) {
 	require.Equal(t, []any{"new", 1}, []any{kind, rows}, "the existing row, upserted")
 	var config []string
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT proconfig FROM pg_proc WHERE oid = $1::regprocedure",
-		schema+".send(text, text, jsonb, text, text, jsonb, text, text[], text)").Scan(&config))
+		schema+".send(text, text, jsonb, text, text, jsonb, text, text[], text, boolean, interval)").Scan(&config))
 	require.Equal(t, []string{"search_path=" + schema + ", pg_temp"}, config)
 	var writer, public bool
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT has_function_privilege($1, $2, 'EXECUTE'), has_function_privilege('public', $2, 'EXECUTE')",
-		migrations.WriterRole(schema), schema+".send_many(text[], text, jsonb, text, text, jsonb, text, text[], text)").Scan(&writer, &public))
+		migrations.WriterRole(schema), schema+".send_many(text[], text, jsonb, text, text, jsonb, text, text[], text, boolean, interval)").Scan(&writer, &public))
 	require.True(t, writer)
 	require.False(t, public)
 
@@ -483,5 +485,62 @@ func TestUpgradeToTraceparent(t *testing.T) {
 	var left bool
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT to_regprocedure($1) IS NOT NULL", schema+".send(text, text, jsonb, text, text, jsonb, text, text[])").Scan(&left))
 	require.True(t, left, "the old signature is back")
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema), "and up again")
+}
+
+// A schema at 00007 upgrades to preferences and the webhook channel: an
+// existing row is not critical and has no escalation, a row may go to the
+// webhook channel, the send functions take the new arguments (the writer
+// role may call them), preferences exist; down again, a webhook-only row
+// stops it, and once removed the old functions come back.
+func TestUpgradeToPreferencesAndWebhooks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	schema := db.Schema + "_pw"
+	provider := upTo(t, db, schema, 7)
+	table := pgx.Identifier{schema, "notifications"}.Sanitize()
+	send := pgx.Identifier{schema, "send"}.Sanitize()
+	var oldID string
+	require.NoError(t, db.Pool.QueryRow(ctx, "INSERT INTO "+table+" (notifiable_id, type) VALUES ('42', 'old') RETURNING id::text").Scan(&oldID))
+	_, err := db.Pool.Exec(ctx, "INSERT INTO "+table+" (notifiable_id, type, channels) VALUES ('42', 'hook', '{webhook}')")
+	require.ErrorContains(t, err, "notifications_channels_valid", "before: no webhook channel")
+
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema))
+
+	var critical bool
+	var escalate *time.Duration
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT critical, escalate_after FROM "+table+" WHERE id = $1", oldID).Scan(&critical, &escalate))
+	require.False(t, critical)
+	require.Nil(t, escalate)
+	_, err = db.Pool.Exec(ctx, "INSERT INTO "+table+" (notifiable_id, type, channels) VALUES ('42', 'hook', '{webhook}')")
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, "INSERT INTO "+table+" (notifiable_id, type, escalate_after) VALUES ('42', 'x', '-1 minute')")
+	require.ErrorContains(t, err, "notifications_escalate_after_positive")
+	var id string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'new', channels => '{webhook,database}', critical => true, escalate_after => '5 minutes')::text").Scan(&id))
+	var channels []string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT channels, critical, escalate_after FROM "+table+" WHERE id = $1", id).Scan(&channels, &critical, &escalate))
+	require.Equal(t, []string{"database", "webhook"}, channels)
+	require.True(t, critical)
+	require.Equal(t, 5*time.Minute, *escalate)
+	_, err = db.Pool.Exec(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'new', escalate_after => '0')")
+	require.ErrorContains(t, err, "escalate_after must be positive")
+	var writer bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT has_function_privilege($1, $2, 'EXECUTE') AND has_column_privilege($1, $3, 'critical', 'INSERT')",
+		migrations.WriterRole(schema), schema+".send(text, text, jsonb, text, text, jsonb, text, text[], text, boolean, interval)", schema+".notifications").Scan(&writer))
+	require.True(t, writer)
+	_, err = db.Pool.Exec(ctx, "INSERT INTO "+pgx.Identifier{schema, "preferences"}.Sanitize()+" (tenant_id, notifiable_type, notifiable_id, type, channel, enabled) VALUES ('', 'User', '42', '*', 'sse', false)")
+	require.NoError(t, err)
+
+	_, err = provider.DownTo(ctx, 7)
+	require.ErrorContains(t, err, "webhook channel only")
+	_, err = db.Pool.Exec(ctx, "DELETE FROM "+table+" WHERE channels = '{webhook}'")
+	require.NoError(t, err)
+	_, err = provider.DownTo(ctx, 7)
+	require.NoError(t, err)
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT channels FROM "+table+" WHERE id = $1", id).Scan(&channels))
+	require.Equal(t, []string{"database"}, channels)
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'old again')::text").Scan(&id))
 	require.NoError(t, migrations.Up(ctx, db.Pool, schema), "and up again")
 }

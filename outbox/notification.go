@@ -2,14 +2,17 @@ package outbox
 
 import (
 	"encoding/json"
+	"time"
 )
 
 // Notification is something to tell a recipient. ToDatabase is what the
 // inbox stores and lists; it must marshal to a JSON object (nil stores {}).
 //
 // A notification may also implement Live (a small payload pushed on the
-// stream), Routed (which channels it goes to) and Keyed (a progress
-// notification updated in place).
+// stream), Routed (which channels it goes to), Keyed (a progress
+// notification updated in place), Urgent (critical: the recipient's
+// preferences cannot mute it) and Escalated (a webhook if still unread
+// after a while).
 type Notification interface {
 	Type() string
 	ToDatabase() any
@@ -34,6 +37,21 @@ type Keyed interface {
 	DatabaseKey() string
 }
 
+// Urgent is implemented by a notification that may be critical: a
+// critical one is listed, counted, pushed and posted whatever the
+// recipient's preferences say.
+type Urgent interface {
+	Critical() bool
+}
+
+// Escalated is implemented by a notification that asks for a
+// notification.unread webhook when it is still unread (and not deleted)
+// this long after it was written; 0 means none, or the relay's default for
+// its type.
+type Escalated interface {
+	EscalateAfter() time.Duration
+}
+
 // Channel is where a notification goes.
 type Channel string
 
@@ -42,6 +60,8 @@ const (
 	Database Channel = "database"
 	// SSE pushes it live to the recipient's open streams.
 	SSE Channel = "sse"
+	// Webhook posts it, signed, to the relay's webhook URL, once.
+	Webhook Channel = "webhook"
 )
 
 // Message is a Notification built from values, for callers that do not
@@ -61,12 +81,24 @@ type Message struct {
 	// Key is the database key, what DatabaseKey returns: it makes this a
 	// progress notification. Defaults to "" (a new row every send).
 	Key string
+	// IsCritical is what Critical returns: preferences cannot mute it.
+	// Defaults to false.
+	IsCritical bool
+	// Escalate is what EscalateAfter returns. Defaults to 0: the relay's
+	// default for the type, if any.
+	Escalate time.Duration
 }
 
 func (m Message) Type() string        { return m.Kind }
 func (m Message) ToDatabase() any     { return m.Data }
 func (m Message) ToSSE() any          { return m.SSE }
 func (m Message) DatabaseKey() string { return m.Key }
+
+// Critical returns m.IsCritical.
+func (m Message) Critical() bool { return m.IsCritical }
+
+// EscalateAfter returns m.Escalate.
+func (m Message) EscalateAfter() time.Duration { return m.Escalate }
 
 // Via returns m.Channels, or both channels when it is empty.
 func (m Message) Via() []Channel {
@@ -83,6 +115,8 @@ type encoded struct {
 	sse      []byte // nil: NULL
 	channels []string
 	key      string // "": not keyed
+	critical bool
+	escalate time.Duration // 0: none
 }
 
 func jsonObject(field string, v any, limit int) ([]byte, error) {

@@ -5,7 +5,10 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -20,8 +23,9 @@ import (
 // constraints (migrations/sql/00005_writers.sql) enforce the same limits on
 // every writer; the outbox checks first, for a clearer error and a
 // transaction that stays usable. The SQL functions bellhop.send and
-// send_many (migrations/sql/00006_send_function.sql) check the same rules
-// and limits with the same words: change them together.
+// send_many (migrations/sql/00006_send_function.sql, redefined by later migrations)
+// check the same rules and limits with the same words: change them
+// together.
 const (
 	// MaxDataBytes bounds ToDatabase: what the inbox stores and lists.
 	MaxDataBytes = 64 << 10
@@ -155,7 +159,13 @@ func (o *Outbox) prepare(ctx context.Context, to []Recipient, n Notification) (*
 	if err != nil {
 		return nil, fmt.Errorf("outbox: encode recipients: %w", err)
 	}
-	s.args = []any{string(recipients), e.kind, string(e.data), nullable(e.sse), strings.Join(e.channels, ","), traceparent(ctx)}
+	// Text only, as every argument (see sql/send.sql).
+	escalate := ""
+	if e.escalate > 0 {
+		escalate = strconv.FormatInt(e.escalate.Microseconds(), 10)
+	}
+	s.args = []any{string(recipients), e.kind, string(e.data), nullable(e.sse), strings.Join(e.channels, ","),
+		traceparent(ctx), strconv.FormatBool(e.critical), escalate}
 	s.query = o.insertMany
 	if e.key != "" {
 		s.query = o.upsertMany
@@ -229,6 +239,15 @@ func encode(n Notification) (encoded, error) {
 			return e, err
 		}
 	}
+	if u, ok := n.(Urgent); ok {
+		e.critical = u.Critical()
+	}
+	if x, ok := n.(Escalated); ok {
+		e.escalate = x.EscalateAfter()
+		if e.escalate < 0 || (e.escalate > 0 && e.escalate < time.Microsecond) {
+			return e, invalid("escalate after", "must be positive (or 0 for none), at least a microsecond")
+		}
+	}
 	if k, ok := n.(Keyed); ok {
 		e.key = k.DatabaseKey()
 		if err := checkName("database key", e.key); err != nil {
@@ -238,27 +257,27 @@ func encode(n Notification) (encoded, error) {
 	return e, nil
 }
 
+// channels normalizes via: each channel once, in the table's order.
 func channels(via []Channel) ([]string, error) {
-	var db, sse bool
+	var on [3]bool
+	all := [3]Channel{Database, SSE, Webhook}
 	for _, c := range via {
-		switch c {
-		case Database:
-			db = true
-		case SSE:
-			sse = true
-		default:
-			return nil, invalid("channels", fmt.Sprintf("has unknown channel %q (want %q or %q)", c, Database, SSE))
+		i := slices.Index(all[:], c)
+		if i < 0 {
+			return nil, invalid("channels", fmt.Sprintf("has unknown channel %q (want %q, %q or %q)", c, Database, SSE, Webhook))
+		}
+		on[i] = true
+	}
+	var out []string
+	for i, c := range all {
+		if on[i] {
+			out = append(out, string(c))
 		}
 	}
-	switch {
-	case db && sse:
-		return []string{string(Database), string(SSE)}, nil
-	case db:
-		return []string{string(Database)}, nil
-	case sse:
-		return []string{string(SSE)}, nil
+	if len(out) == 0 {
+		return nil, invalid("channels", "is empty")
 	}
-	return nil, invalid("channels", "is empty")
+	return out, nil
 }
 
 // traceparent is the W3C traceparent of the span in ctx, or SQL NULL when

@@ -325,3 +325,34 @@ func TestSchemaRefusesTimesClientsCannotParse(t *testing.T) {
 		require.ErrorContains(t, err, "notifications_times_valid", bad)
 	}
 }
+
+// Critical, EscalateAfter and the webhook channel reach their columns
+// through both drivers, on an insert and on a progress upsert.
+func TestCriticalEscalateAndWebhook(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	for _, driver := range drivers {
+		for _, key := range []string{"", "k:" + driver} {
+			id, err := b.send(ctx, driver, outbox.User("7"), outbox.Message{Kind: "k", Key: key, IsCritical: true,
+				Escalate: 90 * time.Second, Channels: []outbox.Channel{outbox.Webhook, outbox.Database, outbox.Webhook}})
+			require.NoError(t, err, driver)
+			var critical bool
+			var escalate *time.Duration
+			var channels []string
+			require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT critical, escalate_after, channels FROM "+b.db.Table("notifications")+" WHERE id = $1", id).
+				Scan(&critical, &escalate, &channels))
+			require.True(t, critical, driver)
+			require.Equal(t, 90*time.Second, *escalate, driver)
+			require.Equal(t, []string{"database", "webhook"}, channels, driver)
+		}
+		id, err := b.send(ctx, driver, outbox.User("7"), outbox.Message{Kind: "plain"})
+		require.NoError(t, err)
+		var critical bool
+		var escalate *time.Duration
+		require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT critical, escalate_after FROM "+b.db.Table("notifications")+" WHERE id = $1", id).Scan(&critical, &escalate))
+		require.False(t, critical)
+		require.Nil(t, escalate)
+	}
+	_, err := b.ob.Send(ctx, b.db.Pool, outbox.User("7"), outbox.Message{Kind: "k", Escalate: -time.Second})
+	require.ErrorContains(t, err, "escalate after")
+}

@@ -37,8 +37,10 @@ type row struct {
 	current bool
 	to      bellhoptype.Recipient
 	viaSSE  bool // the notification goes to the sse channel
-	changed time.Time
-	frame   []byte // the encoded SSE frame, shared by every stream
+	// critical: pushed whatever the recipient's preferences say.
+	critical bool
+	changed  time.Time
+	frame    []byte // the encoded SSE frame, shared by every stream
 	// traceparent is the writer's trace context, for the push's span.
 	traceparent *string
 }
@@ -48,6 +50,14 @@ type row struct {
 // updated notifications only when they go to the sse channel.
 func (r *row) pushed() bool {
 	return r.current && (r.viaSSE || (r.Op != "created" && r.Op != "updated"))
+}
+
+// mutable reports whether the recipient's sse preference may hold this
+// row back: a new or updated notification that is not critical. What a
+// reader did (read, unread, deleted, read_all) is always pushed, so other
+// tabs follow.
+func (r *row) mutable() bool {
+	return !r.critical && (r.Op == "created" || r.Op == "updated")
 }
 
 func scanRow(cr pgx.CollectableRow) (*row, error) {
@@ -61,11 +71,12 @@ func scanRow(cr pgx.CollectableRow) (*row, error) {
 // newRow makes an entry an event, its frame rendered once for every stream.
 func newRow(e bellhoptype.Event) *row {
 	r := &row{
-		Event:   Event{Seq: e.Seq, Op: e.Op, ID: e.ID, Type: e.Type, DatabaseKey: e.DatabaseKey, ReadAt: e.ReadAt},
-		current: e.Current,
-		to:      e.To,
-		viaSSE:  e.ViaSSE,
-		changed: e.Changed,
+		Event:    Event{Seq: e.Seq, Op: e.Op, ID: e.ID, Type: e.Type, DatabaseKey: e.DatabaseKey, ReadAt: e.ReadAt},
+		current:  e.Current,
+		to:       e.To,
+		viaSSE:   e.ViaSSE,
+		critical: e.Critical,
+		changed:  e.Changed,
 
 		traceparent: e.Traceparent,
 	}

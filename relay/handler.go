@@ -21,8 +21,16 @@ import (
 	"github.com/bellhophq/bellhop/inbox"
 )
 
-// maxBodyBytes bounds request bodies; no route needs one.
+// maxBodyBytes bounds request bodies a route does not read.
 const maxBodyBytes = 1 << 10
+
+// maxPreferencesBytes bounds the body of PUT /notifications/preferences,
+// the one route that reads one: MaxPreferenceTypes types of 255 bytes with
+// their channels fit.
+const maxPreferencesBytes = 128 << 10
+
+// preferencesPath is the route that takes a body (PUT).
+const preferencesPath = "/notifications/preferences"
 
 // drainTimeout bounds the wait for an ignored body after the answer.
 const drainTimeout = time.Second
@@ -37,6 +45,8 @@ func (r *Relay) routes() http.Handler {
 	handle(api, "POST /notifications/{id}/read", r.authed(r.markRead))
 	handle(api, "POST /notifications/{id}/unread", r.authed(r.markUnread))
 	handle(api, "DELETE /notifications/{id}", r.authed(r.remove))
+	handle(api, "GET "+preferencesPath, r.authed(r.preferences))
+	handle(api, "PUT "+preferencesPath, r.authed(r.setPreferences))
 	// Without a pattern of its own, PUT /notifications would be redirected
 	// (307) to /notifications/ by the mux.
 	handle(api, "/notifications", func(w http.ResponseWriter, req *http.Request) {
@@ -87,7 +97,7 @@ func (r *Relay) opsRoutes(mux *http.ServeMux) {
 // (with Allow) when the path exists under another method, else 404.
 func notRouted(mux *http.ServeMux, w http.ResponseWriter, req *http.Request) {
 	var allowed []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		probe := req.Clone(req.Context())
 		probe.Method = m
 		// Only a pattern with a method is a route; the others are catch-alls.
@@ -135,7 +145,7 @@ func (r *Relay) cors(next http.Handler) http.Handler {
 		h.Set("Access-Control-Expose-Headers", "Retry-After, WWW-Authenticate")
 		h.Add("Vary", "Origin")
 		if req.Method == http.MethodOptions {
-			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
 			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
@@ -158,15 +168,32 @@ func withTimeout(next http.Handler, d time.Duration) http.Handler {
 }
 
 // noBody makes sure no handler reads a request body, and that none is
-// waited for: no route takes one, and a body a client announced but never
-// sends would hold the connection (and a goroutine) for as long as the
-// client liked. A body over maxBodyBytes is refused from its
-// Content-Length; any other is ignored. Either way the connection closes
-// after the answer, its unread bytes being no request.
+// waited for, except PUT /notifications/preferences: no other route takes
+// one, and a body a client announced but never sends would hold the
+// connection (and a goroutine) for as long as the client liked. A body
+// over maxBodyBytes is refused from its Content-Length; any other is
+// ignored. Either way the connection closes after the answer, its unread
+// bytes being no request. The preferences route gets its body through
+// http.MaxBytesReader (maxPreferencesBytes, refused up front when the
+// Content-Length says more); the server's ReadTimeout bounds the wait for
+// it.
 func noBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.ContentLength == 0 {
 			next.ServeHTTP(w, req)
+			return
+		}
+		if req.Method == http.MethodPut && req.URL.Path == preferencesPath {
+			if req.ContentLength > maxPreferencesBytes {
+				w.Header().Set("Connection", "close")
+				writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("preferences are limited to %d bytes of JSON", maxPreferencesBytes))
+				return
+			}
+			req.Body = http.MaxBytesReader(w, req.Body, maxPreferencesBytes)
+			next.ServeHTTP(w, req)
+			// A body the handler did not read (a refused token) is
+			// drained as below: briefly.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainTimeout))
 			return
 		}
 		w.Header().Set("Connection", "close")
@@ -429,6 +456,8 @@ func (r *Relay) inboxError(w http.ResponseWriter, req *http.Request, err error) 
 		writeError(w, http.StatusBadRequest, "bad_id", "the notification id must be a UUID")
 	case errors.Is(err, inbox.ErrBadCursor):
 		writeError(w, http.StatusBadRequest, "bad_cursor", "cursor must be a next_cursor value returned by this API")
+	case errors.Is(err, inbox.ErrBadPreferences):
+		writeError(w, http.StatusBadRequest, "bad_preferences", strings.TrimPrefix(err.Error(), inbox.ErrBadPreferences.Error()+": "))
 	case errors.Is(err, inbox.ErrBadLimit):
 		writeError(w, http.StatusBadRequest, "bad_limit", "limit must be an integer from 1 to "+strconv.Itoa(inbox.MaxLimit))
 	case errors.Is(req.Context().Err(), context.DeadlineExceeded):

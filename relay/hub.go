@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
+	"github.com/bellhophq/bellhop/inbox"
 	"github.com/bellhophq/bellhop/internal/listen"
 	"github.com/bellhophq/bellhop/internal/metrics"
 	"github.com/bellhophq/bellhop/internal/tracing"
@@ -61,11 +62,17 @@ type subscriber struct {
 	// gone is closed when the hub shuts down.
 	gone chan struct{}
 	once sync.Once
+	// prefs are the recipient's preferences, loaded when the stream opens
+	// (nil: none yet); prefsStale is set when they changed since (the
+	// preferences NOTIFY, or a reconnect of the listener that may have
+	// missed one), and the stream reloads them before its next push.
+	prefs      atomic.Pointer[inbox.Preferences]
+	prefsStale atomic.Bool
 }
 
 func (s *subscriber) drop() { s.once.Do(func() { close(s.gone) }) }
 
-func newHub(pool *pgxpool.Pool, channel string, q *queries, buffer int, m *metrics.Metrics, tracer trace.Tracer, log *slog.Logger) *hub {
+func newHub(pool *pgxpool.Pool, channel, prefsChannel string, q *queries, buffer int, m *metrics.Metrics, tracer trace.Tracer, log *slog.Logger) *hub {
 	h := &hub{
 		pool:    pool,
 		metrics: m,
@@ -84,7 +91,31 @@ func newHub(pool *pgxpool.Pool, channel string, q *queries, buffer int, m *metri
 		head, err := strconv.ParseInt(payload, 10, 64)
 		return err == nil && head <= h.cursor.Load()
 	}
+	// Preference changes ride the same connection.
+	h.listener.Also(prefsChannel, h.preferencesChanged)
 	return h
+}
+
+// preferencesChanged marks the preferences of payload's recipient stale on
+// its streams; after a reconnect, those of every stream.
+func (h *hub) preferencesChanged(payload string, reconnected bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if reconnected {
+		for _, set := range h.subs {
+			for s := range set {
+				s.prefsStale.Store(true)
+			}
+		}
+		return
+	}
+	to, ok := inbox.ParseRecipientPayload(payload)
+	if !ok {
+		return
+	}
+	for s := range h.subs[to] {
+		s.prefsStale.Store(true)
+	}
 }
 
 // start reads the current head, so the hub pushes only what comes after it

@@ -311,7 +311,7 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 		return nil, err
 	}
 	m.RegisterBacklog(r.backlog, log)
-	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), &r.q, cfg.StreamBuffer, m, r.tracer, log)
+	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), inbox.PreferencesChannel(cfg.Schema), &r.q, cfg.StreamBuffer, m, r.tracer, log)
 	r.handler = r.routes()
 	r.ops = r.opsHandler()
 	return r, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
+	"github.com/bellhophq/bellhop/inbox"
 )
 
 // replayPage bounds the rows read per replay query.
@@ -56,6 +57,13 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to bellhoptype.
 		r.refuseStream(w, req, http.StatusServiceUnavailable, "shutting_down", err.Error(), time.Second)
 		return
 	}
+	// Once per stream, after subscribing: a change from now on marks them
+	// stale, and the stream reloads them before its next push.
+	if !r.loadPreferences(req.Context(), sub) {
+		r.hub.unsubscribe(sub)
+		r.refuseStream(w, req, http.StatusServiceUnavailable, "unavailable", "the recipient's preferences could not be read; retry", time.Second)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -78,7 +86,7 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to bellhoptype.
 	if lastID >= 0 {
 		r.metrics.StreamResumes.Inc()
 		var ok bool
-		if sent, ok = r.resume(req.Context(), out, to, lastID, head); !ok {
+		if sent, ok = r.resume(req.Context(), out, sub, lastID, head); !ok {
 			r.cut(out)
 			return
 		}
@@ -211,7 +219,7 @@ func (r *Relay) live(ctx context.Context, out *sink, sub *subscriber, to bellhop
 				return
 			}
 		case ev := <-sub.ch:
-			if ev.Seq <= sent {
+			if ev.Seq <= sent || r.muted(ctx, sub, ev) {
 				continue
 			}
 			if !out.write(ev.frame) {
@@ -223,7 +231,7 @@ func (r *Relay) live(ctx context.Context, out *sink, sub *subscriber, to bellhop
 		case <-sub.behind:
 			// What is buffered precedes the first event the hub held back.
 			for len(sub.ch) > 0 {
-				if ev := <-sub.ch; ev.Seq > sent {
+				if ev := <-sub.ch; ev.Seq > sent && !r.muted(ctx, sub, ev) {
 					if !out.write(ev.frame) {
 						r.cut(out)
 						return
@@ -235,7 +243,7 @@ func (r *Relay) live(ctx context.Context, out *sink, sub *subscriber, to bellhop
 			head := r.hub.resume(sub)
 			// A prune since sent may have taken entries the replay will
 			// not see: replayChecked answers refetch then.
-			if _, ok := r.replayChecked(ctx, out, to, sent, head); !ok {
+			if _, ok := r.replayChecked(ctx, out, sub, sent, head); !ok {
 				r.cut(out)
 				return
 			}
@@ -289,7 +297,8 @@ func (r *Relay) cut(out *sink) {
 // replay from there (older than the recipient's prune horizon: one of its
 // events may have been pruned since; or newer than anything the database
 // has: another database, or a reset) it sends one refetch event instead.
-func (r *Relay) resume(ctx context.Context, out *sink, to bellhoptype.Recipient, lastID, head int64) (int64, bool) {
+func (r *Relay) resume(ctx context.Context, out *sink, sub *subscriber, lastID, head int64) (int64, bool) {
+	to := sub.to
 	var last, pruned int64
 	if err := r.pool.QueryRow(ctx, r.q.resume, to.Tenant, to.Type, to.ID).Scan(&last, &pruned); err != nil {
 		r.log.Warn("read relay head for replay", "err", err)
@@ -298,7 +307,7 @@ func (r *Relay) resume(ctx context.Context, out *sink, to bellhoptype.Recipient,
 	if lastID < pruned || lastID > last {
 		return head, r.refetch(out, head)
 	}
-	refetched, ok := r.replayChecked(ctx, out, to, lastID, head)
+	refetched, ok := r.replayChecked(ctx, out, sub, lastID, head)
 	if !ok || refetched {
 		return head, ok
 	}
@@ -314,8 +323,9 @@ func (r *Relay) resume(ctx context.Context, out *sink, to bellhoptype.Recipient,
 // look after the replay tells, and the client gets refetch (refetched).
 // (The refetch may repeat the id of the last event replayed: it resets the
 // client.)
-func (r *Relay) replayChecked(ctx context.Context, out *sink, to bellhoptype.Recipient, from, head int64) (refetched, ok bool) {
-	if !r.replay(ctx, out, to, from, head) {
+func (r *Relay) replayChecked(ctx context.Context, out *sink, sub *subscriber, from, head int64) (refetched, ok bool) {
+	to := sub.to
+	if !r.replay(ctx, out, sub, from, head) {
 		return false, false
 	}
 	var last, pruned int64
@@ -335,8 +345,9 @@ func (r *Relay) refetch(out *sink, head int64) bool {
 	return out.write(encodeFrame(head, "notification", &Event{Seq: head, Op: "refetch"}))
 }
 
-// replay writes to's events in (from, head] from the database.
-func (r *Relay) replay(ctx context.Context, out *sink, to bellhoptype.Recipient, from, head int64) bool {
+// replay writes sub's events in (from, head] from the database.
+func (r *Relay) replay(ctx context.Context, out *sink, sub *subscriber, from, head int64) bool {
+	to := sub.to
 	for from < head {
 		rows, err := r.pool.Query(ctx, r.q.replay, to.Tenant, to.Type, to.ID, from, head, replayPage)
 		if err != nil {
@@ -349,7 +360,7 @@ func (r *Relay) replay(ctx context.Context, out *sink, to bellhoptype.Recipient,
 			return false
 		}
 		for _, ev := range batch {
-			if ev.pushed() {
+			if ev.pushed() && !r.muted(ctx, sub, ev) {
 				if !out.write(ev.frame) {
 					return false
 				}
@@ -363,4 +374,30 @@ func (r *Relay) replay(ctx context.Context, out *sink, to bellhoptype.Recipient,
 		from = batch[len(batch)-1].Seq
 	}
 	return true
+}
+
+// loadPreferences reads sub's recipient's preferences into sub.
+func (r *Relay) loadPreferences(ctx context.Context, sub *subscriber) bool {
+	p, err := r.inbox.Preferences(ctx, sub.to)
+	if err != nil {
+		r.log.Warn("read preferences for a stream", "err", err)
+		return false
+	}
+	sub.prefs.Store(&p)
+	return true
+}
+
+// muted reports whether the recipient turned the sse channel off for ev's
+// type (and ev is neither critical nor something a reader did), reloading
+// the preferences first if they changed. Should the reload fail, the old
+// ones stay, and the next push tries again.
+func (r *Relay) muted(ctx context.Context, sub *subscriber, ev *row) bool {
+	if !ev.mutable() {
+		return false
+	}
+	if sub.prefsStale.Swap(false) && !r.loadPreferences(ctx, sub) {
+		sub.prefsStale.Store(true)
+	}
+	p := sub.prefs.Load()
+	return p != nil && !p.Enabled(ev.Type, inbox.ChannelSSE)
 }

@@ -81,7 +81,7 @@ func TestProbesSkipLargeOpenTransactions(t *testing.T) {
 		probe := buffers(t, r, db, false, r.q.hasPending)
 		t.Logf("%s: HasPending touched %d buffers", where, probe)
 		require.Less(t, probe, int64(most), "HasPending, %s", where)
-		stamp := buffers(t, r, db, true, r.q.stamp, r.cfg.BatchSize, r.relayedChannel, int64(0))
+		stamp := buffers(t, r, db, true, r.q.stamp, r.cfg.BatchSize, r.relayedChannel, int64(0), []string{})
 		t.Logf("%s: Stamp touched %d buffers", where, stamp)
 		require.Less(t, stamp, int64(most), "Stamp, %s", where)
 	}

@@ -23,6 +23,15 @@ const stampLockNamespace = 0x7265_6c79 // "rely"
 type stampedEvent struct {
 	bellhoptype.Event `db:",inline"`
 	HeadBefore        int64 `db:"head_before"`
+	// What the webhook jobs need (see hookJobs).
+	Xid        string    `db:"xid"`
+	CreatedAt  time.Time `db:"created_at"`
+	Listed     bool      `db:"listed"`
+	ViaWebhook bool      `db:"via_webhook"`
+	HookData   []byte    `db:"hook_data"`
+	EscalateUS *int64    `db:"escalate_us"`
+	// FirstLogged: the row's first log entry, whatever its op.
+	FirstLogged bool `db:"first_logged"`
 }
 
 // stamp stamps up to batch newly committed rows (relay_log entries) in one short
@@ -35,31 +44,42 @@ type stampedEvent struct {
 // held until the stamps commit. Each statement still takes its own snapshot
 // (READ COMMITTED), so the stamp sees every row committed before the lock
 // was granted, and the cursor the previous stamp left.
+//
+// With a webhook URL (Config.WebhookURL) the stamp runs in an explicit
+// transaction instead, two round trips more (BEGIN, COMMIT): the webhook
+// and escalation jobs of its rows are inserted in it (River's InsertManyFastTx: COPY),
+// so a job exists exactly when the log entry does: never for a row that
+// did not commit, never lost, never enqueued twice.
 func (r *Worker) stamp(ctx context.Context) (int, error) {
 	start := time.Now()
-	var logged []bellhoptype.Event
-	var after int64
+	var stamped []stampedEvent
 	var floor int64
 	if r.cfg.Pusher != nil {
 		floor = r.cfg.Pusher.Floor()
 	}
 	b := &pgx.Batch{}
 	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
-	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor).Query(func(rows pgx.Rows) error {
-		stamped, err := pgx.CollectRows(rows, sqlq.ScanStruct[stampedEvent])
-		for _, s := range stamped {
-			logged = append(logged, s.Event)
-			after = s.HeadBefore
-		}
+	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor, r.escalatedTypes).Query(func(rows pgx.Rows) error {
+		var err error
+		stamped, err = pgx.CollectRows(rows, sqlq.ScanStruct[stampedEvent])
 		return err
 	})
 	b.Queue(r.q.durability, r.cfg.DurableStamps)
-	// The entries are read before the Sync that commits them: nothing is
-	// pushed until Close reports the commit.
-	if err := r.pool.SendBatch(ctx, b).Close(); err != nil {
-		return 0, fmt.Errorf("stamp pending rows: %w", err)
+	if r.signer == nil {
+		// The entries are read before the Sync that commits them: nothing
+		// is pushed until Close reports the commit.
+		if err := r.pool.SendBatch(ctx, b).Close(); err != nil {
+			return 0, fmt.Errorf("stamp pending rows: %w", err)
+		}
+	} else if err := r.stampWithJobs(ctx, b, &stamped); err != nil {
+		return 0, err
 	}
-	if len(logged) > 0 {
+	if len(stamped) > 0 {
+		logged := make([]bellhoptype.Event, len(stamped))
+		for i, s := range stamped {
+			logged[i] = s.Event
+		}
+		after := stamped[len(stamped)-1].HeadBefore
 		r.metrics.StampBatch.Observe(float64(len(logged)))
 		ctx, span := r.stampSpan(ctx, start, logged)
 		if r.cfg.Pusher != nil {
@@ -67,7 +87,33 @@ func (r *Worker) stamp(ctx context.Context) (int, error) {
 		}
 		span.End()
 	}
-	return len(logged), nil
+	return len(stamped), nil
+}
+
+// stampWithJobs runs the stamp batch b in a transaction with the webhook
+// jobs of the rows it stamps.
+func (r *Worker) stampWithJobs(ctx context.Context, b *pgx.Batch, stamped *[]stampedEvent) error {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("stamp pending rows: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("stamp pending rows: %w", err)
+	}
+	jobs, err := r.hookJobs(*stamped)
+	if err != nil {
+		return fmt.Errorf("stamp pending rows: %w", err)
+	}
+	if len(jobs) > 0 {
+		if _, err := r.river.InsertManyFastTx(ctx, tx, jobs); err != nil {
+			return fmt.Errorf("stamp pending rows: enqueue webhooks: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("stamp pending rows: %w", err)
+	}
+	return nil
 }
 
 // stampSpan starts the span of a stamp that stamped rows, back at its

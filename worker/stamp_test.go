@@ -31,7 +31,7 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 	var plan []string
 	b := &pgx.Batch{}
 	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
-	b.Queue("EXPLAIN "+r.q.stamp, r.cfg.BatchSize, "unused", 0).Query(func(rows pgx.Rows) error {
+	b.Queue("EXPLAIN "+r.q.stamp, r.cfg.BatchSize, "unused", 0, []string{}).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var line string
 			if err := rows.Scan(&line); err != nil {
@@ -92,7 +92,7 @@ func stampTx(t *testing.T, r *Worker, db *pgtest.DB, floor int64) (seqs []int64,
 	defer tx.Rollback(ctx) //nolint:errcheck // committed below
 	_, err = tx.Exec(ctx, r.q.lock, stampLockNamespace, r.cfg.Schema)
 	require.NoError(t, err)
-	rows, err := tx.Query(ctx, r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor)
+	rows, err := tx.Query(ctx, r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor, []string{})
 	require.NoError(t, err)
 	rows.Close()
 	require.NoError(t, rows.Err())

@@ -2,7 +2,10 @@
 // committed notifications (give each newly committed row version an entry
 // in relay_log, whose seq is the event id: the "bellhop_relay" job), a
 // safety-net sweep, and pruning; and the waker that turns the pending
-// channel (or, in poll mode, a timer) into relay jobs.
+// channel (or, in poll mode, a timer) into relay jobs. With
+// Config.WebhookURL, it also posts the webhook channel: the stamp inserts a
+// "bellhop_webhook" job (and a delayed "bellhop_escalate" one) in its own
+// transaction for the rows that need one (see webhook.go).
 //
 // A Worker runs on the relay's pool and hands every stamp's events, as soon
 // as they commit, to its Config.Pusher: the hub of the same process
@@ -26,9 +29,13 @@ package worker
 import (
 	"context"
 	"embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -38,8 +45,10 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"go.opentelemetry.io/otel/trace"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
+	"github.com/bellhophq/bellhop/inbox"
 	"github.com/bellhophq/bellhop/internal/listen"
 	"github.com/bellhophq/bellhop/internal/metrics"
 	"github.com/bellhophq/bellhop/internal/sqlq"
@@ -96,7 +105,8 @@ type Config struct {
 	// Defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer gets the worker's Prometheus collectors
-	// (bellhop_stamp_batch_rows, bellhop_pruned_rows_total and
+	// (bellhop_stamp_batch_rows, bellhop_pruned_rows_total,
+	// bellhop_webhooks_total and
 	// bellhop_listener_reconnects_total{channel="pending"}): pass
 	// relay.Relay.Registry() and the relay's /metrics serves them. Defaults
 	// to none.
@@ -115,6 +125,43 @@ type Config struct {
 	// otel.GetTracerProvider() for the global one. Defaults to nil: no
 	// spans (relay.New passes the relay's).
 	TracerProvider trace.TracerProvider
+
+	// WebhookURL, when set, turns the webhook channel on: for each row to
+	// the webhook channel that a stamp logs, a River job, inserted in the
+	// stamp's transaction, posts the notification there (see webhook.go).
+	// http:// or https://. Defaults to "" (no webhooks, no escalations).
+	WebhookURL string
+	// WebhookSecret signs the webhooks (Standard Webhooks: HMAC-SHA256):
+	// "whsec_" and the key in base64, or any other string, whose bytes are
+	// the key. At least 16 bytes of key. Required with WebhookURL.
+	WebhookSecret string
+	// WebhookEvents are the events posted for rows to the webhook channel:
+	// EventCreated, EventUpdated, EventRead. (EventUnread follows
+	// escalations.) Defaults to EventCreated only.
+	WebhookEvents []string
+	// WebhookTimeout bounds one delivery attempt. Defaults to 10s.
+	WebhookTimeout time.Duration
+	// WebhookMaxAttempts is how often a webhook is tried (River's backoff
+	// between attempts: attempt⁴ seconds, about three weeks for 25) before
+	// River keeps it as discarded. Defaults to 25.
+	WebhookMaxAttempts int
+	// WebhookWorkers bounds the webhooks posted at once by this process.
+	// Defaults to 10.
+	WebhookWorkers int
+	// WebhookClient posts the webhooks. Defaults to an http.Client without
+	// a timeout of its own (WebhookTimeout bounds each attempt).
+	WebhookClient *http.Client
+	// EscalateAfter is the escalation delay per notification type, for
+	// rows with no escalate_after of their own: that long after such a
+	// row was written, if it is still unread and not deleted,
+	// notification.unread is posted. Needs WebhookURL. Defaults to none.
+	EscalateAfter map[string]time.Duration
+	// RescueAfter is how long a job may stay running before River assumes
+	// its process died and runs it again (River's RescueStuckJobsAfter;
+	// River's rescuer looks every 30s): a webhook whose relay was killed
+	// mid-delivery is retried after it. It must exceed WebhookTimeout and
+	// a relay job's run. Defaults to 5m.
+	RescueAfter time.Duration
 }
 
 // validate applies the defaults and checks c: the one place that does.
@@ -150,7 +197,69 @@ func (c *Config) validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	set(&c.WebhookTimeout, 10*time.Second)
+	set(&c.RescueAfter, 5*time.Minute)
+	if c.RescueAfter <= max(c.WebhookTimeout, maxJobRun) {
+		return fmt.Errorf("Config.RescueAfter=%s must exceed Config.WebhookTimeout=%s and a relay job's %s", c.RescueAfter, c.WebhookTimeout, maxJobRun)
+	}
+	if c.WebhookMaxAttempts <= 0 {
+		c.WebhookMaxAttempts = 25
+	}
+	if c.WebhookWorkers <= 0 {
+		c.WebhookWorkers = 10
+	}
+	if c.WebhookClient == nil {
+		c.WebhookClient = &http.Client{}
+	}
+	if c.WebhookEvents == nil {
+		c.WebhookEvents = []string{EventCreated}
+	}
+	for _, e := range c.WebhookEvents {
+		if e != EventCreated && e != EventUpdated && e != EventRead {
+			return fmt.Errorf("Config.WebhookEvents: %q is not one of %s, %s, %s", e, EventCreated, EventUpdated, EventRead)
+		}
+	}
+	for typ, d := range c.EscalateAfter {
+		if d <= 0 {
+			return fmt.Errorf("Config.EscalateAfter: %s for type %q must be positive", d, typ)
+		}
+	}
+	if c.WebhookURL == "" {
+		if len(c.EscalateAfter) > 0 {
+			return errors.New("Config.EscalateAfter needs Config.WebhookURL: escalations are posted there")
+		}
+		return nil
+	}
+	u, err := url.Parse(c.WebhookURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("Config.WebhookURL=%q must be an http:// or https:// URL", c.WebhookURL)
+	}
+	if c.WebhookSecret == "" {
+		return errors.New("Config.WebhookSecret is required with Config.WebhookURL: receivers verify the signature with it")
+	}
+	if _, err := webhookSigner(c.WebhookSecret); err != nil {
+		return fmt.Errorf("Config.WebhookSecret: %w", err)
+	}
 	return nil
+}
+
+// CheckConfig applies the defaults to cfg and checks it, as New does.
+func CheckConfig(cfg *Config) error { return cfg.validate() }
+
+// webhookSigner reads a secret: whsec_ and base64, or the bytes of any
+// other string.
+func webhookSigner(secret string) (*standardwebhooks.Webhook, error) {
+	key := []byte(secret)
+	if rest, ok := strings.CutPrefix(secret, "whsec_"); ok {
+		var err error
+		if key, err = base64.StdEncoding.DecodeString(rest); err != nil {
+			return nil, errors.New("a whsec_ secret must be followed by base64")
+		}
+	}
+	if len(key) < 16 {
+		return nil, fmt.Errorf("the key is %d bytes; use at least 16 (24 to 64 random bytes, e.g. whsec_ and 32 bytes in base64)", len(key))
+	}
+	return standardwebhooks.NewWebhookRaw(key)
 }
 
 // Pusher is what a stamp hands its events to: the hub of the same process
@@ -181,8 +290,14 @@ type Worker struct {
 	relayedChannel string
 	wakeSeq        string
 	q              struct {
-		hasPending, lock, stamp, durability, setWake, snapshot, settled, prune, forget string
+		hasPending, lock, stamp, durability, setWake, snapshot, settled, prune, forget, escalation string
 	}
+	// signer signs webhooks; nil without Config.WebhookURL.
+	signer *standardwebhooks.Webhook
+	events map[string]bool
+	inbox  *inbox.Inbox
+	// escalatedTypes are Config.EscalateAfter's types (the stamp's $4).
+	escalatedTypes []string
 
 	// busy is up while a relay job of this process may still stamp what is
 	// pending; queued while a job this process inserted has not started.
@@ -214,6 +329,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	r := &Worker{
+		escalatedTypes: []string{},
 		cfg:            cfg,
 		pool:           pool,
 		metrics:        m,
@@ -231,16 +347,38 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 	r.q.settled = set.Get("Settled")
 	r.q.prune = set.Get("Prune")
 	r.q.forget = set.Get("Forget")
+	r.q.escalation = set.Get("Escalation")
 	if err := set.Err(); err != nil {
 		return nil, err
+	}
+	if r.inbox, err = inbox.New(pool, inbox.Config{Schema: cfg.Schema}); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
 	}
 
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &relayWorker{r: r})
 	river.AddWorker(workers, &pruneWorker{r: r})
+	queues := map[string]river.QueueConfig{queue: {MaxWorkers: 4}}
+	if cfg.WebhookURL != "" {
+		r.signer, _ = webhookSigner(cfg.WebhookSecret) // checked by validate
+		r.events = map[string]bool{}
+		for _, e := range cfg.WebhookEvents {
+			r.events[e] = true
+		}
+		for typ := range cfg.EscalateAfter {
+			r.escalatedTypes = append(r.escalatedTypes, typ)
+		}
+		river.AddWorker(workers, &webhookWorker{r: r})
+		river.AddWorker(workers, &escalateWorker{r: r})
+		queues[webhookQueue] = river.QueueConfig{MaxWorkers: cfg.WebhookWorkers}
+	}
 	r.river, err = river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Schema: cfg.Schema,
-		Queues: map[string]river.QueueConfig{queue: {MaxWorkers: 4}},
+		Queues: queues,
+		// A job left running by a killed process (a webhook mid-delivery)
+		// runs again after RescueAfter; River wants its JobTimeout below.
+		RescueStuckJobsAfter: cfg.RescueAfter,
+		JobTimeout:           min(time.Minute, cfg.RescueAfter),
 		// River's defaults (100 ms, 1 s) are tuned for throughput; a relay
 		// job must start within a millisecond or two of its insert.
 		FetchCooldown:     time.Millisecond,

@@ -61,6 +61,16 @@ type envConfig struct {
 	Retention     time.Duration `env:"BELLHOP_RETENTION, default=2160h"`
 	ReplayWindow  time.Duration `env:"BELLHOP_REPLAY_WINDOW, default=24h"`
 	PruneInterval time.Duration `env:"BELLHOP_PRUNE_INTERVAL, default=1m"`
+
+	// The webhook channel's (worker.Config).
+	WebhookURL         string                   `env:"BELLHOP_WEBHOOK_URL"`
+	WebhookSecret      string                   `env:"BELLHOP_WEBHOOK_SECRET"`
+	WebhookEvents      []string                 `env:"BELLHOP_WEBHOOK_EVENTS, default=notification.created"`
+	WebhookTimeout     time.Duration            `env:"BELLHOP_WEBHOOK_TIMEOUT, default=10s"`
+	WebhookMaxAttempts int                      `env:"BELLHOP_WEBHOOK_MAX_ATTEMPTS, default=25"`
+	WebhookWorkers     int                      `env:"BELLHOP_WEBHOOK_WORKERS, default=10"`
+	EscalateAfter      map[string]time.Duration `env:"BELLHOP_ESCALATE_AFTER"`
+	RescueAfter        time.Duration            `env:"BELLHOP_RESCUE_AFTER, default=5m"`
 }
 
 // relayConfig is e as a relay.Config, with the worker's part in Worker.
@@ -99,6 +109,15 @@ func (e envConfig) relayConfig() relay.Config {
 			Retention:     e.Retention,
 			ReplayWindow:  e.ReplayWindow,
 			PruneInterval: e.PruneInterval,
+
+			WebhookURL:         e.WebhookURL,
+			WebhookSecret:      e.WebhookSecret,
+			WebhookEvents:      e.WebhookEvents,
+			WebhookTimeout:     e.WebhookTimeout,
+			WebhookMaxAttempts: e.WebhookMaxAttempts,
+			WebhookWorkers:     e.WebhookWorkers,
+			EscalateAfter:      e.EscalateAfter,
+			RescueAfter:        e.RescueAfter,
 		},
 	}
 }
@@ -129,7 +148,10 @@ func checkConfig(cfg envConfig) error {
 	if cfg.JWTMaxLifetime <= 0 {
 		return fmt.Errorf("BELLHOP_JWT_MAX_LIFETIME=%s must be positive, e.g. 1h (the default is 24h)", cfg.JWTMaxLifetime)
 	}
-	return nil
+	// The worker's own checks, under the variables' names (envError): a
+	// webhook URL without a secret fails every command, not only serve.
+	wcfg := cfg.relayConfig().Worker
+	return envError(worker.CheckConfig(&wcfg))
 }
 
 // readEnv is envconfig.Process with errors that name the variable, not the

@@ -3,24 +3,60 @@
 
 -- name: UnreadCount
 -- Counts at most $4 rows: the count stays fast for a recipient with a huge
--- backlog, and a badge shows "99+" long before that anyway.
+-- backlog, and a badge shows "99+" long before that anyway. Types the
+-- recipient muted for the database channel are not counted (unless
+-- critical). The two branches are gated by one-time filters: a recipient
+-- who muted nothing (the usual case) is counted from the unread index
+-- alone, without reading a row.
 SELECT count(*) FROM (
     SELECT 1 FROM bellhop.notifications
     WHERE tenant_id = $1 AND notifiable_type = $2 AND notifiable_id = $3
       AND read_at IS NULL AND deleted_at IS NULL AND 'database' = ANY (channels)
+      AND NOT EXISTS (SELECT 1 FROM bellhop.preferences AS p
+                      WHERE p.tenant_id = $1 AND p.notifiable_type = $2 AND p.notifiable_id = $3
+                        AND p.channel = 'database' AND NOT p.enabled)
+    UNION ALL
+    SELECT 1 FROM bellhop.notifications AS n
+    WHERE n.tenant_id = $1 AND n.notifiable_type = $2 AND n.notifiable_id = $3
+      AND n.read_at IS NULL AND n.deleted_at IS NULL AND 'database' = ANY (n.channels)
+      AND EXISTS (SELECT 1 FROM bellhop.preferences AS p
+                  WHERE p.tenant_id = $1 AND p.notifiable_type = $2 AND p.notifiable_id = $3
+                    AND p.channel = 'database' AND NOT p.enabled)
+      AND (n.critical OR coalesce(
+            (SELECT p.enabled FROM bellhop.preferences AS p
+             WHERE p.tenant_id = $1 AND p.notifiable_type = $2 AND p.notifiable_id = $3
+               AND p.channel = 'database' AND p.type = n.type),
+            (SELECT p.enabled FROM bellhop.preferences AS p
+             WHERE p.tenant_id = $1 AND p.notifiable_type = $2 AND p.notifiable_id = $3
+               AND p.channel = 'database' AND p.type = '*'),
+            true))
     LIMIT $4
 ) AS capped;
 
 -- name: List
 -- Newest first, keyset-paginated on (created_at, id): rows that arrive while
--- a client pages never shift the pages it has not read yet.
-SELECT id::text, type, data, database_key, read_at, created_at, updated_at
-FROM bellhop.notifications
+-- a client pages never shift the pages it has not read yet. Types the
+-- recipient muted for the database channel are left out (unless critical);
+-- the preference lookups run only for a recipient who muted something.
+SELECT id::text, type, data, database_key, read_at, created_at, updated_at, critical
+FROM bellhop.notifications AS n
 WHERE tenant_id = $1 AND notifiable_type = $2 AND notifiable_id = $3
   AND deleted_at IS NULL AND 'database' = ANY (channels)
   AND (created_at, id) < ($4::timestamptz, $5::uuid)
   AND (NOT $6::bool OR read_at IS NULL)
   AND (cardinality($7::text[]) = 0 OR type = ANY ($7::text[]))
+  AND (NOT EXISTS (SELECT 1 FROM bellhop.preferences AS p
+                   WHERE p.tenant_id = $1 AND p.notifiable_type = $2 AND p.notifiable_id = $3
+                     AND p.channel = 'database' AND NOT p.enabled)
+       OR n.critical
+       OR coalesce(
+            (SELECT p.enabled FROM bellhop.preferences AS p
+             WHERE p.tenant_id = $1 AND p.notifiable_type = $2 AND p.notifiable_id = $3
+               AND p.channel = 'database' AND p.type = n.type),
+            (SELECT p.enabled FROM bellhop.preferences AS p
+             WHERE p.tenant_id = $1 AND p.notifiable_type = $2 AND p.notifiable_id = $3
+               AND p.channel = 'database' AND p.type = '*'),
+            true))
 ORDER BY created_at DESC, id DESC
 LIMIT $8;
 
@@ -29,13 +65,13 @@ LIMIT $8;
 UPDATE bellhop.notifications SET read_at = coalesce(read_at, now())
 WHERE id = $1 AND tenant_id = $2 AND notifiable_type = $3 AND notifiable_id = $4
   AND deleted_at IS NULL AND 'database' = ANY (channels)
-RETURNING id::text, type, data, database_key, read_at, created_at, updated_at;
+RETURNING id::text, type, data, database_key, read_at, created_at, updated_at, critical;
 
 -- name: MarkUnread
 UPDATE bellhop.notifications SET read_at = NULL
 WHERE id = $1 AND tenant_id = $2 AND notifiable_type = $3 AND notifiable_id = $4
   AND deleted_at IS NULL AND 'database' = ANY (channels)
-RETURNING id::text, type, data, database_key, read_at, created_at, updated_at;
+RETURNING id::text, type, data, database_key, read_at, created_at, updated_at, critical;
 
 -- name: Quiet
 -- Transaction-local: the row trigger leaves the rows of the next statement
@@ -61,3 +97,35 @@ VALUES ($1, $2, $3, 'bellhop.read_all', '{sse}', 'read_all');
 UPDATE bellhop.notifications SET deleted_at = now()
 WHERE id = $1 AND tenant_id = $2 AND notifiable_type = $3 AND notifiable_id = $4
   AND deleted_at IS NULL AND 'database' = ANY (channels);
+
+-- name: Preferences
+SELECT type, channel, enabled FROM bellhop.preferences
+WHERE tenant_id = $1 AND notifiable_type = $2 AND notifiable_id = $3
+ORDER BY type, channel;
+
+-- name: LockPreferences
+-- Serializes SetPreferences per recipient until the transaction ends: two
+-- at once would each keep the rows the other wrote (neither's DELETE sees
+-- the other's uncommitted upsert), leaving a mix of both. The statement
+-- after the lock takes a snapshot that sees the one before it committed.
+SELECT pg_advisory_xact_lock(1886545510, hashtext($1 || chr(31) || $2 || chr(31) || $3));
+
+-- name: SetPreferences
+-- Replaces the recipient's preferences with ($4, $5, $6) (type, channel,
+-- enabled) and tells every relay, on channel $7 with the recipient as
+-- payload $8 (delivered at commit), so that its open streams reload them.
+-- The upsert and the delete touch different rows.
+WITH new AS (
+    SELECT * FROM unnest($4::text[], $5::text[], $6::boolean[]) AS x (type, channel, enabled)
+), gone AS (
+    DELETE FROM bellhop.preferences AS p
+    WHERE p.tenant_id = $1 AND p.notifiable_type = $2 AND p.notifiable_id = $3
+      AND NOT EXISTS (SELECT 1 FROM new WHERE new.type = p.type AND new.channel = p.channel)
+), put AS (
+    INSERT INTO bellhop.preferences AS p (tenant_id, notifiable_type, notifiable_id, type, channel, enabled)
+    SELECT $1, $2, $3, type, channel, enabled FROM new
+    ON CONFLICT (tenant_id, notifiable_type, notifiable_id, channel, type)
+    DO UPDATE SET enabled = excluded.enabled, updated_at = now()
+    WHERE p.enabled IS DISTINCT FROM excluded.enabled
+)
+SELECT pg_notify($7, $8);

@@ -35,6 +35,8 @@ type Listener struct {
 	// payload: news the waiting side already has.
 	Stale func(payload string) bool
 	log   *slog.Logger
+	// also are further channels on the same connection (see Also).
+	also map[string]func(payload string, reconnected bool)
 
 	connected atomic.Bool
 	failures  atomic.Int32
@@ -69,6 +71,9 @@ func (l *Listener) Run(ctx context.Context) {
 		},
 	}
 	pl.Handle(l.channel, l)
+	for channel, handle := range l.also {
+		pl.Handle(channel, &alsoHandler{handle: handle, main: l.channel})
+	}
 	_ = pl.Listen(ctx)
 	l.connected.Store(false)
 }
@@ -111,6 +116,36 @@ func (l *Listener) HandleNotification(ctx context.Context, n *pgconn.Notificatio
 		l.signal()
 	}
 	return nil
+}
+
+// Also listens on channel too, on the same connection (one connection
+// fewer than a Listener of its own): handle gets each notification's
+// payload, and is called with reconnected after every (re)connect, when
+// whatever was sent while disconnected is lost. Call it before Run.
+func (l *Listener) Also(channel string, handle func(payload string, reconnected bool)) {
+	if l.also == nil {
+		l.also = map[string]func(string, bool){}
+	}
+	l.also[channel] = handle
+}
+
+type alsoHandler struct {
+	handle func(payload string, reconnected bool)
+	main   string
+}
+
+func (h *alsoHandler) HandleNotification(ctx context.Context, n *pgconn.Notification, conn *pgx.Conn) error {
+	h.handle(n.Payload, false)
+	return nil
+}
+
+// HandleBacklog also repeats the main channel's LISTEN (a no-op): pgxlisten
+// listens in map order, and pg_stat_activity shows a connection's last
+// statement, by which operators (and the drills) find the listener.
+func (h *alsoHandler) HandleBacklog(ctx context.Context, channel string, conn *pgx.Conn) error {
+	h.handle("", true)
+	_, err := conn.Exec(ctx, "listen "+pgx.Identifier{h.main}.Sanitize())
+	return err
 }
 
 // Kick signals Wake as a notification would.

@@ -160,6 +160,11 @@ type Worker struct {
 	StampBatch         prometheus.Histogram
 	Pruned             prometheus.Counter
 	ListenerReconnects *prometheus.CounterVec
+	// Webhooks counts webhook jobs' attempts by event and outcome:
+	// delivered (2xx), failed (retried later), discarded (the last attempt
+	// failed: River keeps the job as discarded), skipped (muted by the
+	// recipient's preferences, or an escalation no longer due).
+	Webhooks *prometheus.CounterVec
 }
 
 // NewWorker makes the worker's collectors and registers them with reg, if
@@ -176,6 +181,9 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 			Name: "bellhop_pruned_rows_total", Help: "Rows deleted by the prune job.",
 		}),
 		ListenerReconnects: newListenerReconnects(),
+		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bellhop_webhooks_total", Help: "Webhook job attempts, by event and outcome (delivered, failed, discarded, skipped).",
+		}, []string{"event", "outcome"}),
 	}
 	if reg == nil {
 		return w, nil
@@ -184,6 +192,9 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	if err := reg.Register(w.Pruned); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if err := reg.Register(w.Webhooks); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	if err := reg.Register(w.ListenerReconnects); err != nil {

@@ -66,6 +66,42 @@ describe('createClient requests', () => {
     ]);
   });
 
+  it('getPreferences and setPreferences GET and PUT /notifications/preferences with a JSON body', async () => {
+    const bodies: string[] = [];
+    let stored: unknown = { types: {} };
+    server = await startServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        bodies.push(`${req.headers['content-type'] ?? ''} ${body}`);
+        if (req.method === 'PUT') stored = JSON.parse(body);
+        json(res, 200, stored);
+      });
+    });
+    const client = createClient({ baseUrl: server.url, token: 't' });
+    expect(await client.getPreferences()).toEqual({ types: {} });
+    const prefs = { types: { '*': { sse: false }, 'invoice.paid': { sse: true, webhook: false } } };
+    expect(await client.setPreferences(prefs)).toEqual(prefs);
+    expect(await client.getPreferences()).toEqual(prefs);
+    expect(server.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+      'GET /notifications/preferences',
+      'PUT /notifications/preferences',
+      'GET /notifications/preferences',
+    ]);
+    expect(bodies[0]).toBe(' ');
+    expect(bodies[1]).toBe(`application/json ${JSON.stringify(prefs)}`);
+    expect(server.requests[1].headers.authorization).toBe('Bearer t');
+  });
+
+  it('setPreferences surfaces the relay\'s 400 as a BellhopError', async () => {
+    server = await startServer((_req, res) =>
+      json(res, 400, { error: 'bad_preferences', message: 'type "a" has unknown channel "email"' }),
+    );
+    const client = createClient({ baseUrl: server.url });
+    const err = await client.setPreferences({ types: { a: { email: false } as never } }).catch((e) => e);
+    expect(err).toMatchObject({ status: 400, code: 'bad_preferences' });
+  });
+
   it('maps error bodies to BellhopError with status, code and message', async () => {
     server = await startServer((_req, res) => json(res, 404, { error: 'not_found', message: 'notification not found' }));
     const client = createClient({ baseUrl: server.url });

@@ -1,6 +1,6 @@
 import { InfiniteQueryObserver, MutationObserver, QueryClient, QueryObserver } from '@tanstack/query-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { BellhopClient, Notification, NotificationPage, UnreadCount } from '../src';
+import type { BellhopClient, Notification, NotificationPage, Preferences, UnreadCount } from '../src';
 import { BellhopError } from '../src';
 import {
   bellhopKeys,
@@ -11,7 +11,9 @@ import {
   markReadMutationOptions,
   markUnreadMutationOptions,
   notificationsInfiniteQueryOptions,
+  preferencesQueryOptions,
   removeMutationOptions,
+  setPreferencesMutationOptions,
   unreadCountQueryOptions,
   type NotificationListData,
 } from '../src/query';
@@ -47,6 +49,8 @@ function fakeClient() {
     markUnread: (id) => (calls.push(`unread ${id}`), pending.promise as Promise<Notification>),
     markAllRead: () => (calls.push('readAll'), pending.promise as Promise<{ updated: number }>),
     remove: (id) => (calls.push(`remove ${id}`), pending.promise as Promise<void>),
+    getPreferences: async () => (calls.push('prefs'), { types: { '*': { sse: false } } }),
+    setPreferences: (p) => (calls.push(`setPrefs ${JSON.stringify(p)}`), pending.promise as Promise<Preferences>),
     subscribe: () => () => {},
   };
   return {
@@ -288,5 +292,46 @@ describe('invalidateOnReopen / invalidateOnReconnect', () => {
     await waitUntil(() => f.calls.length === 2, 1000, 'a refetch');
     expect(f.calls).toEqual(['count', 'count']);
     unsub();
+  });
+});
+
+describe('preferences', () => {
+  const prefs = () => qc.getQueryData<Preferences>(bellhopKeys.preferences());
+
+  it('preferencesQueryOptions fetches them under their own key', async () => {
+    const f = fakeClient();
+    expect(bellhopKeys.preferences()).toEqual(['bellhop', 'preferences']);
+    const data = await qc.fetchQuery(preferencesQueryOptions(f.client));
+    expect(data).toEqual({ types: { '*': { sse: false } } });
+    expect(f.calls).toEqual(['prefs']);
+  });
+
+  it('setPreferences shows the new ones at once, keeps the stored ones, and refetches count and lists', async () => {
+    seed();
+    qc.setQueryData<Preferences>(bellhopKeys.preferences(), { types: {} });
+    const f = fakeClient();
+    const m = new MutationObserver(qc, setPreferencesMutationOptions(f.client, qc));
+    const next: Preferences = { types: { promo: { database: false } } };
+    const done = m.mutate(next);
+    await waitUntil(() => prefs()?.types.promo);
+    expect(prefs()).toEqual(next);
+    f.settle().resolve({ types: { promo: { database: false }, '*': {} } });
+    await done;
+    expect(prefs()).toEqual({ types: { promo: { database: false }, '*': {} } });
+    expect(f.calls[0]).toBe(`setPrefs ${JSON.stringify(next)}`);
+    expect(qc.getQueryState(bellhopKeys.count())?.isInvalidated).toBe(true);
+    expect(qc.getQueryState(listKey)?.isInvalidated).toBe(true);
+  });
+
+  it('setPreferences rolls back on error', async () => {
+    const before: Preferences = { types: { chat: { sse: false } } };
+    qc.setQueryData<Preferences>(bellhopKeys.preferences(), before);
+    const f = fakeClient();
+    const m = new MutationObserver(qc, setPreferencesMutationOptions(f.client, qc));
+    const done = m.mutate({ types: {} }).catch((e) => e);
+    await waitUntil(() => Object.keys(prefs()?.types ?? {}).length === 0);
+    f.settle().reject(new BellhopError(400, 'bad_preferences', 'no'));
+    expect(await done).toMatchObject({ status: 400 });
+    expect(prefs()).toEqual(before);
   });
 });

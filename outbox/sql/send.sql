@@ -4,15 +4,17 @@
 -- Both drivers run the same statements, so the parameters are only text and
 -- JSON: the recipients are a JSON array unnested here, not Go slices bound
 -- to text[] (which pgx does and database/sql drivers such as lib/pq do
--- not), and the channels are a comma-separated list.
+-- not), the channels are a comma-separated list, critical is 'true' or
+-- 'false' and escalate_after is microseconds ('' for none).
 
 -- name: InsertMany
 -- One notification for every recipient in $1 (one for Send), in one
 -- statement. $6 is the sender's W3C traceparent, or NULL.
 INSERT INTO bellhop.notifications
-    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, traceparent)
+    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, traceparent, critical, escalate_after)
 SELECT r.tenant_id, r.notifiable_type, r.notifiable_id,
-       $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ','), $6::text
+       $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ','), $6::text,
+       $7::text::boolean, nullif($8::text, '')::bigint * interval '1 microsecond'
 FROM json_to_recordset($1::json) AS r (tenant_id text, notifiable_type text, notifiable_id text)
 RETURNING tenant_id, notifiable_type, notifiable_id, id::text;
 
@@ -21,9 +23,10 @@ RETURNING tenant_id, notifiable_type, notifiable_id, id::text;
 -- replaced, the row counts as unread again and is restored if it was
 -- deleted; created_at stays, so it keeps its place in the inbox.
 INSERT INTO bellhop.notifications
-    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, traceparent, database_key)
+    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, traceparent, critical, escalate_after, database_key)
 SELECT r.tenant_id, r.notifiable_type, r.notifiable_id,
-       $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ','), $6::text, $7::text
+       $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ','), $6::text,
+       $7::text::boolean, nullif($8::text, '')::bigint * interval '1 microsecond', $9::text
 FROM json_to_recordset($1::json) AS r (tenant_id text, notifiable_type text, notifiable_id text)
 ON CONFLICT (tenant_id, notifiable_type, notifiable_id, database_key)
     WHERE database_key IS NOT NULL
@@ -33,6 +36,8 @@ DO UPDATE SET
     sse = EXCLUDED.sse,
     channels = EXCLUDED.channels,
     traceparent = EXCLUDED.traceparent,
+    critical = EXCLUDED.critical,
+    escalate_after = EXCLUDED.escalate_after,
     read_at = NULL,
     deleted_at = NULL,
     updated_at = now()

@@ -18,7 +18,7 @@ LEFT JOIN bellhop.relay_horizon AS h
 -- Everything logged after the hub's cursor, in order, with the writers'
 -- trace context for the push's span.
 SELECT seq, current, id, tenant_id, notifiable_type, notifiable_id, type, op,
-       sse, database_key, read_at, live AS via_sse, changed, traceparent
+       sse, database_key, read_at, live AS via_sse, changed, traceparent, critical
 FROM bellhop.relay_events
 WHERE seq > $1
 ORDER BY seq
@@ -28,7 +28,7 @@ LIMIT $2;
 -- One recipient's events in (from, to], for a stream resuming from
 -- Last-Event-ID.
 SELECT seq, current, id, tenant_id, notifiable_type, notifiable_id, type, op,
-       sse, database_key, read_at, live AS via_sse, changed
+       sse, database_key, read_at, live AS via_sse, changed, critical
 FROM bellhop.relay_events
 WHERE tenant_id = $1 AND notifiable_type = $2 AND notifiable_id = $3
   AND seq > $4 AND seq <= $5

@@ -58,7 +58,9 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 -- on channel $2 (delivered at commit). Returns the entries it stamped, in the
 -- columns of bellhoptype.Event (named as in the relay_events view the hub
 -- reads), plus the head before them (head_before),
--- so the stamping process pushes them without reading them back. The
+-- so the stamping process pushes them without reading them back, and what
+-- the webhook jobs need (xid, created_at, listed, via_webhook, hook_data:
+-- the data of webhook rows only, escalate_us, first_logged). The
 -- notification rows are only read.
 --
 -- Seqs increase strictly in commit order, with gaps: a batch takes the
@@ -127,7 +129,9 @@ WITH state AS (
          FROM (SELECT * FROM gaps ORDER BY i) AS g
          CROSS JOIN LATERAL (
              SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
-                    n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at, n.traceparent
+                    n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at, n.traceparent,
+                    n.critical, n.created_at, n.escalate_after,
+                    CASE WHEN 'webhook' = ANY (n.channels) THEN n.data END AS hook_data
              FROM bellhop.notifications AS n
              WHERE (n.xid, n.id) > (g.lo_xid, g.lo_id) AND n.xid < g.hi
              ORDER BY n.xid, n.id
@@ -137,7 +141,9 @@ WITH state AS (
         UNION ALL
         -- Only the xids that have ended by next.
         (SELECT n.id, n.xid, n.tenant_id, n.notifiable_type, n.notifiable_id,
-                n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at, n.traceparent
+                n.type, n.op, n.sse, n.database_key, n.read_at, n.channels, n.updated_at, n.traceparent,
+                    n.critical, n.created_at, n.escalate_after,
+                    CASE WHEN 'webhook' = ANY (n.channels) THEN n.data END AS hook_data
          FROM bellhop.notifications AS n
          WHERE n.xid = ANY (ARRAY(SELECT x FROM pg_snapshot_xip((SELECT seen FROM st)) AS x
                                   WHERE pg_visible_in_snapshot(x, (SELECT next FROM st))))
@@ -176,8 +182,25 @@ WITH state AS (
 )
 SELECT (SELECT base FROM counted) + b.k AS seq, true AS current, b.id::text AS id,
        b.tenant_id, b.notifiable_type, b.notifiable_id, b.type, b.op, b.sse, b.database_key, b.read_at,
-       'sse' = ANY (b.channels) AS via_sse, b.updated_at AS changed, b.traceparent,
-       (SELECT last_seq FROM st) AS head_before
+       'sse' = ANY (b.channels) AS via_sse, b.updated_at AS changed, b.traceparent, b.critical,
+       (SELECT last_seq FROM st) AS head_before,
+       -- For the webhook channel and escalation (see webhook.go): the
+       -- worker looks at these only when it has a webhook URL.
+       b.xid::text AS xid, b.created_at, 'database' = ANY (b.channels) AS listed,
+       'webhook' = ANY (b.channels) AS via_webhook, b.hook_data,
+       (extract(epoch FROM b.escalate_after) * 1000000)::bigint AS escalate_us,
+       -- Whether this is the row's first entry: a row created and changed
+       -- again before a stamp (in one transaction, or read at once) is
+       -- logged once, with its latest op, and must still count as new.
+       -- Looked up only for rows that go to the webhook channel or
+       -- escalate ($4: the types with a default escalation), in the
+       -- recipient's entries; the statement does not see its own inserts.
+       CASE WHEN b.op = 'created' THEN true
+            WHEN 'webhook' = ANY (b.channels) OR b.escalate_after IS NOT NULL OR b.type = ANY ($4::text[])
+            THEN NOT EXISTS (SELECT 1 FROM bellhop.relay_log AS l
+                             WHERE l.tenant_id = b.tenant_id AND l.notifiable_type = b.notifiable_type
+                               AND l.notifiable_id = b.notifiable_id AND l.id = b.id)
+            ELSE false END AS first_logged
 FROM batch AS b
 LEFT JOIN LATERAL (
     SELECT pg_notify($2, (SELECT base + n FROM counted)::text) WHERE b.k = 1
@@ -306,3 +329,10 @@ WITH old AS (
     WHERE EXISTS (SELECT 1 FROM forgotten)
 )
 SELECT count(*) FROM forgotten;
+
+-- name: Escalation
+-- A notification an escalation job posts about: only while it is still
+-- unread and not deleted.
+SELECT id::text, tenant_id, notifiable_type, notifiable_id, type, data, critical, read_at, created_at
+FROM bellhop.notifications
+WHERE id = $1 AND read_at IS NULL AND deleted_at IS NULL AND 'database' = ANY (channels);

@@ -7,6 +7,7 @@ import type {
   ListOptions,
   Notification,
   NotificationPage,
+  Preferences,
   RequestOptions,
   UnreadCount,
 } from './types';
@@ -39,8 +40,15 @@ export function createClient(options: ClientOptions): BellhopClient {
     return options.token;
   };
 
-  async function request<T>(method: string, path: string, query: Query = {}, opts: RequestOptions = {}): Promise<T> {
+  async function request<T>(
+    method: string,
+    path: string,
+    query: Query = {},
+    opts: RequestOptions = {},
+    body?: unknown,
+  ): Promise<T> {
     const headers: Record<string, string> = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
     const token = await resolveToken();
     if (token) headers.Authorization = `Bearer ${token}`;
     let res: Response;
@@ -50,6 +58,7 @@ export function createClient(options: ClientOptions): BellhopClient {
         headers,
         credentials,
         signal: opts.signal,
+        body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {
       if (isAbort(e)) throw e;
@@ -106,6 +115,14 @@ export function createClient(options: ClientOptions): BellhopClient {
     },
     async remove(id, opts) {
       await request<void>('DELETE', idPath(id), {}, opts);
+    },
+    getPreferences(opts) {
+      return request<Preferences>('GET', '/notifications/preferences', {}, opts).then((p) => ({ types: p?.types ?? {} }));
+    },
+    setPreferences(preferences, opts) {
+      return request<Preferences>('PUT', '/notifications/preferences', {}, opts, {
+        types: preferences.types ?? {},
+      }).then((p) => ({ types: p?.types ?? {} }));
     },
     subscribe(listener, opts = {}) {
       const conn = { url: `${baseUrl}/notifications/stream`, fetch: doFetch, credentials, resolveToken };

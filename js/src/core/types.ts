@@ -30,6 +30,8 @@ export interface Notification<TData extends Record<string, unknown> = Notificati
   read_at: string | null;
   created_at: string;
   updated_at: string;
+  /** Critical notifications ignore the recipient's preferences. */
+  critical?: boolean;
 }
 
 export interface NotificationPage {
@@ -123,6 +125,19 @@ export type StreamListener = (events: BellhopEvent[]) => void;
 
 export type Unsubscribe = () => void;
 
+/** A channel a preference turns on or off. */
+export type PreferenceChannel = 'database' | 'sse' | 'webhook';
+
+/**
+ * The recipient's preferences: per notification type, or `'*'` for every
+ * type without an entry of its own, which channels are on. A channel not
+ * mentioned is on. `database` off: not listed or counted; `sse` off: not
+ * pushed live; `webhook` off: not posted. Critical notifications ignore them.
+ */
+export interface Preferences {
+  types: Record<string, Partial<Record<PreferenceChannel, boolean>>>;
+}
+
 export interface BellhopClient {
   readonly baseUrl: string;
   list(opts?: ListOptions): Promise<NotificationPage>;
@@ -131,5 +146,9 @@ export interface BellhopClient {
   markUnread(id: string, opts?: RequestOptions): Promise<Notification>;
   markAllRead(opts?: RequestOptions): Promise<{ updated: number }>;
   remove(id: string, opts?: RequestOptions): Promise<void>;
+  /** `GET /notifications/preferences`. */
+  getPreferences(opts?: RequestOptions): Promise<Preferences>;
+  /** `PUT /notifications/preferences`: replaces them all; resolves to what is stored. */
+  setPreferences(preferences: Preferences, opts?: RequestOptions): Promise<Preferences>;
   subscribe(listener: StreamListener, opts?: SubscribeOptions): Unsubscribe;
 }

@@ -5,6 +5,7 @@ import type {
   ListFilters,
   Notification,
   NotificationPage,
+  Preferences,
   StreamStatus,
   UnreadCount,
 } from '../core/types';
@@ -31,6 +32,7 @@ export const bellhopKeys = {
   count: () => ['bellhop', 'count'] as const,
   lists: () => ['bellhop', 'list'] as const,
   list: (filters?: NotificationFilters) => ['bellhop', 'list', normalizeFilters(filters)] as const,
+  preferences: () => ['bellhop', 'preferences'] as const,
 };
 
 export function unreadCountQueryOptions(client: BellhopClient) {
@@ -214,6 +216,43 @@ export function removeMutationOptions(client: BellhopClient, queryClient: QueryC
     },
     onError: (_err: unknown, _id: string, snapshot: BellhopSnapshot | undefined) => rollback(queryClient, snapshot),
     onSettled: () => settle(queryClient),
+  };
+}
+
+/** The recipient's preferences (`GET /notifications/preferences`). */
+export function preferencesQueryOptions(client: BellhopClient) {
+  return {
+    queryKey: bellhopKeys.preferences(),
+    queryFn: ({ signal }: { signal?: AbortSignal }): Promise<Preferences> => client.getPreferences({ signal }),
+  };
+}
+
+/**
+ * Replace the preferences (`PUT`): the cache shows the new ones at once and
+ * rolls back on error. Once settled, the count and lists are refetched too:
+ * a type turned off (or on) for `database` leaves (or rejoins) them.
+ */
+export function setPreferencesMutationOptions(client: BellhopClient, queryClient: QueryClient) {
+  return {
+    mutationKey: [...bellhopKeys.all, 'setPreferences'] as const,
+    mutationFn: (preferences: Preferences) => client.setPreferences(preferences),
+    onMutate: async (preferences: Preferences): Promise<{ before: Preferences | undefined }> => {
+      await queryClient.cancelQueries({ queryKey: bellhopKeys.preferences() });
+      const before = queryClient.getQueryData<Preferences>(bellhopKeys.preferences());
+      queryClient.setQueryData(bellhopKeys.preferences(), preferences);
+      return { before };
+    },
+    onSuccess: (stored: Preferences) => {
+      queryClient.setQueryData(bellhopKeys.preferences(), stored);
+    },
+    onError: (_err: unknown, _vars: Preferences, snapshot: { before: Preferences | undefined } | undefined) => {
+      queryClient.setQueryData(bellhopKeys.preferences(), snapshot?.before);
+    },
+    onSettled: () =>
+      Promise.all([
+        queryClient.invalidateQueries({ queryKey: bellhopKeys.preferences() }),
+        settle(queryClient),
+      ]),
   };
 }
 
