@@ -44,8 +44,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"go.opentelemetry.io/otel/trace"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/inbox"
