@@ -180,7 +180,9 @@ type Relay struct {
 	q       queries
 	handler http.Handler
 	ops     http.Handler
-	cancel  context.CancelFunc
+	// patterns are the routes of handler and ops (route).
+	patterns []string
+	cancel   context.CancelFunc
 	// stopAuth ends the JWKS refresh, if any.
 	stopAuth context.CancelFunc
 	done     chan struct{}
@@ -277,7 +279,9 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 		return nil, err
 	}
 	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), &r.q, cfg.StreamBuffer, m, log)
-	r.handler = r.routes()
+	if r.handler, err = r.routes(); err != nil {
+		return nil, err
+	}
 	r.ops = r.opsHandler()
 	return r, nil
 }
