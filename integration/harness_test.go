@@ -22,6 +22,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Every answer is held against api/openapi.yaml (contract_test.go).
+	http.DefaultTransport = checked(http.DefaultTransport)
 	// The relay binary the process tests built, once for the run.
 	pgtest.Main(m, func() { _ = relayBin.Remove() })
 }
@@ -82,6 +84,7 @@ func (b *testBundle) startRelay(t *testing.T, mutate ...func(*relay.Config)) *te
 		_ = r.Stop(context.Background())
 		srv.Close()
 	})
+	checkRelay(t, srv.URL)
 	waitReady(t, srv.URL)
 	return &testRelay{Relay: r, URL: srv.URL}
 }
