@@ -18,45 +18,62 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	openapi "github.com/bellhophq/bellhop/api"
 	"github.com/bellhophq/bellhop/internal/sseclient"
 )
 
 // The contract check: every answer a relay gives these tests is validated
-// against api/openapi.yaml (kin-openapi: OpenAPI 3.1, JSON Schema
-// 2020-12), so the document cannot drift from the code. TestMain wraps
-// http.DefaultTransport, which every client here uses unless it has a
-// transport of its own (wrap that one with checked). A relay's URL is
-// handed to checkRelay, so a contract failure fails the test that made
-// the request; an answer from any other server is checked too when its
-// path is one the document lists, and a failure there, with no test to
-// blame, ends the run. The tests that write raw bytes on a socket
-// (rawExchange, the hardening tests) are not checked.
+// against api/openapi.yaml, so the document cannot drift from the code.
+// TestMain wraps http.DefaultTransport, which every client here uses
+// unless it has a transport of its own (wrap that one with checked). A
+// relay's URL is handed to checkRelay, so that a contract failure fails
+// the test that made the request; an answer from any other server is
+// checked too when its path is one the document lists, and a failure
+// there, with no test to blame, ends the run. The tests that write raw
+// bytes on a socket (rawExchange, TestSlowReaderIsDropped's reader, the
+// relay package's hardening tests) are not checked.
 //
-// What is checked:
-//   - a documented operation: the request against its parameters and
-//     security (a request the document refuses must not succeed), the
-//     status (it must be documented), the headers, and the JSON body; on
-//     text/event-stream, each event's data against the schema that
-//     x-sse-events names for its event name, and its id: format;
-//   - a HEAD on a GET route: the GET's statuses;
-//   - a documented path with a method it does not list: 405 with Allow
-//     naming the documented methods;
-//   - a path the document lacks, on a relay: 404 (or a CORS preflight:
-//     204, or 403 with a JSON error).
+// kin-openapi (OpenAPI 3.1) validates each request against its operation's
+// parameters and security, and each answer's status (it must be
+// documented) and headers. Bodies, and the stream's event data, are
+// validated by JSON Schema 2020-12 (santhosh-tekuri/jsonschema, which
+// kin-openapi validates 3.1 schemas with) against the schemas of the
+// document, each compiled once: kin-openapi compiles a schema on every
+// call (milliseconds), which slowed a stream of 100,000 events below what
+// the drills need.
+//
+// The rules:
+//   - a documented operation: a request the document refuses must not
+//     succeed; the status must be documented, with its headers; the body
+//     must have a documented media type and match its schema; on
+//     text/event-stream, each event's data must match the schema that
+//     x-sse-events names for its event name, its id: must be an EventID,
+//     and what the document says in words holds (a notification's id: is
+//     its seq; a refused event has no id: and a retry: of its retry_ms);
+//   - HEAD on a GET route: one of the GET's statuses;
+//   - a documented path with a method it does not list: 405 with an Allow
+//     that names the documented methods;
+//   - a path the document lacks (or the other listener's, with
+//     BELLHOP_OPS_ADDR): 404; a CORS preflight, 204 or 403 with an Error.
 var contract = mustLoadContract()
 
 type contractCheck struct {
 	doc   *openapi3.T
 	paths []docPath // concrete paths before templated ones, as OpenAPI matches
-	// events are the schemas of the stream's event data, by event name.
-	events    map[string]*openapi3.Schema
-	eventID   *openapi3.Schema
-	errSchema *openapi3.Schema
+
+	// schemas compiles the document's schemas, by JSON pointer, once.
+	schemas  *jsonschema.Compiler
+	compiled sync.Map // pointer -> *jsonschema.Schema
+	// events are the pointers of the stream's event data schemas, by
+	// event name (x-sse-events).
+	events map[string]string
 
 	mu    sync.Mutex
 	hosts map[string]relayHost // host:port -> the relay listening there
+	// compiling guards schemas: a compiler is not safe for concurrent use.
+	compiling sync.Mutex
 }
 
 // relayHost is a relay's listener, and the test it serves.
@@ -88,15 +105,26 @@ type docPath struct {
 	item     *openapi3.PathItem
 }
 
+// docURL is where the compiler finds the document.
+const docURL = "file:///openapi.json"
+
 func mustLoadContract() *contractCheck {
-	doc, err := openapi3.NewLoader().LoadFromData(openapi.YAML)
-	if err == nil {
-		err = doc.Validate(context.Background())
-	}
+	c, err := loadContract()
 	if err != nil {
-		panic(fmt.Sprintf("api/openapi.yaml: %v", err))
+		panic("api/openapi.yaml: " + err.Error())
 	}
-	c := &contractCheck{doc: doc, hosts: map[string]relayHost{}, events: map[string]*openapi3.Schema{}}
+	return c
+}
+
+func loadContract() (*contractCheck, error) {
+	doc, err := openapi3.NewLoader().LoadFromData(openapi.YAML)
+	if err != nil {
+		return nil, err
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, err
+	}
+	c := &contractCheck{doc: doc, hosts: map[string]relayHost{}, events: map[string]string{}}
 	for _, p := range doc.Paths.InMatchingOrder() {
 		dp := docPath{template: p, item: doc.Paths.Value(p)}
 		segs := strings.Split(p, "/")
@@ -111,25 +139,62 @@ func mustLoadContract() *contractCheck {
 		dp.re = regexp.MustCompile("^" + strings.Join(segs, "/") + "$")
 		c.paths = append(c.paths, dp)
 	}
-	schema := func(ref string) *openapi3.Schema {
-		s := doc.Components.Schemas[strings.TrimPrefix(ref, "#/components/schemas/")]
-		if s == nil {
-			panic("api/openapi.yaml: no schema " + ref)
-		}
-		return s.Value
+
+	b, err := openapi.JSON()
+	if err != nil {
+		return nil, err
+	}
+	root, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	c.schemas = jsonschema.NewCompiler()
+	c.schemas.DefaultDraft(jsonschema.Draft2020)
+	c.schemas.AssertFormat()
+	if err := c.schemas.AddResource(docURL, root); err != nil {
+		return nil, err
 	}
 	stream := doc.Paths.Value("/notifications/stream").Get.Responses.Status(http.StatusOK).Value.Content.Get("text/event-stream")
 	events, _ := stream.Extensions["x-sse-events"].(map[string]any)
 	for name, v := range events {
 		ref, _ := v.(map[string]any)["$ref"].(string)
-		c.events[name] = schema(ref)
+		if _, err := c.schema(ref); err != nil {
+			return nil, fmt.Errorf("x-sse-events %s: %w", name, err)
+		}
+		c.events[name] = ref
 	}
 	if len(c.events) == 0 {
-		panic("api/openapi.yaml: the stream's x-sse-events names no event")
+		return nil, fmt.Errorf("the stream's x-sse-events names no event")
 	}
-	c.eventID = schema("#/components/schemas/EventID")
-	c.errSchema = schema("#/components/schemas/Error")
-	return c
+	return c, nil
+}
+
+// schema is the document's schema at pointer ("#/components/schemas/X").
+func (c *contractCheck) schema(pointer string) (*jsonschema.Schema, error) {
+	if s, ok := c.compiled.Load(pointer); ok {
+		return s.(*jsonschema.Schema), nil
+	}
+	c.compiling.Lock()
+	s, err := c.schemas.Compile(docURL + pointer)
+	c.compiling.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	c.compiled.Store(pointer, s)
+	return s, nil
+}
+
+// validate checks the JSON in data against the schema at pointer.
+func (c *contractCheck) validate(pointer string, data []byte) error {
+	s, err := c.schema(pointer)
+	if err != nil {
+		return err
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("not JSON: %w", err)
+	}
+	return s.Validate(v)
 }
 
 // checkRelay makes contract failures of the relay at base fail t, for as
@@ -164,8 +229,21 @@ func (c checkedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return res, err
 	}
-	contract.answer(req, res)
+	host := req.URL.Host
+	h, relay := contract.relay(host)
+	what := fmt.Sprintf("%s %s answered %d", req.Method, truncate(req.URL.RequestURI(), 80), res.StatusCode)
+	for _, p := range contract.check(req, res, h.serves, relay, func(p string) { contract.fail(host, what+": "+p) }) {
+		contract.fail(host, what+": "+p)
+	}
 	return res, nil
+}
+
+// CloseIdleConnections passes on to the transport it wraps
+// (http.Client.CloseIdleConnections looks for it).
+func (c checkedTransport) CloseIdleConnections() {
+	if ci, ok := c.base.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
 }
 
 // fail reports a contract failure: to the test the relay at host serves,
@@ -201,71 +279,72 @@ func (c *contractCheck) match(path string) (*docPath, map[string]string) {
 	return nil, nil
 }
 
-// answer checks res, the answer to req; it leaves res as it found it for
-// the caller to read.
-func (c *contractCheck) answer(req *http.Request, res *http.Response) {
-	host := req.URL.Host
+// check returns what is wrong with res, the answer to req from a listener
+// that serves those paths (relay: a listener of a relay; otherwise only a
+// documented path is checked). It leaves res for the caller to read; an
+// event stream's events are checked as they are read, and what is wrong
+// with them goes to streamFail.
+func (c *contractCheck) check(req *http.Request, res *http.Response, serves listener, relay bool, streamFail func(string)) []string {
 	p, params := c.match(req.URL.Path)
-	h, relay := c.relay(host)
 	if p == nil && !relay {
-		return // not a relay's
+		return nil // not a relay's
 	}
-	if p != nil && !h.serves.serves(p) {
+	if p != nil && !serves.serves(p) {
 		p = nil // the other listener's
 	}
-	what := fmt.Sprintf("%s %s answered %d", req.Method, truncate(req.URL.RequestURI(), 80), res.StatusCode)
-	var problems []string
-	switch op := opOf(p, req.Method); {
+	var op *openapi3.Operation
+	if p != nil {
+		op = p.item.GetOperation(req.Method)
+	}
+	switch {
 	case req.Method == http.MethodOptions && req.Header.Get("Origin") != "":
 		// A CORS preflight, answered for every path.
-		if res.StatusCode != http.StatusNoContent {
-			problems = append(problems, c.errorBody(res, http.StatusForbidden)...)
+		if res.StatusCode == http.StatusNoContent {
+			return nil
 		}
+		if res.StatusCode != http.StatusForbidden {
+			return []string{"a preflight answers 204 or 403"}
+		}
+		return c.body(res, "#/components/schemas/Error")
 	case p == nil:
 		if res.StatusCode != http.StatusNotFound {
-			problems = append(problems, "a path the document lacks must answer 404")
+			return []string{"a path the document lacks must answer 404"}
 		}
+		return nil
 	case op != nil:
-		problems = c.operation(req, res, p, params, op)
+		return c.operation(req, res, p, params, op, streamFail)
 	case req.Method == http.MethodHead && p.item.Get != nil:
 		if p.item.Get.Responses.Status(res.StatusCode) == nil {
-			problems = append(problems, "HEAD answers as GET does, and GET does not document that status")
+			return []string{"HEAD answers as GET does, and GET does not document that status"}
 		}
-	default:
-		var want []string
-		for m := range p.item.Operations() {
-			if m != http.MethodHead {
-				want = append(want, m)
-			}
-		}
-		var allow []string
-		for m := range strings.SplitSeq(res.Header.Get("Allow"), ",") {
-			if m = strings.TrimSpace(m); m != http.MethodHead && m != "" {
-				allow = append(allow, m)
-			}
-		}
-		slices.Sort(want)
-		slices.Sort(allow)
-		if res.StatusCode != http.StatusMethodNotAllowed || !slices.Equal(want, allow) {
-			problems = append(problems, fmt.Sprintf("a method %s does not list must answer 405 with Allow: %s (Allow: %q)", p.template, strings.Join(want, ", "), res.Header.Get("Allow")))
-		}
-	}
-	for _, pr := range problems {
-		c.fail(host, what+": "+pr)
-	}
-}
-
-func opOf(p *docPath, method string) *openapi3.Operation {
-	if p == nil {
 		return nil
 	}
-	return p.item.GetOperation(method)
+	var want, allow []string
+	for m := range p.item.Operations() {
+		if m != http.MethodHead {
+			want = append(want, m)
+		}
+	}
+	for m := range strings.SplitSeq(res.Header.Get("Allow"), ",") {
+		if m = strings.TrimSpace(m); m != http.MethodHead && m != "" {
+			allow = append(allow, m)
+		}
+	}
+	slices.Sort(want)
+	slices.Sort(allow)
+	if res.StatusCode != http.StatusMethodNotAllowed || !slices.Equal(want, allow) {
+		return []string{fmt.Sprintf("a method %s does not list must answer 405 with Allow: %s (Allow: %q)",
+			p.template, strings.Join(want, ", "), res.Header.Get("Allow"))}
+	}
+	return nil
 }
 
-// options are the validator's: every status must be documented; the
-// security schemes are checked for presence (the relay checks the token).
+// options are kin-openapi's: every status must be documented; bodies are
+// left to the compiled schemas; the security schemes are checked for
+// presence only (the relay checks the token).
 var options = &openapi3filter.Options{
 	IncludeResponseStatus: true,
+	ExcludeResponseBody:   true,
 	MultiError:            true,
 	AuthenticationFunc: func(_ context.Context, in *openapi3filter.AuthenticationInput) error {
 		req, s := in.RequestValidationInput.Request, in.SecurityScheme
@@ -285,7 +364,8 @@ var options = &openapi3filter.Options{
 	},
 }
 
-func (c *contractCheck) operation(req *http.Request, res *http.Response, p *docPath, params map[string]string, op *openapi3.Operation) []string {
+func (c *contractCheck) operation(req *http.Request, res *http.Response, p *docPath, params map[string]string,
+	op *openapi3.Operation, streamFail func(string)) []string {
 	var problems []string
 	route := &routers.Route{Spec: c.doc, Path: p.template, PathItem: p.item, Method: req.Method, Operation: op}
 	// The validator reads the body it is given: give it none (no route
@@ -293,78 +373,72 @@ func (c *contractCheck) operation(req *http.Request, res *http.Response, p *docP
 	probe := req.Clone(context.Background())
 	probe.Body, probe.ContentLength = http.NoBody, 0
 	in := &openapi3filter.RequestValidationInput{Request: probe, PathParams: params, Route: route, Options: options}
-	if err := openapi3filter.ValidateRequest(context.Background(), in); err == nil {
-		// fine
-	} else if res.StatusCode < 400 {
+	if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil && res.StatusCode < 400 {
 		problems = append(problems, "the document refuses this request, the relay served it: "+oneLine(err))
 	}
-
+	ref := op.Responses.Status(res.StatusCode)
+	if ref == nil {
+		return append(problems, "status not documented")
+	}
 	if req.Method == http.MethodHead {
-		// The validator skips HEAD answers: their status is all there is.
-		if op.Responses.Status(res.StatusCode) == nil {
-			problems = append(problems, "status not documented")
-		}
-		return problems
+		return problems // no headers or body to speak of
 	}
-	stream := isEventStream(res.Header.Get("Content-Type"))
-	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: res.StatusCode, Header: res.Header, Options: options}
-	if stream {
-		o := *options
-		o.ExcludeResponseBody = true
-		out.Options = &o
-		out.Body = http.NoBody
-	} else {
-		body, err := io.ReadAll(res.Body)
-		res.Body.Close()
-		res.Body = io.NopCloser(bytes.NewReader(body))
-		if err != nil {
-			return append(problems, "reading the body: "+err.Error())
-		}
-		out.SetBodyBytes(body)
-	}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: res.StatusCode, Header: res.Header, Body: http.NoBody, Options: options}
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
 		problems = append(problems, oneLine(err))
 	}
-	if stream {
-		if mt := op.Responses.Status(res.StatusCode); mt == nil || mt.Value.Content.Get("text/event-stream") == nil {
-			problems = append(problems, "the document has no text/event-stream answer for this status")
+
+	// Where the response is in the document: a component, or inline.
+	at := ref.Ref
+	if at == "" {
+		at = "#/paths/" + escape(p.template) + "/" + strings.ToLower(req.Method) + "/responses/" + fmt.Sprint(res.StatusCode)
+	}
+	content := ref.Value.Content
+	ct := res.Header.Get("Content-Type")
+	if len(content) == 0 {
+		if res.ContentLength > 0 || ct != "" {
+			problems = append(problems, "the document gives this answer no body")
 		}
-		res.Body = c.stream(req.URL.Host, req.Method+" "+p.template, res.Body)
+		return problems
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	media := content.Get(mt)
+	if media == nil {
+		return append(problems, fmt.Sprintf("Content-Type %q is not documented", ct))
+	}
+	switch {
+	case mt == "text/event-stream":
+		res.Body = c.stream(res.Body, streamFail)
+	case mt == "application/json" && media.Schema != nil:
+		problems = append(problems, c.body(res, at+"/content/"+escape(mt)+"/schema")...)
 	}
 	return problems
 }
 
-// errorBody checks that res is status with a JSON Error, reading its body
+// escape is a JSON pointer's escaping of one token.
+func escape(token string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(token, "~", "~0"), "/", "~1")
+}
+
+// body checks res's JSON body against the schema at pointer, reading it
 // and putting it back.
-func (c *contractCheck) errorBody(res *http.Response, status int) []string {
+func (c *contractCheck) body(res *http.Response, pointer string) []string {
 	body, err := io.ReadAll(res.Body)
 	res.Body.Close()
 	res.Body = io.NopCloser(bytes.NewReader(body))
 	if err != nil {
 		return []string{"reading the body: " + err.Error()}
 	}
-	if res.StatusCode != status {
-		return []string{fmt.Sprintf("want %d", status)}
-	}
-	var v any
-	if err := json.Unmarshal(body, &v); err != nil {
-		return []string{"the body is not JSON: " + err.Error()}
-	}
-	if err := c.errSchema.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
-		return []string{"the body is not an Error: " + oneLine(err)}
+	if err := c.validate(pointer, body); err != nil {
+		return []string{"the body does not match " + pointer + ": " + oneLine(err)}
 	}
 	return nil
-}
-
-func isEventStream(contentType string) bool {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	return mt == "text/event-stream"
 }
 
 // stream checks the event stream that body carries as the caller reads
 // it: the bytes pass through to a parser (sseclient's, as EventSource
 // reads) on a goroutine of its own, which checks each frame.
-func (c *contractCheck) stream(host, route string, body io.ReadCloser) io.ReadCloser {
+func (c *contractCheck) stream(body io.ReadCloser, fail func(string)) io.ReadCloser {
 	pr, pw := io.Pipe()
 	go func() {
 		r := sseclient.NewReader(pr, 0)
@@ -375,8 +449,8 @@ func (c *contractCheck) stream(host, route string, body io.ReadCloser) io.ReadCl
 				_, _ = io.Copy(io.Discard, pr)
 				return
 			}
-			for _, pr := range c.frame(f) {
-				c.fail(host, fmt.Sprintf("%s: frame %+v: %s", route, f, pr))
+			for _, p := range c.frame(f) {
+				fail(fmt.Sprintf("frame id:%q event:%q data:%s: %s", f.ID, f.Event, truncate(f.Data, 200), p))
 			}
 		}
 	}()
@@ -389,23 +463,20 @@ func (c *contractCheck) frame(f sseclient.Frame) []string {
 		problems = append(problems, "malformed line")
 	}
 	if f.HasID {
-		if err := c.eventID.VisitJSON(f.ID, openapi3.EnableJSONSchema2020()); err != nil {
+		id, _ := json.Marshal(f.ID)
+		if err := c.validate("#/components/schemas/EventID", id); err != nil {
 			problems = append(problems, "id: is not an EventID: "+oneLine(err))
 		}
 	}
 	if !f.HasData {
 		return problems
 	}
-	schema := c.events[f.Event]
-	if schema == nil {
+	pointer, ok := c.events[f.Event]
+	if !ok {
 		return append(problems, fmt.Sprintf("event %q is not in x-sse-events", f.Event))
 	}
-	var v any
-	if err := json.Unmarshal([]byte(f.Data), &v); err != nil {
-		return append(problems, "data is not JSON: "+err.Error())
-	}
-	if err := schema.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
-		problems = append(problems, "data does not match its schema: "+oneLine(err))
+	if err := c.validate(pointer, []byte(f.Data)); err != nil {
+		problems = append(problems, "data does not match "+pointer+": "+oneLine(err))
 	}
 	// What the document says in words.
 	var d struct {
@@ -461,12 +532,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// CloseIdleConnections passes on to the transport it wraps
-// (http.Client.CloseIdleConnections looks for it).
-func (c checkedTransport) CloseIdleConnections() {
-	if ci, ok := c.base.(interface{ CloseIdleConnections() }); ok {
-		ci.CloseIdleConnections()
-	}
 }
