@@ -8,17 +8,20 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/stretchr/testify/require"
 
 	openapi "github.com/bellhophq/bellhop/api"
 	"github.com/bellhophq/bellhop/internal/sseclient"
@@ -532,4 +535,107 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// The check's rules catch what they are for: each answer here is one a
+// relay that drifted from the document could give.
+func TestContractCheckRules(t *testing.T) {
+	t.Parallel()
+	const id = "5f0c1d3e-8f6a-4b7c-9d2e-1a2b3c4d5e6f"
+	answer := func(status int, header http.Header, body string) *http.Response {
+		rec := httptest.NewRecorder()
+		for k, v := range header {
+			rec.Header()[k] = v
+		}
+		rec.WriteHeader(status)
+		_, _ = rec.WriteString(body)
+		return rec.Result()
+	}
+	asJSON := http.Header{"Content-Type": {"application/json"}}
+	bearer := http.Header{"Authorization": {"Bearer x"}}
+	cases := []struct {
+		name         string
+		method, path string
+		header       http.Header
+		res          *http.Response
+		serves       listener
+		want         string // "" when the answer keeps the contract
+	}{
+		{"count", "GET", "/notifications/unread/count", bearer,
+			answer(200, http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}}, `{"count":3,"capped":false}`), allPaths, ""},
+		{"a field renamed", "GET", "/notifications/unread/count", bearer,
+			answer(200, http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}}, `{"n":3,"capped":false}`), allPaths, "does not match"},
+		{"a header lost", "GET", "/notifications/unread/count", bearer,
+			answer(200, asJSON, `{"count":3,"capped":false}`), allPaths, "Cache-Control"},
+		{"a status undocumented", "GET", "/notifications/unread/count", bearer,
+			answer(402, asJSON, `{"error":"x","message":"y"}`), allPaths, "status"},
+		{"an error code undocumented", "POST", "/notifications/" + id + "/read", bearer,
+			answer(404, asJSON, `{"error":"gone","message":"y"}`), allPaths, "does not match"},
+		{"a request the document refuses, served", "GET", "/notifications?limit=500", bearer,
+			answer(200, asJSON, `{"notifications":[],"next_cursor":null}`), allPaths, "refuses this request"},
+		{"no token, served", "GET", "/notifications", nil,
+			answer(200, asJSON, `{"notifications":[],"next_cursor":null}`), allPaths, "refuses this request"},
+		{"a 401 without its challenge", "GET", "/notifications", nil,
+			answer(401, asJSON, `{"error":"unauthorized","message":"y"}`), allPaths, "WWW-Authenticate"},
+		{"405 with Allow", "PUT", "/notifications/" + id + "/read", bearer,
+			answer(405, http.Header{"Allow": {"POST"}}, ""), allPaths, ""},
+		{"405 naming a method the document lacks", "PUT", "/notifications/" + id + "/read", bearer,
+			answer(405, http.Header{"Allow": {"GET, POST"}}, ""), allPaths, "Allow"},
+		{"a route the document lacks", "GET", "/notifications/" + id, bearer,
+			answer(200, asJSON, `{}`), allPaths, "405"},
+		{"a path the document lacks", "GET", "/debug", nil, answer(200, nil, ""), allPaths, "404"},
+		{"HEAD on a GET route", "HEAD", "/healthz", nil, answer(200, nil, ""), allPaths, ""},
+		{"HEAD on the stream", "HEAD", "/notifications/stream", bearer, answer(200, nil, ""), allPaths, "status"},
+		{"the ops listener's path on the API listener", "GET", "/healthz", nil,
+			answer(200, asJSON, `{"status":"ok"}`), apiPaths, "404"},
+		{"a preflight refused", "OPTIONS", "/notifications", http.Header{"Origin": {"https://evil.example"}},
+			answer(403, asJSON, `{"error":"origin_not_allowed","message":"y"}`), allPaths, ""},
+		{"a stream answered as JSON", "GET", "/notifications/stream", bearer,
+			answer(200, asJSON, `{}`), allPaths, "Content-Type"},
+	}
+	for _, c := range cases {
+		req := httptest.NewRequest(c.method, "http://relay.test"+c.path, nil)
+		for k, v := range c.header {
+			req.Header[k] = v
+		}
+		problems := strings.Join(contract.check(req, c.res, c.serves, true, func(p string) { t.Errorf("%s: %s", c.name, p) }), "; ")
+		if c.want == "" {
+			require.Empty(t, problems, c.name)
+		} else {
+			require.Contains(t, problems, c.want, c.name)
+		}
+	}
+
+	// The stream's frames.
+	frames := []struct {
+		name string
+		f    sseclient.Frame
+		want string
+	}{
+		{"an event", sseclient.Frame{ID: "17", HasID: true, Event: "notification", HasData: true,
+			Data: `{"seq":17,"op":"created","id":"` + id + `","type":"t","database_key":null,"read_at":null,"sse":null}`}, ""},
+		{"refetch", sseclient.Frame{ID: "17", HasID: true, Event: "notification", HasData: true,
+			Data: `{"seq":17,"op":"refetch","database_key":null,"read_at":null,"sse":null}`}, ""},
+		{"the resume point", sseclient.Frame{ID: "17", HasID: true}, ""},
+		{"an id that is no seq", sseclient.Frame{ID: "x17", HasID: true}, "EventID"},
+		{"an id: other than the seq", sseclient.Frame{ID: "18", HasID: true, Event: "notification", HasData: true,
+			Data: `{"seq":17,"op":"created","id":"` + id + `","type":"t","database_key":null,"read_at":null,"sse":null}`}, "its seq"},
+		{"an op undocumented", sseclient.Frame{ID: "17", HasID: true, Event: "notification", HasData: true,
+			Data: `{"seq":17,"op":"archived","id":"` + id + `","type":"t","database_key":null,"read_at":null,"sse":null}`}, "does not match"},
+		{"a created event without its id", sseclient.Frame{ID: "17", HasID: true, Event: "notification", HasData: true,
+			Data: `{"seq":17,"op":"created","type":"t","database_key":null,"read_at":null,"sse":null}`}, "does not match"},
+		{"a refusal", sseclient.Frame{Retry: 1500 * time.Millisecond, Event: "refused", HasData: true,
+			Data: `{"reason":"shutting_down","message":"m","status":503,"retry_ms":1500}`}, ""},
+		{"a refusal with an id", sseclient.Frame{ID: "17", HasID: true, Retry: 1500 * time.Millisecond, Event: "refused", HasData: true,
+			Data: `{"reason":"shutting_down","message":"m","status":503,"retry_ms":1500}`}, "no id:"},
+		{"an event undocumented", sseclient.Frame{Event: "archived", HasData: true, Data: `{}`}, "x-sse-events"},
+	}
+	for _, c := range frames {
+		problems := strings.Join(contract.frame(c.f), "; ")
+		if c.want == "" {
+			require.Empty(t, problems, c.name)
+		} else {
+			require.Contains(t, problems, c.want, c.name)
+		}
+	}
 }
