@@ -317,8 +317,8 @@ func positive(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Handler is the relay's HTTP API, with /healthz, /readyz and /metrics
-// unless Config.OpsAddr is set.
+// Handler is the relay's HTTP API and its contract (GET /openapi.json),
+// with /healthz, /readyz and /metrics unless Config.OpsAddr is set.
 func (r *Relay) Handler() http.Handler { return r.handler }
 
 // OpsHandler serves /healthz, /readyz and /metrics (ListenAndServe serves
