@@ -25,6 +25,7 @@ import (
 
 	openapi "github.com/bellhophq/bellhop/api"
 	"github.com/bellhophq/bellhop/internal/sseclient"
+	"github.com/bellhophq/bellhop/relay"
 )
 
 // The contract check: every answer a relay gives these tests is validated
@@ -638,4 +639,28 @@ func TestContractCheckRules(t *testing.T) {
 			require.Contains(t, problems, c.want, c.name)
 		}
 	}
+}
+
+// The relay serves the document, without a token, on its API listener
+// only; a client revalidates it with its ETag.
+func TestOpenAPIServed(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	r := b.startServed(t, func(c *relay.Config) { c.OpsAddr = "127.0.0.1:0" })
+	want, err := openapi.JSON()
+	require.NoError(t, err)
+
+	res, body := do(t, http.MethodGet, r.URL+"/openapi.json", nil)
+	require.Equal(t, http.StatusOK, res.StatusCode, "%s", body)
+	require.Equal(t, "application/json", res.Header.Get("Content-Type"))
+	require.JSONEq(t, string(want), string(body))
+	etag := res.Header.Get("ETag")
+	require.NotEmpty(t, etag)
+
+	res, body = do(t, http.MethodGet, r.URL+"/openapi.json", http.Header{"If-None-Match": {etag}})
+	require.Equal(t, http.StatusNotModified, res.StatusCode)
+	require.Empty(t, body)
+
+	res, _ = do(t, http.MethodGet, r.OpsURL+"/openapi.json", nil)
+	require.Equal(t, http.StatusNotFound, res.StatusCode, "the ops listener serves health and metrics only")
 }
