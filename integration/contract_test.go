@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -37,7 +38,8 @@ import (
 // checked too when its path is one the document lists, and a failure
 // there, with no test to blame, ends the run. The tests that write raw
 // bytes on a socket (rawExchange, TestSlowReaderIsDropped's reader, the
-// relay package's hardening tests) are not checked.
+// relay package's hardening tests) are not checked, nor the answers to
+// the unchecked client.
 //
 // kin-openapi (OpenAPI 3.1) validates each request against its operation's
 // parameters and security, and each answer's status (it must be
@@ -62,6 +64,10 @@ import (
 //   - a path the document lacks (or the other listener's, with
 //     BELLHOP_OPS_ADDR): 404; a CORS preflight, 204 or 403 with an Error.
 var contract = mustLoadContract()
+
+// unchecked is a client whose answers are not checked, for a test whose
+// timing the check's work would change (say why where it is used).
+var unchecked *http.Client
 
 type contractCheck struct {
 	doc   *openapi3.T
@@ -188,17 +194,18 @@ func (c *contractCheck) schema(pointer string) (*jsonschema.Schema, error) {
 	return s, nil
 }
 
-// validate checks the JSON in data against the schema at pointer.
-func (c *contractCheck) validate(pointer string, data []byte) error {
+// validate checks the JSON in data against the schema at pointer, and
+// returns it decoded (numbers as json.Number).
+func (c *contractCheck) validate(pointer string, data []byte) (any, error) {
 	s, err := c.schema(pointer)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
-		return fmt.Errorf("not JSON: %w", err)
+		return nil, fmt.Errorf("not JSON: %w", err)
 	}
-	return s.Validate(v)
+	return v, s.Validate(v)
 }
 
 // checkRelay makes contract failures of the relay at base fail t, for as
@@ -433,32 +440,30 @@ func (c *contractCheck) body(res *http.Response, pointer string) []string {
 	if err != nil {
 		return []string{"reading the body: " + err.Error()}
 	}
-	if err := c.validate(pointer, body); err != nil {
+	if _, err := c.validate(pointer, body); err != nil {
 		return []string{"the body does not match " + pointer + ": " + oneLine(err)}
 	}
 	return nil
 }
 
 // stream checks the event stream that body carries as the caller reads
-// it: the bytes pass through to a parser (sseclient's, as EventSource
-// reads) on a goroutine of its own, which checks each frame.
+// it: what the caller reads is queued for a parser (sseclient's, as
+// EventSource reads) on a goroutine of its own, which checks each frame.
 func (c *contractCheck) stream(body io.ReadCloser, fail func(string)) io.ReadCloser {
-	pr, pw := io.Pipe()
+	t := &tap{ready: make(chan struct{}, 1)}
 	go func() {
-		r := sseclient.NewReader(pr, 0)
+		r := sseclient.NewReader(t, 0)
 		for {
 			f, err := r.Next()
 			if err != nil {
-				// A frame cut by the end of the stream is no frame.
-				_, _ = io.Copy(io.Discard, pr)
-				return
+				return // a frame cut by the end of the stream is no frame
 			}
 			for _, p := range c.frame(f) {
 				fail(fmt.Sprintf("frame id:%q event:%q data:%s: %s", f.ID, f.Event, truncate(f.Data, 200), p))
 			}
 		}
 	}()
-	return &teeBody{ReadCloser: body, pw: pw}
+	return &teeBody{ReadCloser: body, tap: t}
 }
 
 func (c *contractCheck) frame(f sseclient.Frame) []string {
@@ -468,7 +473,7 @@ func (c *contractCheck) frame(f sseclient.Frame) []string {
 	}
 	if f.HasID {
 		id, _ := json.Marshal(f.ID)
-		if err := c.validate("#/components/schemas/EventID", id); err != nil {
+		if _, err := c.validate("#/components/schemas/EventID", id); err != nil {
 			problems = append(problems, "id: is not an EventID: "+oneLine(err))
 		}
 	}
@@ -479,25 +484,22 @@ func (c *contractCheck) frame(f sseclient.Frame) []string {
 	if !ok {
 		return append(problems, fmt.Sprintf("event %q is not in x-sse-events", f.Event))
 	}
-	if err := c.validate(pointer, []byte(f.Data)); err != nil {
+	v, err := c.validate(pointer, []byte(f.Data))
+	if err != nil {
 		problems = append(problems, "data does not match "+pointer+": "+oneLine(err))
 	}
 	// What the document says in words.
-	var d struct {
-		Seq     *int64 `json:"seq"`
-		RetryMS int64  `json:"retry_ms"`
-	}
-	_ = json.Unmarshal([]byte(f.Data), &d)
+	d, _ := v.(map[string]any)
 	switch f.Event {
 	case "notification":
-		if id, err := f.Seq(); err != nil || d.Seq == nil || *d.Seq != id {
+		if seq, ok := d["seq"].(json.Number); !ok || seq.String() != f.ID {
 			problems = append(problems, "an event's id: is its seq")
 		}
 	case "refused":
 		if f.HasID {
 			problems = append(problems, "a refused event has no id:")
 		}
-		if f.Retry.Milliseconds() != d.RetryMS {
+		if ms, ok := d["retry_ms"].(json.Number); !ok || ms.String() != strconv.FormatInt(f.Retry.Milliseconds(), 10) {
 			problems = append(problems, "a refused event's retry: is its retry_ms")
 		}
 	}
@@ -507,24 +509,62 @@ func (c *contractCheck) frame(f sseclient.Frame) []string {
 // teeBody passes what the caller reads on to the events' parser.
 type teeBody struct {
 	io.ReadCloser
-	pw *io.PipeWriter
+	tap *tap
 }
 
 func (b *teeBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
-		_, _ = b.pw.Write(p[:n])
-	}
-	if err != nil {
-		b.pw.Close()
-	}
+	b.tap.put(p[:n], err != nil)
 	return n, err
 }
 
 func (b *teeBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.pw.Close()
+	b.tap.put(nil, true)
 	return err
+}
+
+// tap queues what the caller of a checked stream read for the parser,
+// never making the caller wait: a relay cuts a stream whose reader falls
+// behind (its write timeout), and the check must not make one.
+type tap struct {
+	mu    sync.Mutex
+	buf   []byte
+	end   bool
+	ready chan struct{} // something was put
+}
+
+func (t *tap) put(p []byte, end bool) {
+	t.mu.Lock()
+	t.buf = append(t.buf, p...)
+	t.end = t.end || end
+	t.mu.Unlock()
+	select {
+	case t.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Read is the parser's: what the caller read, in order, then io.EOF.
+func (t *tap) Read(p []byte) (int, error) {
+	for {
+		t.mu.Lock()
+		if len(t.buf) > 0 {
+			n := copy(p, t.buf)
+			t.buf = t.buf[n:]
+			if len(t.buf) == 0 {
+				t.buf = nil
+			}
+			t.mu.Unlock()
+			return n, nil
+		}
+		end := t.end
+		t.mu.Unlock()
+		if end {
+			return 0, io.EOF
+		}
+		<-t.ready
+	}
 }
 
 func oneLine(err error) string {
