@@ -241,9 +241,9 @@ func (c checkedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return res, err
 	}
 	host := req.URL.Host
-	h, relay := contract.relay(host)
+	h, isRelay := contract.relay(host)
 	what := fmt.Sprintf("%s %s answered %d", req.Method, truncate(req.URL.RequestURI(), 80), res.StatusCode)
-	for _, p := range contract.check(req, res, h.serves, relay, func(p string) { contract.fail(host, what+": "+p) }) {
+	for _, p := range contract.check(req, res, h.serves, isRelay, func(p string) { contract.fail(host, what+": "+p) }) {
 		contract.fail(host, what+": "+p)
 	}
 	return res, nil
