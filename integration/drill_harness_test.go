@@ -57,11 +57,11 @@ func newDrill(t *testing.T, b *testBundle, urls func() []string) *drill {
 		d.to = append(d.to, outbox.User(fmt.Sprintf("drill%02d", i)))
 	}
 	d.load = &writeLoad{Ledger: loadgen.NewLedger(), pool: b.db.Pool, table: b.db.Table("notifications")}
-	d.hc = &http.Client{Transport: &http.Transport{
+	d.hc = &http.Client{Transport: checked(&http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 10 * time.Second,
 		DisableCompression:    true,
-	}}
+	})}
 	t.Cleanup(func() {
 		if d.cancel != nil {
 			d.cancel()

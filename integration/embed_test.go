@@ -36,6 +36,7 @@ func TestRelayOnSharedPool(t *testing.T) {
 	require.NoError(t, r.Start(ctx))
 	srv := httptest.NewServer(r.Handler())
 	t.Cleanup(srv.Close)
+	checkRelay(t, srv.URL)
 	waitReady(t, srv.URL)
 
 	s := openStream(t, srv.URL, alice, -1)

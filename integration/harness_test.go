@@ -22,6 +22,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Every answer is held against api/openapi.yaml (contract_test.go).
+	unchecked = &http.Client{Transport: http.DefaultTransport}
+	http.DefaultTransport = checked(http.DefaultTransport)
 	// The relay binary the process tests built, once for the run.
 	pgtest.Main(m, func() { _ = relayBin.Remove() })
 }
@@ -82,6 +85,7 @@ func (b *testBundle) startRelay(t *testing.T, mutate ...func(*relay.Config)) *te
 		_ = r.Stop(context.Background())
 		srv.Close()
 	})
+	checkRelay(t, srv.URL)
 	waitReady(t, srv.URL)
 	return &testRelay{Relay: r, URL: srv.URL}
 }
@@ -131,6 +135,12 @@ type stream struct {
 // on the stream is subscribed). base is the relay's URL, or a full stream URL.
 func openStream(t *testing.T, base string, to outbox.Recipient, lastID int64) *stream {
 	t.Helper()
+	return openStreamWith(t, nil, base, to, lastID)
+}
+
+// openStreamWith is openStream on hc (nil: http.DefaultClient).
+func openStreamWith(t *testing.T, hc *http.Client, base string, to outbox.Recipient, lastID int64) *stream {
+	t.Helper()
 	url := base
 	if !strings.Contains(base, "/notifications/stream") {
 		url += "/notifications/stream"
@@ -139,7 +149,7 @@ func openStream(t *testing.T, base string, to outbox.Recipient, lastID int64) *s
 	if lastID >= 0 {
 		last = strconv.FormatInt(lastID, 10)
 	}
-	s, err := sseclient.Connect(context.Background(), nil, url, http.Header{"Authorization": {"Bearer " + token(t, to)}}, last)
+	s, err := sseclient.Connect(context.Background(), hc, url, http.Header{"Authorization": {"Bearer " + token(t, to)}}, last)
 	require.NoError(t, err)
 	require.Equal(t, "text/event-stream", s.Response.Header.Get("Content-Type"))
 	st := &stream{Events: make(chan event, 10000), s: s}

@@ -58,9 +58,13 @@ func (b *testBundle) startServed(t *testing.T, mutate ...func(*relay.Config)) *s
 	t.Cleanup(s.stop) // runs before the servers close
 	s.URL = serve(r.Handler()).URL
 	ready := s.URL
-	if cfg.OpsAddr != "" {
+	if cfg.OpsAddr == "" {
+		checkRelay(t, s.URL)
+	} else {
 		s.OpsURL = serve(r.OpsHandler()).URL
 		ready = s.OpsURL
+		checkListener(t, s.URL, apiPaths)
+		checkListener(t, s.OpsURL, opsPaths)
 	}
 	waitReady(t, ready)
 	return s
@@ -558,6 +562,8 @@ func TestHTTPOpsListener(t *testing.T) {
 		require.NoError(t, <-done)
 	})
 	main, ops := "http://"+cfg.ListenAddr, "http://"+cfg.OpsAddr
+	checkListener(t, main, apiPaths)
+	checkListener(t, ops, opsPaths)
 	waitReady(t, ops)
 
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {

@@ -74,7 +74,7 @@ func TestIsolationRandomized(t *testing.T) {
 	}
 
 	w := &world{owner: map[string]outbox.Recipient{}, rolledBack: map[string]bool{}}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 30 * time.Second}
+	client := &http.Client{Transport: checked(&http.Transport{MaxIdleConnsPerHost: 16}), Timeout: 30 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 	errs := make(chan error, workers)
 	deadline := time.Now().Add(duration)

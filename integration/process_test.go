@@ -42,6 +42,7 @@ func (b *testBundle) startProcess(t *testing.T, extraEnv ...string) *relayProces
 		"BELLHOP_LOG_LEVEL=warn",
 	}, extraEnv...)...)
 	require.NoError(t, err)
+	checkRelay(t, p.URL)
 	t.Cleanup(func() {
 		p.Kill()
 		if t.Failed() {

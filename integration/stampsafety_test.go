@@ -45,6 +45,7 @@ func (b *testBundle) ownRelay(t *testing.T, mutate ...func(*relay.Config)) (url 
 		})
 	}
 	t.Cleanup(stop)
+	checkRelay(t, srv.URL)
 	waitReady(t, srv.URL)
 	return srv.URL, stop
 }

@@ -10,8 +10,9 @@
 // The hub fans every event out to the open streams of its recipient; a
 // stream that reconnects with Last-Event-ID is replayed from the table.
 // Handler serves GET /notifications/stream, the inbox routes (list, unread
-// count, mark read and unread, read all, delete) and, unless
-// Config.OpsAddr, /healthz, /readyz and /metrics. Requests authenticate
+// count, mark read and unread, read all, delete), GET /openapi.json (the
+// contract of them all, api/openapi.yaml) and, unless Config.OpsAddr,
+// /healthz, /readyz and /metrics. Requests authenticate
 // with a JWT (Config.JWTSecret, JWTPublicKeyFile or JWKSURL) in the
 // Authorization header or the Config.CookieName cookie.
 //

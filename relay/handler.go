@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	openapi "github.com/bellhophq/bellhop/api"
 	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/inbox"
 )
@@ -36,17 +37,18 @@ const preferencesPath = "/notifications/preferences"
 const drainTimeout = time.Second
 
 // routes is the relay's API, and its health and metrics routes unless
-// Config.OpsAddr moves them to a listener of their own (opsRoutes).
-func (r *Relay) routes() http.Handler {
+// Config.OpsAddr moves them to a listener of their own (opsRoutes). Every
+// route is in api/openapi.yaml (see route).
+func (r *Relay) routes() (http.Handler, error) {
 	api := http.NewServeMux()
-	handle(api, "GET /notifications", r.authed(r.list))
-	handle(api, "GET /notifications/unread/count", r.authed(r.unreadCount))
-	handle(api, "POST /notifications/read-all", r.authed(r.markAllRead))
-	handle(api, "POST /notifications/{id}/read", r.authed(r.markRead))
-	handle(api, "POST /notifications/{id}/unread", r.authed(r.markUnread))
-	handle(api, "DELETE /notifications/{id}", r.authed(r.remove))
-	handle(api, "GET "+preferencesPath, r.authed(r.preferences))
-	handle(api, "PUT "+preferencesPath, r.authed(r.setPreferences))
+	r.route(api, "GET /notifications", r.authed(r.list))
+	r.route(api, "GET /notifications/unread/count", r.authed(r.unreadCount))
+	r.route(api, "POST /notifications/read-all", r.authed(r.markAllRead))
+	r.route(api, "POST /notifications/{id}/read", r.authed(r.markRead))
+	r.route(api, "POST /notifications/{id}/unread", r.authed(r.markUnread))
+	r.route(api, "DELETE /notifications/{id}", r.authed(r.remove))
+	r.route(api, "GET "+preferencesPath, r.authed(r.preferences))
+	r.route(api, "PUT "+preferencesPath, r.authed(r.setPreferences))
 	// Without a pattern of its own, PUT /notifications would be redirected
 	// (307) to /notifications/ by the mux.
 	handle(api, "/notifications", func(w http.ResponseWriter, req *http.Request) {
@@ -58,24 +60,29 @@ func (r *Relay) routes() http.Handler {
 
 	mux := http.NewServeMux()
 	// Streams are long-lived: no request timeout for them.
-	handle(mux, "GET /notifications/stream", r.authed(r.stream))
+	r.route(mux, "GET /notifications/stream", r.authed(r.stream))
 	// A GET pattern also takes HEAD, which would open a stream nobody reads;
 	// and any other method must not fall through to /notifications/{id}.
 	handle(mux, "/notifications/stream", func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Allow", http.MethodGet)
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", req.Method+" is not allowed here; use GET")
 	})
-	handle(mux, "HEAD /notifications/stream", func(w http.ResponseWriter, req *http.Request) {
+	r.route(mux, "HEAD /notifications/stream", func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Allow", http.MethodGet)
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", req.Method+" is not allowed here; use GET")
 	})
 	bounded := withTimeout(api, r.cfg.RequestTimeout)
 	mux.Handle("/notifications", bounded)
 	mux.Handle("/notifications/", bounded)
+	doc, err := openapi.Handler()
+	if err != nil {
+		return nil, err
+	}
+	r.route(mux, "GET /openapi.json", doc.ServeHTTP)
 	if r.cfg.OpsAddr == "" {
 		r.opsRoutes(mux)
 	}
-	return r.instrument(r.cors(checkQuery(noBody(mux))))
+	return r.instrument(r.cors(checkQuery(noBody(mux)))), nil
 }
 
 // opsHandler serves health and metrics on Config.OpsAddr.
@@ -86,11 +93,21 @@ func (r *Relay) opsHandler() http.Handler {
 }
 
 func (r *Relay) opsRoutes(mux *http.ServeMux) {
-	handle(mux, "GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	r.route(mux, "GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	handle(mux, "GET /readyz", r.readyz)
-	handle(mux, "GET /metrics", promhttp.HandlerFor(r.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP)
+	r.route(mux, "GET /readyz", r.readyz)
+	r.route(mux, "GET /metrics", promhttp.HandlerFor(r.metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP)
+}
+
+// route registers a route: a pattern with a method, noted in r.patterns,
+// which a test holds against api/openapi.yaml. (The patterns without a
+// method only answer 404 and 405.) Register every route through it.
+func (r *Relay) route(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
+	handle(mux, pattern, h)
+	if !slices.Contains(r.patterns, pattern) {
+		r.patterns = append(r.patterns, pattern)
+	}
 }
 
 // notRouted answers JSON for what the mux would answer in plain text: 405

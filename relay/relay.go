@@ -207,7 +207,9 @@ type Relay struct {
 	q       queries
 	handler http.Handler
 	ops     http.Handler
-	cancel  context.CancelFunc
+	// patterns are the routes of handler and ops (route).
+	patterns []string
+	cancel   context.CancelFunc
 	// stopAuth ends the JWKS refresh, if any.
 	stopAuth context.CancelFunc
 	done     chan struct{}
@@ -312,7 +314,9 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 	}
 	m.RegisterBacklog(r.backlog, log)
 	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), inbox.PreferencesChannel(cfg.Schema), &r.q, cfg.StreamBuffer, m, r.tracer, log)
-	r.handler = r.routes()
+	if r.handler, err = r.routes(); err != nil {
+		return nil, err
+	}
 	r.ops = r.opsHandler()
 	return r, nil
 }
@@ -350,8 +354,8 @@ func positive(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Handler is the relay's HTTP API, with /healthz, /readyz and /metrics
-// unless Config.OpsAddr is set.
+// Handler is the relay's HTTP API and its contract (GET /openapi.json),
+// with /healthz, /readyz and /metrics unless Config.OpsAddr is set.
 func (r *Relay) Handler() http.Handler { return r.handler }
 
 // OpsHandler serves /healthz, /readyz and /metrics (ListenAndServe serves
