@@ -379,10 +379,17 @@ func (c *contractCheck) operation(req *http.Request, res *http.Response, p *docP
 	op *openapi3.Operation, streamFail func(string)) []string {
 	var problems []string
 	route := &routers.Route{Spec: c.doc, Path: p.template, PathItem: p.item, Method: req.Method, Operation: op}
-	// The validator reads the body it is given: give it none (no route
-	// takes one), and leave the caller's request alone.
+	// The validator reads the body it is given: give it a copy of the one
+	// sent (only PUT /notifications/preferences takes one; requests built
+	// from a bytes or strings reader can make it again), and leave the
+	// caller's request alone.
 	probe := req.Clone(context.Background())
 	probe.Body, probe.ContentLength = http.NoBody, 0
+	if req.GetBody != nil && req.ContentLength != 0 {
+		if body, err := req.GetBody(); err == nil {
+			probe.Body, probe.ContentLength = body, req.ContentLength
+		}
+	}
 	in := &openapi3filter.RequestValidationInput{Request: probe, PathParams: params, Route: route, Options: options}
 	if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil && res.StatusCode < 400 {
 		problems = append(problems, "the document refuses this request, the relay served it: "+oneLine(err))

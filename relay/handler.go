@@ -46,7 +46,14 @@ func (r *Relay) routes() (http.Handler, error) {
 	r.route(api, "POST /notifications/read-all", r.authed(r.markAllRead))
 	r.route(api, "POST /notifications/{id}/read", r.authed(r.markRead))
 	r.route(api, "POST /notifications/{id}/unread", r.authed(r.markUnread))
-	r.route(api, "DELETE /notifications/{id}", r.authed(r.remove))
+	remove := r.authed(r.remove)
+	r.route(api, "DELETE /notifications/{id}", func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == preferencesPath {
+			notRouted(api, w, req) // not an id: 405, Allow: GET, PUT
+			return
+		}
+		remove(w, req)
+	})
 	r.route(api, "GET "+preferencesPath, r.authed(r.preferences))
 	r.route(api, "PUT "+preferencesPath, r.authed(r.setPreferences))
 	// Without a pattern of its own, PUT /notifications would be redirected
@@ -118,7 +125,11 @@ func notRouted(mux *http.ServeMux, w http.ResponseWriter, req *http.Request) {
 		probe := req.Clone(req.Context())
 		probe.Method = m
 		// Only a pattern with a method is a route; the others are catch-alls.
-		if _, pattern := mux.Handler(probe); strings.Contains(pattern, " ") {
+		_, pattern := mux.Handler(probe)
+		if pattern == "DELETE /notifications/{id}" && req.URL.Path == preferencesPath {
+			continue
+		}
+		if strings.Contains(pattern, " ") {
 			allowed = append(allowed, m)
 		}
 	}
