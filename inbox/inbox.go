@@ -1,5 +1,6 @@
-// Package inbox is Bellhop's read side: the unread count, the list, and the
-// changes a reader makes (read, unread, read all, delete). Every call is
+// Package inbox is Bellhop's read side: the unread and unseen counts, the
+// list, and the changes a reader makes (read, unread, read all, seen,
+// archive, unarchive, delete). Every call is
 // scoped to one recipient; an id that is not theirs is ErrNotFound.
 //
 // The relay serves it over HTTP (package relay); an application can also
@@ -37,6 +38,10 @@ var (
 	ErrBadCursor = errors.New("cursor is not valid")
 	// ErrBadLimit: the limit is out of range.
 	ErrBadLimit = errors.New("limit is out of range")
+	// ErrBadArchived: ListOptions.Archived is not one of the Archived values.
+	ErrBadArchived = errors.New("archived filter is not valid")
+	// ErrBadEventID: a mark-seen's event id is not positive.
+	ErrBadEventID = errors.New("event id is not valid")
 )
 
 // Limits of List.
@@ -52,15 +57,38 @@ type Notification struct {
 	Data        json.RawMessage `json:"data"`
 	DatabaseKey *string         `json:"database_key"`
 	ReadAt      *time.Time      `json:"read_at"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
+	// SeenAt is when the recipient last marked their inbox seen with this
+	// notification in it (the bell's count), nil while unseen.
+	SeenAt *time.Time `json:"seen_at"`
+	// ArchivedAt is when the recipient archived it, nil unless archived.
+	ArchivedAt *time.Time `json:"archived_at"`
+	// ExpiresAt is when it leaves the inbox by itself, nil for never.
+	ExpiresAt *time.Time `json:"expires_at"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
-// Count is an unread count. When Capped, the real count is Count or more.
+// Count is the unread count, and the unseen count (what a bell shows).
+// Neither counts archived or expired notifications. When Capped, the real
+// unread count is Count or more; likewise UnseenCapped for Unseen.
 type Count struct {
-	Count  int64 `json:"count"`
-	Capped bool  `json:"capped"`
+	Count        int64 `json:"count"`
+	Capped       bool  `json:"capped"`
+	Unseen       int64 `json:"unseen"`
+	UnseenCapped bool  `json:"unseen_capped"`
 }
+
+// Archived says what List does with archived notifications.
+type Archived string
+
+const (
+	// ArchivedExclude leaves them out (the default).
+	ArchivedExclude Archived = "exclude"
+	// ArchivedInclude lists them with the others.
+	ArchivedInclude Archived = "include"
+	// ArchivedOnly lists only them: an "Archived" tab.
+	ArchivedOnly Archived = "only"
+)
 
 // ListOptions filter and page List.
 type ListOptions struct {
@@ -72,6 +100,9 @@ type ListOptions struct {
 	UnreadOnly bool
 	// Types keeps only these types; empty keeps all.
 	Types []string
+	// Archived says whether archived notifications are listed. Defaults to
+	// ArchivedExclude.
+	Archived Archived
 }
 
 // Page is one page of List.
@@ -108,6 +139,7 @@ type Inbox struct {
 	countCap int64
 	q        struct {
 		count, list, markRead, markUnread, quiet, markAll, readAll, delete string
+		archive, unarchive, markSeen, insertSeen                           string
 	}
 }
 
@@ -135,6 +167,10 @@ func New(db DB, cfg Config) (*Inbox, error) {
 	in.q.markAll = set.Get("MarkAllRead")
 	in.q.readAll = set.Get("InsertReadAll")
 	in.q.delete = set.Get("Delete")
+	in.q.archive = set.Get("Archive")
+	in.q.unarchive = set.Get("Unarchive")
+	in.q.markSeen = set.Get("MarkSeen")
+	in.q.insertSeen = set.Get("InsertSeen")
 	return in, set.Err()
 }
 
@@ -148,13 +184,14 @@ func (in *Inbox) WithTx(tx pgx.Tx) *Inbox {
 	return &c
 }
 
-// UnreadCount counts to's unread notifications, up to the configured cap.
+// UnreadCount counts to's unread and unseen notifications, each up to the
+// configured cap.
 func (in *Inbox) UnreadCount(ctx context.Context, to bellhoptype.Recipient) (Count, error) {
-	var n int64
-	if err := in.db.QueryRow(ctx, in.q.count, to.Tenant, to.Type, to.ID, in.countCap).Scan(&n); err != nil {
+	var n, unseen int64
+	if err := in.db.QueryRow(ctx, in.q.count, to.Tenant, to.Type, to.ID, in.countCap).Scan(&n, &unseen); err != nil {
 		return Count{}, fmt.Errorf("inbox: unread count: %w", err)
 	}
-	return Count{Count: n, Capped: n >= in.countCap}, nil
+	return Count{Count: n, Capped: n >= in.countCap, Unseen: unseen, UnseenCapped: unseen >= in.countCap}, nil
 }
 
 // The position before every row, for the first page.
@@ -183,8 +220,16 @@ func (in *Inbox) List(ctx context.Context, to bellhoptype.Recipient, opts ListOp
 	if types == nil {
 		types = []string{}
 	}
+	archived := opts.Archived
+	switch archived {
+	case "":
+		archived = ArchivedExclude
+	case ArchivedExclude, ArchivedInclude, ArchivedOnly:
+	default:
+		return Page{}, fmt.Errorf("%w: %q (want %q, %q or %q)", ErrBadArchived, archived, ArchivedExclude, ArchivedInclude, ArchivedOnly)
+	}
 	// One row more than asked tells whether there is a next page.
-	rows, err := in.db.Query(ctx, in.q.list, to.Tenant, to.Type, to.ID, at, id, opts.UnreadOnly, types, limit+1)
+	rows, err := in.db.Query(ctx, in.q.list, to.Tenant, to.Type, to.ID, at, id, opts.UnreadOnly, types, limit+1, string(archived))
 	if err != nil {
 		return Page{}, fmt.Errorf("inbox: list: %w", err)
 	}
@@ -210,6 +255,57 @@ func (in *Inbox) MarkRead(ctx context.Context, to bellhoptype.Recipient, id stri
 // MarkUnread marks one notification unread.
 func (in *Inbox) MarkUnread(ctx context.Context, to bellhoptype.Recipient, id string) (Notification, error) {
 	return in.change(ctx, in.q.markUnread, to, id)
+}
+
+// Archive moves one notification out of the inbox into its archive: it is
+// listed only when asked for (ListOptions.Archived), and not counted.
+// Archiving an archived one again is a no-op.
+func (in *Inbox) Archive(ctx context.Context, to bellhoptype.Recipient, id string) (Notification, error) {
+	return in.change(ctx, in.q.archive, to, id)
+}
+
+// Unarchive moves one archived notification back into the inbox.
+func (in *Inbox) Unarchive(ctx context.Context, to bellhoptype.Recipient, id string) (Notification, error) {
+	return in.change(ctx, in.q.unarchive, to, id)
+}
+
+// SeenOptions narrows MarkSeen.
+type SeenOptions struct {
+	// UpTo, if positive, marks only the notifications the reader can have
+	// been shown by the event with this id: those whose current version
+	// the relay pushed at or before it. Defaults to 0: every notification
+	// committed by now.
+	UpTo int64
+}
+
+// MarkSeen marks to's unseen notifications seen (the bell's count goes to
+// zero; each stays unread) and returns how many changed. The stream
+// carries one seen event for it, not one per row. It runs in a
+// transaction of its own, or in a savepoint of the one given to WithTx.
+func (in *Inbox) MarkSeen(ctx context.Context, to bellhoptype.Recipient, opts SeenOptions) (int64, error) {
+	if opts.UpTo < 0 {
+		return 0, fmt.Errorf("%w: %d", ErrBadEventID, opts.UpTo)
+	}
+	var upTo *int64
+	if opts.UpTo > 0 {
+		upTo = &opts.UpTo
+	}
+	var n int64
+	err := pgx.BeginFunc(ctx, in.db, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, in.q.markSeen, to.Tenant, to.Type, to.ID, upTo)
+		if err != nil {
+			return err
+		}
+		if n = tag.RowsAffected(); n == 0 {
+			return nil
+		}
+		_, err = tx.Exec(ctx, in.q.insertSeen, to.Tenant, to.Type, to.ID, upTo)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("inbox: mark seen: %w", err)
+	}
+	return n, nil
 }
 
 func (in *Inbox) change(ctx context.Context, query string, to bellhoptype.Recipient, id string) (Notification, error) {
@@ -279,7 +375,7 @@ func (in *Inbox) Delete(ctx context.Context, to bellhoptype.Recipient, id string
 
 func scanNotification(row pgx.CollectableRow) (Notification, error) {
 	var n Notification
-	err := row.Scan(&n.ID, &n.Type, &n.Data, &n.DatabaseKey, &n.ReadAt, &n.CreatedAt, &n.UpdatedAt)
+	err := row.Scan(&n.ID, &n.Type, &n.Data, &n.DatabaseKey, &n.ReadAt, &n.SeenAt, &n.ArchivedAt, &n.ExpiresAt, &n.CreatedAt, &n.UpdatedAt)
 	return n, err
 }
 

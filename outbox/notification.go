@@ -2,14 +2,16 @@ package outbox
 
 import (
 	"encoding/json"
+	"time"
 )
 
 // Notification is something to tell a recipient. ToDatabase is what the
 // inbox stores and lists; it must marshal to a JSON object (nil stores {}).
 //
 // A notification may also implement Live (a small payload pushed on the
-// stream), Routed (which channels it goes to) and Keyed (a progress
-// notification updated in place).
+// stream), Routed (which channels it goes to), Keyed (a progress
+// notification updated in place) and Expiring (it leaves the inbox at a
+// given time).
 type Notification interface {
 	Type() string
 	ToDatabase() any
@@ -32,6 +34,15 @@ type Routed interface {
 // key to the same recipient updates one row in place and pushes again.
 type Keyed interface {
 	DatabaseKey() string
+}
+
+// Expiring is implemented by a notification that leaves the inbox by
+// itself: from ExpiresAt on it is neither listed nor counted, open tabs get
+// an expired event (within the relay's sweep interval, 1s by default), and
+// the row is pruned once the replay window has passed. The zero time means
+// it never expires.
+type Expiring interface {
+	ExpiresAt() time.Time
 }
 
 // Channel is where a notification goes.
@@ -61,12 +72,16 @@ type Message struct {
 	// Key is the database key, what DatabaseKey returns: it makes this a
 	// progress notification. Defaults to "" (a new row every send).
 	Key string
+	// Expires is what ExpiresAt returns. Defaults to the zero time: the
+	// notification never expires.
+	Expires time.Time
 }
 
-func (m Message) Type() string        { return m.Kind }
-func (m Message) ToDatabase() any     { return m.Data }
-func (m Message) ToSSE() any          { return m.SSE }
-func (m Message) DatabaseKey() string { return m.Key }
+func (m Message) Type() string         { return m.Kind }
+func (m Message) ToDatabase() any      { return m.Data }
+func (m Message) ToSSE() any           { return m.SSE }
+func (m Message) DatabaseKey() string  { return m.Key }
+func (m Message) ExpiresAt() time.Time { return m.Expires }
 
 // Via returns m.Channels, or both channels when it is empty.
 func (m Message) Via() []Channel {
@@ -83,6 +98,7 @@ type encoded struct {
 	sse      []byte // nil: NULL
 	channels []string
 	key      string // "": not keyed
+	expires  any    // nil: never; else RFC 3339 text
 }
 
 func jsonObject(field string, v any, limit int) ([]byte, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -150,7 +151,7 @@ func (o *Outbox) prepare(to []Recipient, n Notification) (*send, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: encode recipients: %w", err)
 	}
-	s.args = []any{string(recipients), e.kind, string(e.data), nullable(e.sse), strings.Join(e.channels, ",")}
+	s.args = []any{string(recipients), e.kind, string(e.data), nullable(e.sse), strings.Join(e.channels, ","), e.expires}
 	s.query = o.insertMany
 	if e.key != "" {
 		s.query = o.upsertMany
@@ -230,8 +231,23 @@ func encode(n Notification) (encoded, error) {
 			return e, err
 		}
 	}
+	if x, ok := n.(Expiring); ok {
+		if at := x.ExpiresAt(); !at.IsZero() {
+			// Times a client can parse, as the table's check says.
+			if at.Before(minTime) || at.After(maxTime) {
+				return e, invalid("expires_at", "is out of range (years 1 to 9999)")
+			}
+			e.expires = at.UTC().Format(time.RFC3339Nano)
+		}
+	}
 	return e, nil
 }
+
+// The table's bounds on a time (notifications_inbox_times_valid).
+var (
+	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+)
 
 func channels(via []Channel) ([]string, error) {
 	var db, sse bool

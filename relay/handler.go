@@ -34,8 +34,11 @@ func (r *Relay) routes() http.Handler {
 	api.HandleFunc("GET /notifications", r.authed(r.list))
 	api.HandleFunc("GET /notifications/unread/count", r.authed(r.unreadCount))
 	api.HandleFunc("POST /notifications/read-all", r.authed(r.markAllRead))
+	api.HandleFunc("POST /notifications/seen", r.authed(r.markSeen))
 	api.HandleFunc("POST /notifications/{id}/read", r.authed(r.markRead))
 	api.HandleFunc("POST /notifications/{id}/unread", r.authed(r.markUnread))
+	api.HandleFunc("POST /notifications/{id}/archive", r.authed(r.archive))
+	api.HandleFunc("POST /notifications/{id}/unarchive", r.authed(r.unarchive))
 	api.HandleFunc("DELETE /notifications/{id}", r.authed(r.remove))
 	// Without a pattern of its own, PUT /notifications would be redirected
 	// (307) to /notifications/ by the mux.
@@ -333,9 +336,9 @@ func (r *Relay) list(w http.ResponseWriter, req *http.Request, to bellhoptype.Re
 	q := req.URL.Query() // checkQuery made sure it parses
 	for name := range q {
 		switch name {
-		case "limit", "cursor", "unread", "type":
+		case "limit", "cursor", "unread", "type", "archived":
 		default:
-			writeError(w, http.StatusBadRequest, "bad_parameter", "unknown parameter "+strconv.Quote(name)+" (known: limit, cursor, unread, type)")
+			writeError(w, http.StatusBadRequest, "bad_parameter", "unknown parameter "+strconv.Quote(name)+" (known: limit, cursor, unread, type, archived)")
 			return
 		}
 	}
@@ -358,6 +361,16 @@ func (r *Relay) list(w http.ResponseWriter, req *http.Request, to bellhoptype.Re
 			return
 		}
 		opts.UnreadOnly = b
+	}
+	switch s := q.Get("archived"); s {
+	case "", "false":
+	case "true":
+		opts.Archived = inbox.ArchivedInclude
+	case "only":
+		opts.Archived = inbox.ArchivedOnly
+	default:
+		writeError(w, http.StatusBadRequest, "bad_archived", "archived must be true, false or only")
+		return
 	}
 	for _, t := range opts.Types {
 		if t == "" || len(t) > bellhoptype.MaxNameBytes {
@@ -392,6 +405,41 @@ func (r *Relay) markRead(w http.ResponseWriter, req *http.Request, to bellhoptyp
 
 func (r *Relay) markUnread(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
 	r.change(w, req, to, r.inbox.MarkUnread)
+}
+
+func (r *Relay) archive(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
+	r.change(w, req, to, r.inbox.Archive)
+}
+
+func (r *Relay) unarchive(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
+	r.change(w, req, to, r.inbox.Unarchive)
+}
+
+// markSeen marks everything seen, or with up_to (an event id, as the
+// stream's id: lines) what the reader can have been shown by that event.
+func (r *Relay) markSeen(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
+	q := req.URL.Query()
+	for name := range q {
+		if name != "up_to" {
+			writeError(w, http.StatusBadRequest, "bad_parameter", "unknown parameter "+strconv.Quote(name)+" (known: up_to)")
+			return
+		}
+	}
+	var opts inbox.SeenOptions
+	if s := q.Get("up_to"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "bad_up_to", "up_to must be an event id: a positive integer")
+			return
+		}
+		opts.UpTo = n
+	}
+	n, err := r.inbox.MarkSeen(req.Context(), to, opts)
+	if err != nil {
+		r.inboxError(w, req, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"updated": n})
 }
 
 func (r *Relay) change(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient,
