@@ -406,3 +406,17 @@ describe('<Inbox/> seen, archive, actions', () => {
     });
   });
 });
+
+describe('<Inbox/> mark seen failing', () => {
+  it('does not retry a failed mark-seen while the inbox stays open', async () => {
+    relay = await startFakeRelay(sample());
+    relay.state.failSeen = true;
+    setup(<Inbox live={false} />, relay);
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('3'));
+    await openInbox();
+    await waitUntil(() => relay!.requests.some((r) => r.path === '/notifications/seen'));
+    await act(() => new Promise((r) => setTimeout(r, 300)));
+    expect(relay.requests.filter((r) => r.path === '/notifications/seen')).toHaveLength(1);
+    expect(screen.getByTestId('bellhop-badge').textContent).toBe('3');
+  });
+});

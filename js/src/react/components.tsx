@@ -379,12 +379,15 @@ export function Inbox({
 
   // The bell clears when the inbox opens, and stays clear while it is open:
   // what arrives meanwhile is in view.
+  // A failed mark-seen is not retried until the inbox opens again.
   const unseen = count.data?.unseen ?? 0;
-  const seenPending = seen.isPending;
-  const markSeen = seen.markSeen;
+  const { isPending: seenPending, isError: seenFailed, mutate: markSeen, reset: resetSeen } = seen;
   useEffect(() => {
-    if (open && markSeenOnOpen && unseen > 0 && !seenPending) markSeen();
-  }, [open, markSeenOnOpen, unseen, seenPending, markSeen]);
+    if (open && markSeenOnOpen && unseen > 0 && !seenPending && !seenFailed) markSeen();
+  }, [open, markSeenOnOpen, unseen, seenPending, seenFailed, markSeen]);
+  useEffect(() => {
+    if (!open) resetSeen();
+  }, [open, resetSeen]);
 
   const setOpen = useCallback(
     (next: boolean) => {

@@ -9,7 +9,7 @@ type N = Omit<ReturnType<typeof notification>, "read_at"> & {
 
 /** A tiny in-memory relay speaking the Bellhop HTTP/SSE contract. */
 export async function startFakeRelay(initial: N[] = [], opts: { countOverride?: number; failList?: boolean } = {}) {
-  const state = { items: [...initial], seq: 0, countOverride: opts.countOverride, failList: !!opts.failList };
+  const state = { items: [...initial], seq: 0, countOverride: opts.countOverride, failList: !!opts.failList, failSeen: false };
   const streams = new Set<http.ServerResponse>();
   const server: TestServer = await startServer((req, res, rec) => {
     const m = rec.method;
@@ -36,6 +36,7 @@ export async function startFakeRelay(initial: N[] = [], opts: { countOverride?: 
       return json(res, 200, { count, capped: false, unseen, unseen_capped: false });
     }
     if (m === 'POST' && p === '/notifications/seen') {
+      if (state.failSeen) return json(res, 500, { error: 'internal', message: 'database unavailable' });
       const unseen = state.items.filter((n) => !n.seen_at);
       unseen.forEach((n) => (n.seen_at = new Date().toISOString()));
       state.countOverride = undefined;
