@@ -40,8 +40,8 @@ type Event struct {
 	To Recipient `db:",inline"`
 	// Type is the notification's type.
 	Type string `db:"type"`
-	// Op is what happened: created, updated, read, unread, deleted or
-	// read_all.
+	// Op is what happened: created, updated, read, unread, deleted,
+	// archived, unarchived, expired, read_all or seen.
 	Op string `db:"op"`
 	// SSE is the notification's live payload (JSON), if any.
 	SSE []byte `db:"sse"`

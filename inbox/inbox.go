@@ -1,7 +1,7 @@
-// Package inbox is Bellhop's read side: the unread count, the list, the
-// changes a reader makes (read, unread, read all, delete) and the
-// recipient's preferences. Every call is scoped to one recipient; an id
-// that is not theirs is ErrNotFound.
+// Package inbox is Bellhop's read side: the unread and unseen counts, the
+// list, the changes a reader makes (read, unread, read all, seen, archive,
+// unarchive, delete) and the recipient's preferences. Every call is scoped
+// to one recipient; an id that is not theirs is ErrNotFound.
 //
 // The relay serves it over HTTP (package relay); an application can also
 // call it directly, e.g. to render an inbox server-side, on its own pool.
@@ -41,6 +41,10 @@ var (
 	// ErrBadPreferences: SetPreferences got a type or channel it cannot
 	// store; the error says which.
 	ErrBadPreferences = errors.New("preferences are not valid")
+	// ErrBadArchived: ListOptions.Archived is not one of the Archived values.
+	ErrBadArchived = errors.New("archived filter is not valid")
+	// ErrBadEventID: a mark-seen's event id is not positive.
+	ErrBadEventID = errors.New("event id is not valid")
 )
 
 // Limits of List.
@@ -56,17 +60,40 @@ type Notification struct {
 	Data        json.RawMessage `json:"data"`
 	DatabaseKey *string         `json:"database_key"`
 	ReadAt      *time.Time      `json:"read_at"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
+	// SeenAt is when the recipient last marked their inbox seen with this
+	// notification in it (the bell's count), nil while unseen.
+	SeenAt *time.Time `json:"seen_at"`
+	// ArchivedAt is when the recipient archived it, nil unless archived.
+	ArchivedAt *time.Time `json:"archived_at"`
+	// ExpiresAt is when it leaves the inbox by itself, nil for never.
+	ExpiresAt *time.Time `json:"expires_at"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
 	// Critical notifications ignore the recipient's preferences.
 	Critical bool `json:"critical"`
 }
 
-// Count is an unread count. When Capped, the real count is Count or more.
+// Count is the unread count, and the unseen count (what a bell shows).
+// Neither counts archived or expired notifications. When Capped, the real
+// unread count is Count or more; likewise UnseenCapped for Unseen.
 type Count struct {
-	Count  int64 `json:"count"`
-	Capped bool  `json:"capped"`
+	Count        int64 `json:"count"`
+	Capped       bool  `json:"capped"`
+	Unseen       int64 `json:"unseen"`
+	UnseenCapped bool  `json:"unseen_capped"`
 }
+
+// Archived says what List does with archived notifications.
+type Archived string
+
+const (
+	// ArchivedExclude leaves them out (the default).
+	ArchivedExclude Archived = "exclude"
+	// ArchivedInclude lists them with the others.
+	ArchivedInclude Archived = "include"
+	// ArchivedOnly lists only them: an "Archived" tab.
+	ArchivedOnly Archived = "only"
+)
 
 // ListOptions filter and page List.
 type ListOptions struct {
@@ -78,6 +105,9 @@ type ListOptions struct {
 	UnreadOnly bool
 	// Types keeps only these types; empty keeps all.
 	Types []string
+	// Archived says whether archived notifications are listed. Defaults to
+	// ArchivedExclude.
+	Archived Archived
 }
 
 // Page is one page of List.
@@ -115,7 +145,9 @@ type Inbox struct {
 	// prefsChannel is where SetPreferences announces a change.
 	prefsChannel string
 	q            struct {
-		count, list, markRead, markUnread, quiet, markAll, readAll, delete, prefs, lockPrefs, setPrefs string
+		count, list, markRead, markUnread, quiet, markAll, readAll, delete string
+		archive, unarchive, markSeen, insertSeen                           string
+		prefs, lockPrefs, setPrefs                                         string
 	}
 }
 
@@ -146,6 +178,10 @@ func New(db DB, cfg Config) (*Inbox, error) {
 	in.q.prefs = set.Get("Preferences")
 	in.q.lockPrefs = set.Get("LockPreferences")
 	in.q.setPrefs = set.Get("SetPreferences")
+	in.q.archive = set.Get("Archive")
+	in.q.unarchive = set.Get("Unarchive")
+	in.q.markSeen = set.Get("MarkSeen")
+	in.q.insertSeen = set.Get("InsertSeen")
 	return in, set.Err()
 }
 
@@ -159,13 +195,14 @@ func (in *Inbox) WithTx(tx pgx.Tx) *Inbox {
 	return &c
 }
 
-// UnreadCount counts to's unread notifications, up to the configured cap.
+// UnreadCount counts to's unread and unseen notifications, each up to the
+// configured cap.
 func (in *Inbox) UnreadCount(ctx context.Context, to bellhoptype.Recipient) (Count, error) {
-	var n int64
-	if err := in.db.QueryRow(ctx, in.q.count, to.Tenant, to.Type, to.ID, in.countCap).Scan(&n); err != nil {
+	var n, unseen int64
+	if err := in.db.QueryRow(ctx, in.q.count, to.Tenant, to.Type, to.ID, in.countCap).Scan(&n, &unseen); err != nil {
 		return Count{}, fmt.Errorf("inbox: unread count: %w", err)
 	}
-	return Count{Count: n, Capped: n >= in.countCap}, nil
+	return Count{Count: n, Capped: n >= in.countCap, Unseen: unseen, UnseenCapped: unseen >= in.countCap}, nil
 }
 
 // The position before every row, for the first page.
@@ -194,8 +231,16 @@ func (in *Inbox) List(ctx context.Context, to bellhoptype.Recipient, opts ListOp
 	if types == nil {
 		types = []string{}
 	}
+	archived := opts.Archived
+	switch archived {
+	case "":
+		archived = ArchivedExclude
+	case ArchivedExclude, ArchivedInclude, ArchivedOnly:
+	default:
+		return Page{}, fmt.Errorf("%w: %q (want %q, %q or %q)", ErrBadArchived, archived, ArchivedExclude, ArchivedInclude, ArchivedOnly)
+	}
 	// One row more than asked tells whether there is a next page.
-	rows, err := in.db.Query(ctx, in.q.list, to.Tenant, to.Type, to.ID, at, id, opts.UnreadOnly, types, limit+1)
+	rows, err := in.db.Query(ctx, in.q.list, to.Tenant, to.Type, to.ID, at, id, opts.UnreadOnly, types, limit+1, string(archived))
 	if err != nil {
 		return Page{}, fmt.Errorf("inbox: list: %w", err)
 	}
@@ -221,6 +266,57 @@ func (in *Inbox) MarkRead(ctx context.Context, to bellhoptype.Recipient, id stri
 // MarkUnread marks one notification unread.
 func (in *Inbox) MarkUnread(ctx context.Context, to bellhoptype.Recipient, id string) (Notification, error) {
 	return in.change(ctx, in.q.markUnread, to, id)
+}
+
+// Archive moves one notification out of the inbox into its archive: it is
+// listed only when asked for (ListOptions.Archived), and not counted.
+// Archiving an archived one again is a no-op.
+func (in *Inbox) Archive(ctx context.Context, to bellhoptype.Recipient, id string) (Notification, error) {
+	return in.change(ctx, in.q.archive, to, id)
+}
+
+// Unarchive moves one archived notification back into the inbox.
+func (in *Inbox) Unarchive(ctx context.Context, to bellhoptype.Recipient, id string) (Notification, error) {
+	return in.change(ctx, in.q.unarchive, to, id)
+}
+
+// SeenOptions narrows MarkSeen.
+type SeenOptions struct {
+	// UpTo, if positive, marks only the notifications the reader can have
+	// been shown by the event with this id: those whose current version
+	// the relay pushed at or before it. Defaults to 0: every notification
+	// committed by now.
+	UpTo int64
+}
+
+// MarkSeen marks to's unseen notifications seen (the bell's count goes to
+// zero; each stays unread) and returns how many changed. The stream
+// carries one seen event for it, not one per row. It runs in a
+// transaction of its own, or in a savepoint of the one given to WithTx.
+func (in *Inbox) MarkSeen(ctx context.Context, to bellhoptype.Recipient, opts SeenOptions) (int64, error) {
+	if opts.UpTo < 0 {
+		return 0, fmt.Errorf("%w: %d", ErrBadEventID, opts.UpTo)
+	}
+	var upTo *int64
+	if opts.UpTo > 0 {
+		upTo = &opts.UpTo
+	}
+	var n int64
+	err := pgx.BeginFunc(ctx, in.db, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, in.q.markSeen, to.Tenant, to.Type, to.ID, upTo)
+		if err != nil {
+			return err
+		}
+		if n = tag.RowsAffected(); n == 0 {
+			return nil
+		}
+		_, err = tx.Exec(ctx, in.q.insertSeen, to.Tenant, to.Type, to.ID, upTo)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("inbox: mark seen: %w", err)
+	}
+	return n, nil
 }
 
 func (in *Inbox) change(ctx context.Context, query string, to bellhoptype.Recipient, id string) (Notification, error) {
@@ -290,7 +386,7 @@ func (in *Inbox) Delete(ctx context.Context, to bellhoptype.Recipient, id string
 
 func scanNotification(row pgx.CollectableRow) (Notification, error) {
 	var n Notification
-	err := row.Scan(&n.ID, &n.Type, &n.Data, &n.DatabaseKey, &n.ReadAt, &n.CreatedAt, &n.UpdatedAt, &n.Critical)
+	err := row.Scan(&n.ID, &n.Type, &n.Data, &n.DatabaseKey, &n.ReadAt, &n.SeenAt, &n.ArchivedAt, &n.ExpiresAt, &n.CreatedAt, &n.UpdatedAt, &n.Critical)
 	return n, err
 }
 

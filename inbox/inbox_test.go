@@ -67,14 +67,14 @@ func TestUnreadCount(t *testing.T) {
 
 	c, err := b.in.UnreadCount(ctx, alice)
 	require.NoError(t, err)
-	require.Equal(t, inbox.Count{Count: 3}, c, "only alice's, only the database channel")
+	require.Equal(t, inbox.Count{Count: 3, Unseen: 3}, c, "only alice's, only the database channel")
 
 	for range 60 {
 		b.send(t, outbox.User("busy"), "a")
 	}
 	c, err = b.in.UnreadCount(ctx, outbox.User("busy"))
 	require.NoError(t, err)
-	require.Equal(t, inbox.Count{Count: 50, Capped: true}, c)
+	require.Equal(t, inbox.Count{Count: 50, Capped: true, Unseen: 50, UnseenCapped: true}, c)
 }
 
 func TestListOrderAndPagination(t *testing.T) {
@@ -192,17 +192,80 @@ func TestOtherRecipientsIDsAreRefused(t *testing.T) {
 		require.ErrorIs(t, err, inbox.ErrNotFound, other)
 		_, err = b.in.MarkUnread(ctx, other, id)
 		require.ErrorIs(t, err, inbox.ErrNotFound, other)
+		_, err = b.in.Archive(ctx, other, id)
+		require.ErrorIs(t, err, inbox.ErrNotFound, other)
+		_, err = b.in.Unarchive(ctx, other, id)
+		require.ErrorIs(t, err, inbox.ErrNotFound, other)
 		require.ErrorIs(t, b.in.Delete(ctx, other, id), inbox.ErrNotFound, other)
 		n, err := b.in.MarkAllRead(ctx, other)
 		require.NoError(t, err)
 		require.Zero(t, n)
-		p, err := b.in.List(ctx, other, inbox.ListOptions{})
+		n, err = b.in.MarkSeen(ctx, other, inbox.SeenOptions{})
+		require.NoError(t, err)
+		require.Zero(t, n)
+		p, err := b.in.List(ctx, other, inbox.ListOptions{Archived: inbox.ArchivedInclude})
+		require.NoError(t, err)
+		require.Empty(t, p.Notifications)
+		p, err = b.in.List(ctx, other, inbox.ListOptions{})
 		require.NoError(t, err)
 		require.Empty(t, p.Notifications)
 	}
 	c, err := b.in.UnreadCount(ctx, alice)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, c.Count, "alice's row is untouched")
+	require.EqualValues(t, 1, c.Unseen, "alice's row is untouched")
+	p, err := b.in.List(ctx, alice, inbox.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, p.Notifications, 1, "and not archived")
+}
+
+// MarkSeen is one event (a marker row) and leaves the rows as they are for
+// the relay, as MarkAllRead; in the application's transaction it rolls
+// back with it.
+func TestMarkSeenIsOneEvent(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	alice := outbox.User("alice")
+	for range 3 {
+		b.send(t, alice, "a")
+	}
+	b.stampAll(t)
+
+	tx, err := b.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	n, err := b.in.WithTx(tx).MarkSeen(ctx, alice, inbox.SeenOptions{})
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n)
+	require.NoError(t, tx.Rollback(ctx))
+	c, err := b.in.UnreadCount(ctx, alice)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, c.Unseen, "rolled back")
+	require.Zero(t, b.pending(t))
+
+	n, err = b.in.MarkSeen(ctx, alice, inbox.SeenOptions{})
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n)
+	c, err = b.in.UnreadCount(ctx, alice)
+	require.NoError(t, err)
+	require.Equal(t, inbox.Count{Count: 3}, c)
+	var ops []string
+	rows, err := b.db.Pool.Query(ctx, "SELECT op FROM "+b.db.Table("relay_pending"))
+	require.NoError(t, err)
+	for rows.Next() {
+		var op string
+		require.NoError(t, rows.Scan(&op))
+		ops = append(ops, op)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"seen"}, ops)
+	p, err := b.in.List(ctx, alice, inbox.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, p.Notifications, 3, "the seen marker is not in the inbox")
+
+	_, err = b.in.MarkSeen(ctx, alice, inbox.SeenOptions{UpTo: -1})
+	require.ErrorIs(t, err, inbox.ErrBadEventID)
+	_, err = b.in.List(ctx, alice, inbox.ListOptions{Archived: "sometimes"})
+	require.ErrorIs(t, err, inbox.ErrBadArchived)
 }
 
 func TestMarkAllReadIsOneEvent(t *testing.T) {

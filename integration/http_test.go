@@ -106,6 +106,9 @@ func TestHTTPCookieIsRefusedCrossSite(t *testing.T) {
 		{http.MethodPost, "/notifications/read-all"},
 		{http.MethodPost, "/notifications/" + id + "/read"},
 		{http.MethodPost, "/notifications/" + id + "/unread"},
+		{http.MethodPost, "/notifications/seen"},
+		{http.MethodPost, "/notifications/" + id + "/archive"},
+		{http.MethodPost, "/notifications/" + id + "/unarchive"},
 		{http.MethodDelete, "/notifications/" + id},
 		{http.MethodGet, "/notifications/stream"},
 	}
@@ -127,6 +130,9 @@ func TestHTTPCookieIsRefusedCrossSite(t *testing.T) {
 		}
 	}
 	require.EqualValues(t, 2, b.unread(t, r.URL, alice), "nothing was marked read")
+	var c struct{ Unseen int64 }
+	require.Equal(t, http.StatusOK, api(t, http.MethodGet, r.URL+"/notifications/unread/count", &alice, &c).StatusCode)
+	require.EqualValues(t, 2, c.Unseen, "nothing was marked seen (or archived)")
 	var page struct{ Notifications []struct{ ID string } }
 	require.Equal(t, http.StatusOK, api(t, http.MethodGet, r.URL+"/notifications", &alice, &page).StatusCode)
 	require.Len(t, page.Notifications, 2, "nothing was deleted")
@@ -506,6 +512,8 @@ func TestHTTPMethodsAndReadiness(t *testing.T) {
 		{http.MethodPut, "/notifications", "GET"},
 		{http.MethodDelete, "/notifications", "GET"},
 		{http.MethodGet, "/notifications/00000000-0000-0000-0000-000000000000/read", "POST"},
+		{http.MethodGet, "/notifications/00000000-0000-0000-0000-000000000000/archive", "POST"},
+		{http.MethodDelete, "/notifications/00000000-0000-0000-0000-000000000000/unarchive", "POST"},
 	}
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, c := range cases {

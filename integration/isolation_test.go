@@ -136,7 +136,7 @@ func TestIsolationRandomized(t *testing.T) {
 		if owner, ok := w.owner[row.id]; ok {
 			require.Equal(t, owner, row.to, "row %s moved to another recipient", row.id)
 		} else {
-			require.Equal(t, "read_all", row.op, "only read_all markers are rows the test did not write: %+v", row)
+			require.Contains(t, []string{"read_all", "seen"}, row.op, "only read_all and seen markers are rows the test did not write: %+v", row)
 		}
 		return nil
 	})
@@ -171,13 +171,14 @@ func TestIsolationRandomized(t *testing.T) {
 				require.Equal(t, ev.ID, ev.Data.Seq, where)
 				require.Greater(t, ev.ID, prev, "ids strictly increase, no duplicates: "+where)
 				prev = ev.ID
-				require.Contains(t, []string{"created", "updated", "read", "unread", "deleted", "read_all"}, ev.Data.Op, where)
+				require.Contains(t, []string{"created", "updated", "read", "unread", "deleted", "read_all",
+					"seen", "archived", "unarchived"}, ev.Data.Op, where)
 				if cur, ok := bySeq[ev.ID]; ok {
 					// The row still has this seq: it is the recipient's, and pushed.
 					require.Equal(t, to, cur.to, "another recipient's row: "+where)
 					require.True(t, cur.pushed, "a row that is not pushed was pushed: "+where)
 				} else {
-					require.NotEqual(t, "read_all", ev.Data.Op, "read_all markers never change seq: "+where)
+					require.NotContains(t, []string{"read_all", "seen"}, ev.Data.Op, "markers never change seq: "+where)
 				}
 				if ev.Data.ID != "" {
 					require.False(t, w.rolledBack[ev.Data.ID], "a rolled-back notification was pushed: "+where)
@@ -185,9 +186,9 @@ func TestIsolationRandomized(t *testing.T) {
 					require.True(t, ok, "an id nobody wrote: "+where)
 					require.Equal(t, to, owner, "another recipient's notification: "+where)
 				} else {
-					require.Equal(t, "read_all", ev.Data.Op, where)
+					require.Contains(t, []string{"read_all", "seen"}, ev.Data.Op, where)
 				}
-				if len(ev.Data.SSE) > 0 && string(ev.Data.SSE) != "null" {
+				if len(ev.Data.SSE) > 0 && string(ev.Data.SSE) != "null" && ev.Data.Op != "seen" {
 					var p payload
 					require.NoError(t, json.Unmarshal(ev.Data.SSE, &p), where)
 					require.Contains(t, p.To, rkey(to), "another recipient's payload: "+where)
@@ -339,8 +340,10 @@ func (wk *isoWorker) run(ctx context.Context, deadline time.Time) error {
 			err = wk.change(ctx)
 		case p < 95:
 			err = wk.foreign(ctx)
-		default:
+		case p < 98:
 			err = wk.readAll(ctx)
+		default:
+			err = wk.seen(ctx)
 		}
 		if err != nil {
 			return err
@@ -532,7 +535,8 @@ func (wk *isoWorker) digests(ctx context.Context) (map[outbox.Recipient]string, 
 		tenants, types, ids = append(tenants, r.Tenant), append(types, r.Type), append(ids, r.ID)
 	}
 	rows, err := wk.b.db.Pool.Query(ctx, `SELECT tenant_id, notifiable_type, notifiable_id,
-		md5(string_agg(concat_ws('/', id, type, data, sse, channels, read_at, deleted_at, updated_at, op), ',' ORDER BY id))
+		md5(string_agg(concat_ws('/', id, type, data, sse, channels, read_at, deleted_at, updated_at, op,
+			seen_at, archived_at, expires_at), ',' ORDER BY id))
 		FROM `+wk.b.db.Table("notifications")+`
 		WHERE (tenant_id, notifiable_type, notifiable_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
 		GROUP BY 1, 2, 3`, tenants, types, ids)
@@ -584,6 +588,12 @@ func (wk *isoWorker) list(ctx context.Context) error {
 		if wk.rng.IntN(4) == 0 {
 			path += "&type=iso.progress&type=iso.many"
 		}
+		switch wk.rng.IntN(4) {
+		case 0:
+			path += "&archived=true"
+		case 1:
+			path += "&archived=only"
+		}
 		for range 3 {
 			var page struct {
 				Notifications []isoNotification `json:"notifications"`
@@ -613,7 +623,7 @@ func (wk *isoWorker) list(ctx context.Context) error {
 func (wk *isoWorker) count(ctx context.Context) error {
 	as := wk.pick()
 	return wk.unchanged(ctx, as, false, "count", func() error {
-		var c struct{ Count int64 }
+		var c struct{ Count, Unseen int64 }
 		status, err := wk.call(ctx, http.MethodGet, "/notifications/unread/count", as, &c)
 		if err != nil {
 			return err
@@ -621,22 +631,31 @@ func (wk *isoWorker) count(ctx context.Context) error {
 		if status != http.StatusOK {
 			return fmt.Errorf("count as %v: status %d", as, status)
 		}
-		want, err := wk.unreadInDB(ctx, as)
+		want, err := wk.unreadInDB(ctx, as, false)
 		if err != nil {
 			return err
 		}
 		if c.Count != want {
 			return fmt.Errorf("count as %v: %d, the database has %d", as, c.Count, want)
 		}
+		if want, err = wk.unseenInDB(ctx, as); err != nil {
+			return err
+		}
+		if c.Unseen != want {
+			return fmt.Errorf("unseen count as %v: %d, the database has %d", as, c.Unseen, want)
+		}
 		return nil
 	})
 }
 
-func (wk *isoWorker) unreadInDB(ctx context.Context, as outbox.Recipient) (int64, error) {
+// unreadInDB counts as's unread rows, the archived ones too if archived
+// (read-all reads them; the count leaves them out).
+func (wk *isoWorker) unreadInDB(ctx context.Context, as outbox.Recipient, archived bool) (int64, error) {
 	var n int64
 	err := wk.b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+wk.b.db.Table("notifications")+
 		" WHERE tenant_id = $1 AND notifiable_type = $2 AND notifiable_id = $3"+
-		" AND read_at IS NULL AND deleted_at IS NULL AND 'database' = ANY (channels)", as.Tenant, as.Type, as.ID).Scan(&n)
+		" AND read_at IS NULL AND deleted_at IS NULL AND (archived_at IS NULL OR $4) AND 'database' = ANY (channels)",
+		as.Tenant, as.Type, as.ID, archived).Scan(&n)
 	return n, err
 }
 
@@ -659,11 +678,15 @@ func (wk *isoWorker) change(ctx context.Context) error {
 		var n isoNotification
 		var status int
 		var err error
-		switch wk.rng.IntN(3) {
+		switch wk.rng.IntN(5) {
 		case 0:
 			status, err = wk.call(ctx, http.MethodPost, "/notifications/"+id+"/read", as, &n)
 		case 1:
 			status, err = wk.call(ctx, http.MethodPost, "/notifications/"+id+"/unread", as, &n)
+		case 2:
+			status, err = wk.call(ctx, http.MethodPost, "/notifications/"+id+"/archive", as, &n)
+		case 3:
+			status, err = wk.call(ctx, http.MethodPost, "/notifications/"+id+"/unarchive", as, &n)
 		default:
 			status, err = wk.call(ctx, http.MethodDelete, "/notifications/"+id, as, nil)
 			if err == nil && status == http.StatusNoContent {
@@ -716,10 +739,14 @@ func (wk *isoWorker) foreign(ctx context.Context) error {
 	}
 	return wk.unchanged(ctx, as, false, "foreign op", func() error {
 		method, path := http.MethodPost, "/notifications/"+id+"/read"
-		switch wk.rng.IntN(3) {
+		switch wk.rng.IntN(5) {
 		case 1:
 			path = "/notifications/" + id + "/unread"
 		case 2:
+			path = "/notifications/" + id + "/archive"
+		case 3:
+			path = "/notifications/" + id + "/unarchive"
+		case 4:
 			method, path = http.MethodDelete, "/notifications/"+id
 		}
 		var body struct{ Error string }
@@ -750,7 +777,7 @@ func (wk *isoWorker) foreign(ctx context.Context) error {
 func (wk *isoWorker) readAll(ctx context.Context) error {
 	as := wk.pick()
 	return wk.unchanged(ctx, as, true, "read-all", func() error {
-		want, err := wk.unreadInDB(ctx, as)
+		want, err := wk.unreadInDB(ctx, as, true)
 		if err != nil {
 			return err
 		}
@@ -762,7 +789,7 @@ func (wk *isoWorker) readAll(ctx context.Context) error {
 		if status != http.StatusOK || out.Updated != want {
 			return fmt.Errorf("read-all as %v: status %d, updated %d, want %d", as, status, out.Updated, want)
 		}
-		left, err := wk.unreadInDB(ctx, as)
+		left, err := wk.unreadInDB(ctx, as, true)
 		if err != nil {
 			return err
 		}
@@ -771,6 +798,37 @@ func (wk *isoWorker) readAll(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// seen marks the recipient's inbox seen: only theirs.
+func (wk *isoWorker) seen(ctx context.Context) error {
+	as := wk.pick()
+	return wk.unchanged(ctx, as, true, "seen", func() error {
+		var out struct{ Updated int64 }
+		status, err := wk.call(ctx, http.MethodPost, "/notifications/seen", as, &out)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK {
+			return fmt.Errorf("seen as %v: status %d", as, status)
+		}
+		left, err := wk.unseenInDB(ctx, as)
+		if err != nil {
+			return err
+		}
+		if left != 0 {
+			return fmt.Errorf("seen as %v left %d unseen", as, left)
+		}
+		return nil
+	})
+}
+
+func (wk *isoWorker) unseenInDB(ctx context.Context, as outbox.Recipient) (int64, error) {
+	var n int64
+	err := wk.b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+wk.b.db.Table("notifications")+
+		" WHERE tenant_id = $1 AND notifiable_type = $2 AND notifiable_id = $3"+
+		" AND seen_at IS NULL AND deleted_at IS NULL AND archived_at IS NULL AND 'database' = ANY (channels)", as.Tenant, as.Type, as.ID).Scan(&n)
+	return n, err
 }
 
 // mint is token() without a testing.T, for worker goroutines.

@@ -217,6 +217,18 @@ func TestSendFunctionSchemaAndGrants(t *testing.T) {
 	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("notifications")+" WHERE id = $1", id).Scan(&n))
 	require.Equal(t, 1, n, "written to Bellhop's table")
 
+	// The writer role sets an expiry, and upserts over an archived row (the
+	// upsert makes it unseen and unarchived: column grants of writer.sql).
+	var at time.Time
+	require.NoError(t, app.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'brief', database_key => 'k:1', expires_at => '2031-01-01Z')::text").Scan(&id))
+	_, err = b.db.Pool.Exec(ctx, "UPDATE "+b.db.Table("notifications")+" SET archived_at = now(), seen_at = now() WHERE id = $1", id)
+	require.NoError(t, err)
+	require.NoError(t, app.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'brief', database_key => 'k:1', expires_at => '2032-01-01Z')::text").Scan(&id))
+	var archived bool
+	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT expires_at, archived_at IS NOT NULL FROM "+b.db.Table("notifications")+" WHERE id = $1", id).Scan(&at, &archived))
+	require.True(t, at.Equal(time.Date(2032, 1, 1, 0, 0, 0, 0, time.UTC)), "%v", at)
+	require.False(t, archived)
+
 	// Even with USAGE on the schema: EXECUTE was revoked from PUBLIC.
 	stranger := loginAs(t, b.db, b.db.Schema+"_sfnone")
 	_, err = b.db.Pool.Exec(ctx, "GRANT USAGE ON SCHEMA "+pgx.Identifier{b.db.Schema}.Sanitize()+" TO "+pgx.Identifier{b.db.Schema + "_sfnone"}.Sanitize())

@@ -415,11 +415,11 @@ func TestUpgradeToSendFunction(t *testing.T) {
 	require.Equal(t, []any{"new", 1}, []any{kind, rows}, "the existing row, upserted")
 	var config []string
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT proconfig FROM pg_proc WHERE oid = $1::regprocedure",
-		schema+".send(text, text, jsonb, text, text, jsonb, text, text[], text, boolean, interval)").Scan(&config))
+		schema+".send(text, text, jsonb, text, text, jsonb, text, text[], text, boolean, interval, timestamptz)").Scan(&config))
 	require.Equal(t, []string{"search_path=" + schema + ", pg_temp"}, config)
 	var writer, public bool
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT has_function_privilege($1, $2, 'EXECUTE'), has_function_privilege('public', $2, 'EXECUTE')",
-		migrations.WriterRole(schema), schema+".send_many(text[], text, jsonb, text, text, jsonb, text, text[], text, boolean, interval)").Scan(&writer, &public))
+		migrations.WriterRole(schema), schema+".send_many(text[], text, jsonb, text, text, jsonb, text, text[], text, boolean, interval, timestamptz)").Scan(&writer, &public))
 	require.True(t, writer)
 	require.False(t, public)
 
@@ -542,5 +542,69 @@ func TestUpgradeToPreferencesAndWebhooks(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT channels FROM "+table+" WHERE id = $1", id).Scan(&channels))
 	require.Equal(t, []string{"database"}, channels)
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'old again')::text").Scan(&id))
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema), "and up again")
+}
+
+// A schema at 00008 upgrades to the inbox states: existing rows are
+// unseen, unarchived and never expire; a call of 00008's send, by name,
+// still works and can now pass expires_at; the writer role may call the
+// new functions and set the new columns; archiving is pushed as an event,
+// marking seen is not (it announces itself with a marker row). Down goes
+// back to 00008's functions, and up again.
+func TestUpgradeToInboxStates(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	schema := db.Schema + "_is"
+	provider := upTo(t, db, schema, 8)
+	table := pgx.Identifier{schema, "notifications"}.Sanitize()
+	send := pgx.Identifier{schema, "send"}.Sanitize()
+	var oldID string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'old')::text").Scan(&oldID))
+
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema))
+
+	var seen, archived, expires *string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT seen_at::text, archived_at::text, expires_at::text FROM "+table+" WHERE id = $1", oldID).
+		Scan(&seen, &archived, &expires))
+	require.Nil(t, seen)
+	require.Nil(t, archived)
+	require.Nil(t, expires)
+
+	var id string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'new', data => '{}')::text").Scan(&id), "a 00008 call by name")
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'brief', expires_at => '2030-01-01Z')::text").Scan(&id))
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT expires_at::text FROM "+table+" WHERE id = $1", id).Scan(&expires))
+	require.Equal(t, "2030-01-01 00:00:00+00", *expires)
+	_, err := db.Pool.Exec(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'x', expires_at => 'infinity')")
+	require.ErrorContains(t, err, "expires_at infinity is out of range")
+
+	role := migrations.WriterRole(schema)
+	var canCall, canArchive, canExpire bool
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT has_function_privilege($1, $2, 'EXECUTE'),
+		has_column_privilege($1, $3, 'archived_at', 'UPDATE'), has_column_privilege($1, $3, 'expires_at', 'INSERT')`,
+		role, schema+".send(text, text, jsonb, text, text, jsonb, text, text[], text, boolean, interval, timestamptz)", schema+".notifications").
+		Scan(&canCall, &canArchive, &canExpire))
+	require.True(t, canCall)
+	require.True(t, canArchive)
+	require.True(t, canExpire)
+
+	var xidBefore, xidAfter, op string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT xid::text FROM "+table+" WHERE id = $1", oldID).Scan(&xidBefore))
+	_, err = db.Pool.Exec(ctx, "UPDATE "+table+" SET seen_at = now() WHERE id = $1", oldID)
+	require.NoError(t, err)
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT xid::text, op FROM "+table+" WHERE id = $1", oldID).Scan(&xidAfter, &op))
+	require.Equal(t, xidBefore, xidAfter, "seen is not pushed row by row")
+	_, err = db.Pool.Exec(ctx, "UPDATE "+table+" SET archived_at = now() WHERE id = $1", oldID)
+	require.NoError(t, err)
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT xid::text, op FROM "+table+" WHERE id = $1", oldID).Scan(&xidAfter, &op))
+	require.NotEqual(t, xidBefore, xidAfter, "archiving is pushed")
+	require.Equal(t, "archived", op)
+
+	_, err = provider.DownTo(ctx, 8)
+	require.NoError(t, err)
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT op FROM "+table+" WHERE id = $1", oldID).Scan(&op))
+	require.Equal(t, "updated", op, "an op the old code does not know")
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'down')::text").Scan(&id), "00008's send is back")
 	require.NoError(t, migrations.Up(ctx, db.Pool, schema), "and up again")
 }

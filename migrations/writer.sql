@@ -21,23 +21,24 @@ GRANT SELECT ON bellhop.notifications TO bellhop_writer;
 -- xid could hide its row from the relay.
 GRANT INSERT (id, tenant_id, notifiable_type, notifiable_id, type, data, sse,
               channels, database_key, read_at, deleted_at, created_at, updated_at,
-              traceparent, critical, escalate_after)
+              traceparent, critical, escalate_after, seen_at, archived_at, expires_at)
     ON bellhop.notifications TO bellhop_writer;
 
--- What an upsert or an update by SQL changes; a row's recipient and key
--- stay as written.
+-- What an upsert or an update by SQL changes (the upsert makes the row
+-- unseen and unarchived again); a row's recipient and key stay as written.
 GRANT UPDATE (type, data, sse, channels, read_at, deleted_at, updated_at, traceparent,
-              critical, escalate_after)
+              critical, escalate_after, seen_at, archived_at, expires_at)
     ON bellhop.notifications TO bellhop_writer;
 
 -- The wake trigger's WHEN clause reads the flag.
 GRANT SELECT ON SEQUENCE bellhop.relay_wake TO bellhop_writer;
 
 -- The send functions (00006; a traceparent argument since 00007, critical
--- and escalate_after since 00008). They run with the caller's privileges
--- (SECURITY INVOKER), so EXECUTE adds nothing to the grants above: it only
--- lets the role call them. The migration revoked it from PUBLIC.
+-- and escalate_after since 00008, expires_at since 00009). They run with
+-- the caller's privileges (SECURITY INVOKER), so EXECUTE adds nothing to
+-- the grants above: it only lets the role call them. The migration revoked
+-- it from PUBLIC.
 GRANT EXECUTE ON FUNCTION
-    bellhop.send(text, text, jsonb, text, text, jsonb, text, text[], text, boolean, interval),
-    bellhop.send_many(text[], text, jsonb, text, text, jsonb, text, text[], text, boolean, interval)
+    bellhop.send(text, text, jsonb, text, text, jsonb, text, text[], text, boolean, interval, timestamptz),
+    bellhop.send_many(text[], text, jsonb, text, text, jsonb, text, text[], text, boolean, interval, timestamptz)
     TO bellhop_writer;

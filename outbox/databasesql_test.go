@@ -199,3 +199,49 @@ func TestPlainArgsRefusesSlices(t *testing.T) {
 	require.NoError(t, b.sql.QueryRowContext(ctx, "SELECT cardinality($1::text[])", "{a,b}").Scan(&n))
 	require.Equal(t, 2, n)
 }
+
+// Both drivers store an expiry, to the microsecond, and a progress upsert
+// replaces it (and makes the row unseen and unarchived again). The zero
+// time is no expiry; a time a client cannot parse is refused.
+func TestExpiresAt(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	at := time.Date(2031, 2, 3, 4, 5, 6, 789123000, time.FixedZone("x", 3600))
+	table := b.db.Table("notifications")
+	expires := func(id string) *time.Time {
+		var e *time.Time
+		require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT expires_at FROM "+table+" WHERE id = $1", id).Scan(&e))
+		return e
+	}
+
+	id, err := b.ob.Send(ctx, b.db.Pool, outbox.User("42"), outbox.Message{Kind: "k", Expires: at})
+	require.NoError(t, err)
+	require.True(t, at.Equal(*expires(id)), "pgx: %v", expires(id))
+	id, err = b.ob.SendSQL(ctx, b.sql, outbox.User("42"), outbox.Message{Kind: "k", Expires: at})
+	require.NoError(t, err)
+	require.True(t, at.Equal(*expires(id)), "database/sql: %v", expires(id))
+	id, err = b.ob.Send(ctx, b.db.Pool, outbox.User("42"), outbox.Message{Kind: "k"})
+	require.NoError(t, err)
+	require.Nil(t, expires(id))
+
+	key := outbox.Message{Kind: "k", Key: "export:1", Expires: at}
+	id, err = b.ob.Send(ctx, b.db.Pool, outbox.User("42"), key)
+	require.NoError(t, err)
+	_, err = b.db.Pool.Exec(ctx, "UPDATE "+table+" SET seen_at = now(), archived_at = now() WHERE id = $1", id)
+	require.NoError(t, err)
+	key.Expires = at.Add(time.Hour)
+	_, err = b.ob.SendSQL(ctx, b.sql, outbox.User("42"), key)
+	require.NoError(t, err)
+	require.True(t, key.Expires.Equal(*expires(id)))
+	var seen, archived bool
+	require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT seen_at IS NOT NULL, archived_at IS NOT NULL FROM "+table+" WHERE id = $1", id).Scan(&seen, &archived))
+	require.False(t, seen, "upserted: unseen again")
+	require.False(t, archived, "upserted: back in the inbox")
+
+	for _, bad := range []time.Time{time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC)} {
+		_, err = b.ob.Send(ctx, b.db.Pool, outbox.User("42"), outbox.Message{Kind: "k", Expires: bad})
+		var verr *outbox.ValidationError
+		require.ErrorAs(t, err, &verr)
+		require.Equal(t, "expires_at", verr.Field)
+	}
+}

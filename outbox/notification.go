@@ -11,8 +11,8 @@ import (
 // A notification may also implement Live (a small payload pushed on the
 // stream), Routed (which channels it goes to), Keyed (a progress
 // notification updated in place), Urgent (critical: the recipient's
-// preferences cannot mute it) and Escalated (a webhook if still unread
-// after a while).
+// preferences cannot mute it), Escalated (a webhook if still unread
+// after a while) and Expiring (it leaves the inbox at a given time).
 type Notification interface {
 	Type() string
 	ToDatabase() any
@@ -52,6 +52,15 @@ type Escalated interface {
 	EscalateAfter() time.Duration
 }
 
+// Expiring is implemented by a notification that leaves the inbox by
+// itself: from ExpiresAt on it is neither listed nor counted, open tabs get
+// an expired event (within the relay's sweep interval, 1s by default), and
+// the row is pruned once the replay window has passed. The zero time means
+// it never expires.
+type Expiring interface {
+	ExpiresAt() time.Time
+}
+
 // Channel is where a notification goes.
 type Channel string
 
@@ -87,12 +96,16 @@ type Message struct {
 	// Escalate is what EscalateAfter returns. Defaults to 0: the relay's
 	// default for the type, if any.
 	Escalate time.Duration
+	// Expires is what ExpiresAt returns. Defaults to the zero time: the
+	// notification never expires.
+	Expires time.Time
 }
 
-func (m Message) Type() string        { return m.Kind }
-func (m Message) ToDatabase() any     { return m.Data }
-func (m Message) ToSSE() any          { return m.SSE }
-func (m Message) DatabaseKey() string { return m.Key }
+func (m Message) Type() string         { return m.Kind }
+func (m Message) ToDatabase() any      { return m.Data }
+func (m Message) ToSSE() any           { return m.SSE }
+func (m Message) DatabaseKey() string  { return m.Key }
+func (m Message) ExpiresAt() time.Time { return m.Expires }
 
 // Critical returns m.IsCritical.
 func (m Message) Critical() bool { return m.IsCritical }
@@ -117,6 +130,7 @@ type encoded struct {
 	key      string // "": not keyed
 	critical bool
 	escalate time.Duration // 0: none
+	expires  any           // nil: never; else RFC 3339 text
 }
 
 func jsonObject(field string, v any, limit int) ([]byte, error) {

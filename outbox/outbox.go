@@ -165,7 +165,7 @@ func (o *Outbox) prepare(ctx context.Context, to []Recipient, n Notification) (*
 		escalate = strconv.FormatInt(e.escalate.Microseconds(), 10)
 	}
 	s.args = []any{string(recipients), e.kind, string(e.data), nullable(e.sse), strings.Join(e.channels, ","),
-		traceparent(ctx), strconv.FormatBool(e.critical), escalate}
+		traceparent(ctx), strconv.FormatBool(e.critical), escalate, e.expires}
 	s.query = o.insertMany
 	if e.key != "" {
 		s.query = o.upsertMany
@@ -254,8 +254,23 @@ func encode(n Notification) (encoded, error) {
 			return e, err
 		}
 	}
+	if x, ok := n.(Expiring); ok {
+		if at := x.ExpiresAt(); !at.IsZero() {
+			// Times a client can parse, as the table's check says.
+			if at.Before(minTime) || at.After(maxTime) {
+				return e, invalid("expires_at", "is out of range (years 1 to 9999)")
+			}
+			e.expires = at.UTC().Format(time.RFC3339Nano)
+		}
+	}
 	return e, nil
 }
+
+// The table's bounds on a time (notifications_inbox_times_valid).
+var (
+	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+)
 
 // channels normalizes via: each channel once, in the table's order.
 func channels(via []Channel) ([]string, error) {

@@ -18,8 +18,11 @@ type Event struct {
 	// increasing on a stream. It is also the SSE `id:`.
 	Seq int64 `json:"seq"`
 	// Op is what happened: created, updated, read, unread, deleted,
-	// read_all (one event for a mark-all-read) or refetch (the stream could
-	// not replay from the client's id; reload everything).
+	// archived, unarchived, expired (the notification's time ran out: it
+	// leaves the inbox), read_all (one event for a mark-all-read), seen
+	// (one event for a mark-seen; sse.until is its up_to, if given) or
+	// refetch (the stream could not replay from the client's id; reload
+	// everything).
 	Op string `json:"op"`
 	// ID is the notification's id (empty for refetch).
 	ID          string          `json:"id,omitempty"`
@@ -46,7 +49,8 @@ type row struct {
 }
 
 // pushed reports whether streams get this row: everything a reader did
-// (read, unread, deleted, read_all) is pushed so other tabs follow; new and
+// (read, unread, deleted, read_all, seen, archived, unarchived) and expiry
+// is pushed so other tabs follow; new and
 // updated notifications only when they go to the sse channel.
 func (r *row) pushed() bool {
 	return r.current && (r.viaSSE || (r.Op != "created" && r.Op != "updated"))
@@ -86,7 +90,7 @@ func newRow(e bellhoptype.Event) *row {
 	if e.SSE != nil {
 		r.SSE = e.SSE
 	}
-	if r.Op == "read_all" {
+	if r.Op == "read_all" || r.Op == "seen" {
 		// The marker row is not a notification of the inbox.
 		r.ID, r.Type = "", ""
 	}

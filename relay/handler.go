@@ -44,8 +44,11 @@ func (r *Relay) routes() (http.Handler, error) {
 	r.route(api, "GET /notifications", r.authed(r.list))
 	r.route(api, "GET /notifications/unread/count", r.authed(r.unreadCount))
 	r.route(api, "POST /notifications/read-all", r.authed(r.markAllRead))
+	r.route(api, "POST /notifications/seen", r.authed(r.markSeen))
 	r.route(api, "POST /notifications/{id}/read", r.authed(r.markRead))
 	r.route(api, "POST /notifications/{id}/unread", r.authed(r.markUnread))
+	r.route(api, "POST /notifications/{id}/archive", r.authed(r.archive))
+	r.route(api, "POST /notifications/{id}/unarchive", r.authed(r.unarchive))
 	remove := r.authed(r.remove)
 	r.route(api, "DELETE /notifications/{id}", func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path == preferencesPath {
@@ -388,9 +391,9 @@ func (r *Relay) list(w http.ResponseWriter, req *http.Request, to bellhoptype.Re
 	q := req.URL.Query() // checkQuery made sure it parses
 	for name := range q {
 		switch name {
-		case "limit", "cursor", "unread", "type":
+		case "limit", "cursor", "unread", "type", "archived":
 		default:
-			writeError(w, http.StatusBadRequest, "bad_parameter", "unknown parameter "+strconv.Quote(name)+" (known: limit, cursor, unread, type)")
+			writeError(w, http.StatusBadRequest, "bad_parameter", "unknown parameter "+strconv.Quote(name)+" (known: limit, cursor, unread, type, archived)")
 			return
 		}
 	}
@@ -413,6 +416,16 @@ func (r *Relay) list(w http.ResponseWriter, req *http.Request, to bellhoptype.Re
 			return
 		}
 		opts.UnreadOnly = b
+	}
+	switch s := q.Get("archived"); s {
+	case "", "false":
+	case "true":
+		opts.Archived = inbox.ArchivedInclude
+	case "only":
+		opts.Archived = inbox.ArchivedOnly
+	default:
+		writeError(w, http.StatusBadRequest, "bad_archived", "archived must be true, false or only")
+		return
 	}
 	for _, t := range opts.Types {
 		if t == "" || len(t) > bellhoptype.MaxNameBytes {
@@ -447,6 +460,41 @@ func (r *Relay) markRead(w http.ResponseWriter, req *http.Request, to bellhoptyp
 
 func (r *Relay) markUnread(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
 	r.change(w, req, to, r.inbox.MarkUnread)
+}
+
+func (r *Relay) archive(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
+	r.change(w, req, to, r.inbox.Archive)
+}
+
+func (r *Relay) unarchive(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
+	r.change(w, req, to, r.inbox.Unarchive)
+}
+
+// markSeen marks everything seen, or with up_to (an event id, as the
+// stream's id: lines) what the reader can have been shown by that event.
+func (r *Relay) markSeen(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient) {
+	q := req.URL.Query()
+	for name := range q {
+		if name != "up_to" {
+			writeError(w, http.StatusBadRequest, "bad_parameter", "unknown parameter "+strconv.Quote(name)+" (known: up_to)")
+			return
+		}
+	}
+	var opts inbox.SeenOptions
+	if s := q.Get("up_to"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "bad_up_to", "up_to must be an event id: a positive integer")
+			return
+		}
+		opts.UpTo = n
+	}
+	n, err := r.inbox.MarkSeen(req.Context(), to, opts)
+	if err != nil {
+		r.inboxError(w, req, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"updated": n})
 }
 
 func (r *Relay) change(w http.ResponseWriter, req *http.Request, to bellhoptype.Recipient,

@@ -45,6 +45,12 @@ func (w *relayWorker) Timeout(*river.Job[relayArgs]) time.Duration { return maxJ
 func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error {
 	r := w.r
 	if job.Args.Sweep {
+		// Due expiries first, whether or not a drain runs: what they touch
+		// is pending, and stamped like any change. A failure must not stop
+		// the safety net.
+		if err := r.expire(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("push expired notifications", "err", err)
+		}
 		// An idle relay's sweep looks once; only what it finds starts a
 		// drain (and its linger and arm: some 70 queries).
 		if r.draining.Load() {
@@ -190,6 +196,20 @@ func (r *Worker) arm(ctx context.Context) (bool, error) {
 		case <-ctx.Done():
 			return false, ctx.Err()
 		case <-time.After(r.cfg.BusyPoll):
+		}
+	}
+}
+
+// expire touches the notifications whose expiry has come, a batch at a
+// time (see Expire in sql/worker.sql).
+func (r *Worker) expire(ctx context.Context) error {
+	for {
+		tag, err := r.pool.Exec(ctx, r.q.expire, r.cfg.BatchSize)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() < int64(r.cfg.BatchSize) {
+			return nil
 		}
 	}
 }

@@ -89,13 +89,14 @@ type Config struct {
 	// BatchSize bounds the rows stamped per transaction. Defaults to 1000.
 	BatchSize int
 	// SweepInterval is the safety net: a relay job this often whatever
-	// happens. Defaults to 1s.
+	// happens. It also pushes the notifications whose expiry has come (as
+	// expired events), so it bounds how late those come. Defaults to 1s.
 	SweepInterval time.Duration
-	// Retention is how long read notifications are kept. Defaults to 90
-	// days (2160h).
+	// Retention is how long read and archived notifications are kept,
+	// from when they were read or archived. Defaults to 90 days (2160h).
 	Retention time.Duration
-	// ReplayWindow is how long deleted and live-only rows, and the log
-	// entries of any row, are kept for clients resuming with
+	// ReplayWindow is how long deleted, live-only and expired rows, and the
+	// log entries of any row, are kept for clients resuming with
 	// Last-Event-ID. Defaults to 24h.
 	ReplayWindow time.Duration
 	// PruneInterval is how often the prune job runs. Defaults to 1m.
@@ -290,7 +291,7 @@ type Worker struct {
 	relayedChannel string
 	wakeSeq        string
 	q              struct {
-		hasPending, lock, stamp, durability, setWake, snapshot, settled, prune, forget, escalation string
+		hasPending, lock, stamp, durability, setWake, snapshot, settled, prune, forget, escalation, expire string
 	}
 	// signer signs webhooks; nil without Config.WebhookURL.
 	signer *standardwebhooks.Webhook
@@ -348,6 +349,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 	r.q.prune = set.Get("Prune")
 	r.q.forget = set.Get("Forget")
 	r.q.escalation = set.Get("Escalation")
+	r.q.expire = set.Get("Expire")
 	if err := set.Err(); err != nil {
 		return nil, err
 	}

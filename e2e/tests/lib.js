@@ -168,6 +168,14 @@ export async function apiCount(page) {
   });
 }
 
+/** The unseen count the API reports for the page's cookie: what the React bell shows. */
+export async function apiUnseen(page) {
+  return page.evaluate(async () => {
+    const res = await fetch('/notifications/unread/count', { credentials: 'include' });
+    return (await res.json()).unseen;
+  });
+}
+
 /** The React badge's and the vanilla #bell-badge's counts ('' is 0). */
 export async function badges(page) {
   const [react, vanilla] = await Promise.all([
@@ -195,9 +203,18 @@ export async function waitFor(what, get, check, timeoutMs, everyMs = 20) {
   }
 }
 
-/** Waits for both badges to show n. */
+/**
+ * Waits for the vanilla badge (unread) to show n and the React bell to show
+ * the API's unseen count: the two are equal until an inbox is opened (which
+ * marks everything seen, and leaves it unread).
+ */
 export function badgesShow(page, n, timeoutMs, what = `badges show ${n}`) {
-  return waitFor(what, () => badges(page), (b) => b.react === n && b.vanilla === n, timeoutMs);
+  return waitFor(
+    what,
+    async () => ({ ...(await badges(page)), unseen: await apiUnseen(page) }),
+    (b) => b.react === b.unseen && b.vanilla === n,
+    timeoutMs,
+  );
 }
 
 /**

@@ -4,4 +4,15 @@ export { SSEParser, parseSSE } from './core/sse';
 export type { SSEMessage, SSEParserCallbacks } from './core/sse';
 export { backoffDelay, decodeEvent } from './core/subscribe';
 export type * from './core/types';
-export { formatCount, isProgressNotification, notificationProgress, notificationTitle, notificationBody } from './core/util';
+export {
+  formatCount,
+  isExpired,
+  isProgressNotification,
+  notificationActions,
+  notificationAvatar,
+  notificationBody,
+  notificationProgress,
+  notificationTitle,
+  notificationUrl,
+  safeUrl,
+} from './core/util';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { BellhopError, createClient } from '../src';
+import { BellhopError, createClient, notificationActions, safeUrl } from '../src';
 import { json, notification, startServer, type TestServer } from './helpers/server';
 
 let server: TestServer | undefined;
@@ -9,6 +9,34 @@ afterEach(async () => {
 });
 
 describe('createClient requests', () => {
+  it('seen, archive, unarchive, the archived filter and the unseen count', async () => {
+    server = await startServer((_req, res, rec) => {
+      if (rec.path === '/notifications/seen') json(res, 200, { updated: 2 });
+      else if (rec.path === '/notifications/unread/count') json(res, 200, { count: 4, capped: false, unseen: 2, unseen_capped: true });
+      else if (rec.path === '/notifications') json(res, 200, { notifications: [], next_cursor: null });
+      else json(res, 200, notification('x/1', { archived_at: rec.path.endsWith('/archive') ? '2024-01-02T00:00:00Z' : null }));
+    });
+    const client = createClient({ baseUrl: server.url, token: 't' });
+    expect(await client.markSeen()).toEqual({ updated: 2 });
+    await client.markSeen({ upTo: 1700000000000123 });
+    expect((await client.archive('x/1')).archived_at).toBe('2024-01-02T00:00:00Z');
+    expect((await client.unarchive('x/1')).archived_at).toBeNull();
+    expect(await client.unreadCount()).toEqual({ count: 4, capped: false, unseen: 2, unseen_capped: true });
+    await client.list({ archived: 'only' });
+    await client.list({ archived: true });
+    await client.list({ archived: false });
+    expect(server.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+      'POST /notifications/seen',
+      'POST /notifications/seen?up_to=1700000000000123',
+      'POST /notifications/x%2F1/archive',
+      'POST /notifications/x%2F1/unarchive',
+      'GET /notifications/unread/count',
+      'GET /notifications?archived=only',
+      'GET /notifications?archived=true',
+      'GET /notifications',
+    ]);
+  });
+
   it('list sends limit, cursor, unread and repeated type, with the bearer token', async () => {
     server = await startServer((_req, res) => json(res, 200, { notifications: [notification('a')], next_cursor: 'c2' }));
     const client = createClient({ baseUrl: server.url + '/', token: 'tok-1' });
@@ -150,5 +178,47 @@ describe('createClient requests', () => {
     });
     expect(await client.unreadCount()).toEqual({ count: 1, capped: true });
     expect(seen).toEqual(['GET /notifications/unread/count include']);
+  });
+});
+
+describe('safeUrl', () => {
+  const base = 'https://app.example/inbox';
+  it('follows http(s) and relative URLs', () => {
+    expect(safeUrl('https://x.example/a?b#c', base)).toBe('https://x.example/a?b#c');
+    expect(safeUrl('http://x.example/', base)).toBe('http://x.example/');
+    expect(safeUrl('/orders/7', base)).toBe('https://app.example/orders/7');
+    expect(safeUrl('orders/7', base)).toBe('https://app.example/orders/7');
+    expect(safeUrl('//cdn.example/a.png', base)).toBe('https://cdn.example/a.png');
+  });
+  it('refuses every other scheme, however it is spelled', () => {
+    for (const bad of [
+      'javascript:alert(1)',
+      'JavaScript:alert(1)',
+      '  javascript:alert(1)',
+      'java\tscript:alert(1)',
+      'java\nscript:alert(1)',
+      '\u0000javascript:alert(1)',
+      'javascript&colon;alert(1)x:',
+      'data:text/html,<script>alert(1)</script>',
+      'vbscript:msgbox(1)',
+      'file:///etc/passwd',
+      'blob:https://app.example/1',
+      '',
+      '   ',
+    ]) {
+      const got = safeUrl(bad, base);
+      expect(got === null || got.startsWith('https://app.example/'), `${JSON.stringify(bad)} -> ${got}`).toBe(true);
+    }
+    expect(safeUrl('javascript:alert(1)', base)).toBeNull();
+    expect(safeUrl('java\tscript:alert(1)', base)).toBeNull();
+    expect(safeUrl(42, base)).toBeNull();
+    expect(safeUrl({ toString: () => 'https://x.example' }, base)).toBeNull();
+  });
+  it('notificationActions keeps well-formed actions and drops unsafe urls', () => {
+    const actions = notificationActions(
+      { data: { actions: [{ id: 'a', label: 'A', url: 'javascript:x' }, { id: 'b', label: 'B', url: '/b' }, { id: 1, label: 'C' }, null, 'x'] as never } },
+      base,
+    );
+    expect(actions).toEqual([{ id: 'a', label: 'A' }, { id: 'b', label: 'B', url: 'https://app.example/b' }]);
   });
 });

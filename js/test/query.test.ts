@@ -7,8 +7,10 @@ import {
   invalidateOnEvent,
   invalidateOnReconnect,
   invalidateOnReopen,
+  archiveMutationOptions,
   markAllReadMutationOptions,
   markReadMutationOptions,
+  markSeenMutationOptions,
   markUnreadMutationOptions,
   notificationsInfiniteQueryOptions,
   preferencesQueryOptions,
@@ -48,6 +50,9 @@ function fakeClient() {
     markRead: (id) => (calls.push(`read ${id}`), pending.promise as Promise<Notification>),
     markUnread: (id) => (calls.push(`unread ${id}`), pending.promise as Promise<Notification>),
     markAllRead: () => (calls.push('readAll'), pending.promise as Promise<{ updated: number }>),
+    markSeen: (opts) => (calls.push(`seen ${opts?.upTo ?? ''}`), pending.promise as Promise<{ updated: number }>),
+    archive: (id) => (calls.push(`archive ${id}`), pending.promise as Promise<Notification>),
+    unarchive: (id) => (calls.push(`unarchive ${id}`), pending.promise as Promise<Notification>),
     remove: (id) => (calls.push(`remove ${id}`), pending.promise as Promise<void>),
     getPreferences: async () => (calls.push('prefs'), { types: { '*': { sse: false } } }),
     setPreferences: (p) => (calls.push(`setPrefs ${JSON.stringify(p)}`), pending.promise as Promise<Preferences>),
@@ -333,5 +338,61 @@ describe('preferences', () => {
     f.settle().reject(new BellhopError(400, 'bad_preferences', 'no'));
     expect(await done).toMatchObject({ status: 400 });
     expect(prefs()).toEqual(before);
+  });
+});
+
+describe('seen, archive, expiry in the cache', () => {
+  const archivedKey = bellhopKeys.list({ archived: 'only' });
+  function seedBoth() {
+    seed();
+    qc.setQueryData(archivedKey, { pages: [{ notifications: [notification('z', { archived_at: '2024-01-01T00:00:00Z' })], next_cursor: null }], pageParams: [null] });
+    qc.setQueryData<UnreadCount>(bellhopKeys.count(), { count: 3, capped: false, unseen: 2, unseen_capped: false });
+  }
+  const archivedRows = () => (qc.getQueryData<NotificationListData>(archivedKey) as { pages: NotificationPage[] }).pages.flatMap((p) => p.notifications);
+
+  it('the archived filter is part of the key', () => {
+    expect(bellhopKeys.list({ archived: 'only' })).not.toEqual(bellhopKeys.list({}));
+    expect(bellhopKeys.list({ archived: false })).toEqual(bellhopKeys.list({}));
+  });
+
+  it('archived / unarchived events move the row between the inbox and the archive', async () => {
+    seedBoth();
+    await invalidateOnEvent(qc, { seq: 1, op: 'archived', id: 'a' });
+    expect(rows().map((n) => n.id)).toEqual(['b']);
+    await invalidateOnEvent(qc, { seq: 2, op: 'unarchived', id: 'z' });
+    expect(archivedRows()).toEqual([]);
+    expect(qc.getQueryState(bellhopKeys.count())?.isInvalidated).toBe(true);
+  });
+
+  it('expired removes the row; seen marks rows seen', async () => {
+    seedBoth();
+    await invalidateOnEvent(qc, { seq: 1, op: 'seen', id: '' });
+    expect(rows().every((n) => !!n.seen_at)).toBe(true);
+    await invalidateOnEvent(qc, { seq: 2, op: 'expired', id: 'b' });
+    expect(rows().map((n) => n.id)).toEqual(['a']);
+    expect(qc.getQueryState(bellhopKeys.count())?.isInvalidated).toBe(true);
+  });
+
+  it('markSeen clears unseen at once and keeps the unread count', async () => {
+    const f = fakeClient();
+    seedBoth();
+    const m = new MutationObserver(qc, markSeenMutationOptions(f.client, qc));
+    const done = m.mutate();
+    await waitUntil(() => f.calls.includes('seen '));
+    expect(qc.getQueryData<UnreadCount>(bellhopKeys.count())).toEqual({ count: 3, capped: false, unseen: 0, unseen_capped: false });
+    f.settle().resolve({ updated: 2 });
+    await done;
+  });
+
+  it('archive is optimistic and rolls back on error', async () => {
+    const f = fakeClient();
+    seedBoth();
+    const m = new MutationObserver(qc, archiveMutationOptions(f.client, qc));
+    const done = m.mutate('a').catch(() => {});
+    await waitUntil(() => f.calls.includes('archive a'));
+    expect(rows().map((n) => n.id)).toEqual(['b']);
+    f.settle().reject(new BellhopError(500, 'internal', 'boom'));
+    await done;
+    expect(rows().map((n) => n.id)).toEqual(['a', 'b']);
   });
 });

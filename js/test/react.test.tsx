@@ -56,7 +56,7 @@ describe('<NotificationBell/>', () => {
     await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('99+'));
     const badge = screen.getByTestId('bellhop-badge');
     expect(badge.getAttribute('aria-live')).toBe('polite');
-    expect(screen.getByTestId('bellhop-bell').getAttribute('aria-label')).toBe('Notifications, 99+ unread');
+    expect(screen.getByTestId('bellhop-bell').getAttribute('aria-label')).toBe('Notifications, 99+ new');
     expect(screen.getByTestId('bellhop-bell').tagName).toBe('BUTTON');
     expect(relay.requests.find((r) => r.path === '/notifications/unread/count')?.headers.authorization).toBe('Bearer jwt');
   });
@@ -78,7 +78,7 @@ describe('<NotificationBell/>', () => {
 describe('<Inbox/>', () => {
   it('opens on click and renders items with unread state, progress and relative times', async () => {
     relay = await startFakeRelay(sample());
-    setup(<Inbox live={false} />, relay);
+    setup(<Inbox live={false} bellCount="unread" />, relay);
     const bell = screen.getByTestId('bellhop-bell');
     expect(bell.getAttribute('aria-expanded')).toBe('false');
     expect(screen.queryByTestId('bellhop-inbox')).toBeNull();
@@ -110,7 +110,7 @@ describe('<Inbox/>', () => {
 
   it('shows the empty state', async () => {
     relay = await startFakeRelay([]);
-    setup(<Inbox live={false} />, relay);
+    setup(<Inbox live={false} bellCount="unread" />, relay);
     fireEvent.click(screen.getByTestId('bellhop-bell'));
     expect((await screen.findByTestId('bellhop-empty')).textContent).toBe("You're all caught up.");
     expect(screen.queryAllByTestId('bellhop-item')).toHaveLength(0);
@@ -119,7 +119,7 @@ describe('<Inbox/>', () => {
 
   it('shows the error state with the server message and can retry', async () => {
     relay = await startFakeRelay(sample(), { failList: true });
-    setup(<Inbox live={false} />, relay);
+    setup(<Inbox live={false} bellCount="unread" />, relay);
     fireEvent.click(screen.getByTestId('bellhop-bell'));
     const alert = await screen.findByRole('alert');
     expect(alert.textContent).toContain('database unavailable');
@@ -131,7 +131,7 @@ describe('<Inbox/>', () => {
 
   it('mark all read calls the API and updates items and badge', async () => {
     relay = await startFakeRelay(sample());
-    setup(<Inbox live={false} />, relay);
+    setup(<Inbox live={false} bellCount="unread" />, relay);
     const inbox = await openInbox();
     await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('2'));
     fireEvent.click(within(inbox).getByTestId('bellhop-mark-all'));
@@ -145,7 +145,7 @@ describe('<Inbox/>', () => {
 
   it('marks one read and deletes one through the API', async () => {
     relay = await startFakeRelay(sample());
-    setup(<Inbox live={false} />, relay);
+    setup(<Inbox live={false} bellCount="unread" />, relay);
     const inbox = await openInbox();
     const first = within(inbox).getAllByTestId('bellhop-item')[0];
     const markRead = within(first).getByTestId('bellhop-mark-read');
@@ -162,7 +162,7 @@ describe('<Inbox/>', () => {
 
   it('Escape closes the panel and returns focus to the bell', async () => {
     relay = await startFakeRelay(sample());
-    setup(<Inbox live={false} />, relay);
+    setup(<Inbox live={false} bellCount="unread" />, relay);
     const inbox = await openInbox();
     fireEvent.keyDown(inbox, { key: 'Escape' });
     expect(screen.queryByTestId('bellhop-inbox')).toBeNull();
@@ -173,7 +173,7 @@ describe('<Inbox/>', () => {
 
   it('applies live events: progress moves without a refetch, created refreshes the count', async () => {
     relay = await startFakeRelay(sample());
-    setup(<Inbox />, relay);
+    setup(<Inbox bellCount="unread" />, relay);
     const inbox = await openInbox();
     await waitUntil(() => relay!.streamCount() === 1, 3000, 'stream');
     expect(relay.requests.find((r) => r.path === '/notifications/stream')?.headers.authorization).toBe('Bearer jwt');
@@ -199,7 +199,7 @@ describe('<Inbox/>', () => {
     }
     setup(
       <>
-        <Inbox />
+        <Inbox bellCount="unread" markSeenOnOpen={false} />
         <Status />
       </>,
       relay,
@@ -236,7 +236,7 @@ describe('<Inbox/>', () => {
     render(
       <StrictMode>
         <BellhopProvider client={client} queryClient={new QueryClient()} debounceMs={0}>
-          <Inbox />
+          <Inbox bellCount="unread" />
           <Listener />
         </BellhopProvider>
       </StrictMode>,
@@ -261,5 +261,162 @@ describe('formatRelativeTime', () => {
     expect(formatRelativeTime('2024-05-18T12:00:00Z', now, 'en')).toBe('2 weeks ago');
     expect(formatRelativeTime('2022-06-01T12:00:00Z', now, 'en')).toBe('2 years ago');
     expect(formatRelativeTime('not a date', now, 'en')).toBe('');
+  });
+});
+
+describe('<Inbox/> seen, archive, actions', () => {
+  it('the bell counts unseen by default and clears when the inbox opens; items stay unread', async () => {
+    relay = await startFakeRelay(sample());
+    setup(<Inbox live={false} />, relay);
+    // n3 is read but not seen: the bell counts it.
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('3'));
+    expect(screen.getByTestId('bellhop-bell').getAttribute('aria-label')).toBe('Notifications, 3 new');
+    const inbox = await openInbox();
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe(''));
+    expect(relay.requests.filter((r) => r.method === 'POST' && r.path === '/notifications/seen')).toHaveLength(1);
+    expect(within(inbox).getAllByTestId('bellhop-item').map((i) => i.dataset.unread)).toEqual(['true', 'true', 'false']);
+  });
+
+  it('markSeenOnOpen={false} leaves the bell as it is', async () => {
+    relay = await startFakeRelay(sample());
+    setup(<Inbox live={false} markSeenOnOpen={false} />, relay);
+    await openInbox();
+    await act(() => new Promise((r) => setTimeout(r, 50)));
+    expect(screen.getByTestId('bellhop-badge').textContent).toBe('3');
+    expect(relay.requests.some((r) => r.path === '/notifications/seen')).toBe(false);
+  });
+
+  it('archive moves a row to the Archived tab, and back', async () => {
+    relay = await startFakeRelay(sample());
+    setup(<Inbox live={false} />, relay);
+    const inbox = await openInbox();
+    const first = within(inbox).getAllByTestId('bellhop-item')[0];
+    expect(first.dataset.id).toBe('n1');
+    fireEvent.click(within(first).getByTestId('bellhop-archive'));
+    await waitFor(() => expect(within(inbox).getAllByTestId('bellhop-item').map((i) => i.dataset.id)).toEqual(['n2', 'n3']));
+    expect(relay.requests.some((r) => r.method === 'POST' && r.path === '/notifications/n1/archive')).toBe(true);
+
+    fireEvent.click(within(inbox).getByTestId('bellhop-tab-archived'));
+    await waitFor(() => expect(within(inbox).getAllByTestId('bellhop-item').map((i) => i.dataset.id)).toEqual(['n1']));
+    expect(relay.requests.some((r) => r.path === '/notifications' && r.query.get('archived') === 'only')).toBe(true);
+    const archived = within(inbox).getByTestId('bellhop-item');
+    expect(archived.dataset.archived).toBe('true');
+    fireEvent.click(within(archived).getByTestId('bellhop-unarchive'));
+    await waitFor(() => expect(within(inbox).queryAllByTestId('bellhop-item')).toHaveLength(0));
+    expect(within(inbox).getByTestId('bellhop-empty').textContent).toBe('Nothing archived.');
+    fireEvent.click(within(inbox).getByTestId('bellhop-tab-inbox'));
+    await waitFor(() => expect(within(inbox).getAllByTestId('bellhop-item').map((i) => i.dataset.id)).toEqual(['n1', 'n2', 'n3']));
+  });
+
+  it('renders url, avatar and actions; refuses javascript: URLs; clicks mark read and call back', async () => {
+    relay = await startFakeRelay([
+      notification('safe', {
+        data: {
+          title: 'Review requested',
+          url: '/reviews/7',
+          avatar: 'https://cdn.example/a.png',
+          actions: [
+            { id: 'approve', label: 'Approve' },
+            { id: 'open', label: 'Open', url: 'https://app.example/reviews/7' },
+            { id: 'evil', label: 'Evil', url: ' JaVaScRiPt:alert(1)' },
+            { id: '', label: 'no id' },
+            { label: 'no id either' },
+          ],
+        },
+      }),
+      notification('evil', { data: { title: 'Evil', url: 'javascript:alert(document.cookie)', avatar: 'javascript:alert(1)' } }),
+      notification('data', { data: { title: 'Data', url: 'data:text/html,<script>alert(1)</script>' } }),
+      notification('tab', { data: { title: 'Tab', url: 'java\tscript:alert(1)' } }),
+    ]);
+    const actions: string[] = [];
+    const opened: string[] = [];
+    setup(
+      <Inbox
+        live={false}
+        onAction={(n, a, e) => {
+          e.preventDefault();
+          actions.push(`${n.id}:${a.id}:${a.url ?? ''}`);
+        }}
+        onOpen={(n, url, e) => {
+          e.preventDefault();
+          opened.push(`${n.id}:${url}`);
+        }}
+      />,
+      relay,
+    );
+    const inbox = await openInbox();
+    const [safe, evil, data, tab] = within(inbox).getAllByTestId('bellhop-item');
+    const link = within(safe).getByTestId('bellhop-item-link') as HTMLAnchorElement;
+    expect(link.getAttribute('href')).toBe(new URL('/reviews/7', location.href).href);
+    expect(safe.querySelector('img')?.getAttribute('src')).toBe('https://cdn.example/a.png');
+    for (const row of [evil, data, tab]) {
+      expect(within(row).queryByTestId('bellhop-item-link')).toBeNull();
+      expect(row.querySelector('a')).toBeNull();
+      expect(row.querySelector('img')).toBeNull();
+    }
+    const buttons = within(safe).getAllByTestId('bellhop-action');
+    expect(buttons.map((b) => [b.dataset.action, b.tagName, b.getAttribute('href')])).toEqual([
+      ['approve', 'BUTTON', null],
+      ['open', 'A', 'https://app.example/reviews/7'],
+      ['evil', 'BUTTON', null],
+    ]);
+
+    fireEvent.click(buttons[0]);
+    expect(actions).toEqual(['safe:approve:']);
+    await waitFor(() => expect(relay!.requests.some((r) => r.method === 'POST' && r.path === '/notifications/safe/read')).toBe(true));
+    fireEvent.click(buttons[2]);
+    expect(actions.at(-1)).toBe('safe:evil:');
+
+    fireEvent.click(link);
+    expect(opened).toEqual([`safe:${new URL('/reviews/7', location.href).href}`]);
+  });
+
+  it('renderItem draws the row; the helpers act on it', async () => {
+    relay = await startFakeRelay(sample());
+    setup(
+      <Inbox
+        live={false}
+        renderItem={(n, h) => (
+          <button type="button" data-testid="custom" onClick={h.archive}>
+            custom {n.id}
+          </button>
+        )}
+      />,
+      relay,
+    );
+    const inbox = await openInbox();
+    const custom = within(inbox).getAllByTestId('custom');
+    expect(custom.map((c) => c.textContent)).toEqual(['custom n1', 'custom n2', 'custom n3']);
+    expect(within(inbox).getAllByTestId('bellhop-item')[0].dataset.id).toBe('n1');
+    fireEvent.click(custom[1]);
+    await waitFor(() => expect(within(inbox).getAllByTestId('custom').map((c) => c.textContent)).toEqual(['custom n1', 'custom n3']));
+  });
+
+  it('a row leaves at its expires_at, before any event', async () => {
+    relay = await startFakeRelay([
+      notification('brief', { data: { title: 'Brief' }, expires_at: new Date(Date.now() + 400).toISOString() }),
+      notification('gone', { data: { title: 'Gone' }, expires_at: new Date(Date.now() - 1000).toISOString() }),
+      notification('stays', { data: { title: 'Stays' } }),
+    ]);
+    setup(<Inbox live={false} />, relay);
+    const inbox = await openInbox();
+    expect(within(inbox).getAllByTestId('bellhop-item').map((i) => i.dataset.id)).toEqual(['brief', 'stays']);
+    await waitFor(() => expect(within(inbox).getAllByTestId('bellhop-item').map((i) => i.dataset.id)).toEqual(['stays']), {
+      timeout: 2000,
+    });
+  });
+});
+
+describe('<Inbox/> mark seen failing', () => {
+  it('does not retry a failed mark-seen while the inbox stays open', async () => {
+    relay = await startFakeRelay(sample());
+    relay.state.failSeen = true;
+    setup(<Inbox live={false} />, relay);
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('3'));
+    await openInbox();
+    await waitUntil(() => relay!.requests.some((r) => r.path === '/notifications/seen'));
+    await act(() => new Promise((r) => setTimeout(r, 300)));
+    expect(relay.requests.filter((r) => r.path === '/notifications/seen')).toHaveLength(1);
+    expect(screen.getByTestId('bellhop-badge').textContent).toBe('3');
   });
 });

@@ -11,22 +11,24 @@
 -- One notification for every recipient in $1 (one for Send), in one
 -- statement. $6 is the sender's W3C traceparent, or NULL.
 INSERT INTO bellhop.notifications
-    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, traceparent, critical, escalate_after)
+    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, traceparent, critical, escalate_after, expires_at)
 SELECT r.tenant_id, r.notifiable_type, r.notifiable_id,
        $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ','), $6::text,
-       $7::text::boolean, nullif($8::text, '')::bigint * interval '1 microsecond'
+       $7::text::boolean, nullif($8::text, '')::bigint * interval '1 microsecond', $9::timestamptz
 FROM json_to_recordset($1::json) AS r (tenant_id text, notifiable_type text, notifiable_id text)
 RETURNING tenant_id, notifiable_type, notifiable_id, id::text;
 
 -- name: UpsertMany
--- A progress notification: one row per recipient and key. The data is
--- replaced, the row counts as unread again and is restored if it was
--- deleted; created_at stays, so it keeps its place in the inbox.
+-- A progress notification: one row per recipient and key. The data and
+-- expiry are replaced, the row counts as unread and unseen again and is
+-- restored if it was deleted or archived; created_at stays, so it keeps
+-- its place in the inbox.
 INSERT INTO bellhop.notifications
-    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, traceparent, critical, escalate_after, database_key)
+    (tenant_id, notifiable_type, notifiable_id, type, data, sse, channels, traceparent, critical, escalate_after,
+     expires_at, database_key)
 SELECT r.tenant_id, r.notifiable_type, r.notifiable_id,
        $2::text, $3::jsonb, $4::jsonb, string_to_array($5::text, ','), $6::text,
-       $7::text::boolean, nullif($8::text, '')::bigint * interval '1 microsecond', $9::text
+       $7::text::boolean, nullif($8::text, '')::bigint * interval '1 microsecond', $9::timestamptz, $10::text
 FROM json_to_recordset($1::json) AS r (tenant_id text, notifiable_type text, notifiable_id text)
 ON CONFLICT (tenant_id, notifiable_type, notifiable_id, database_key)
     WHERE database_key IS NOT NULL
@@ -38,7 +40,10 @@ DO UPDATE SET
     traceparent = EXCLUDED.traceparent,
     critical = EXCLUDED.critical,
     escalate_after = EXCLUDED.escalate_after,
+    expires_at = EXCLUDED.expires_at,
     read_at = NULL,
+    seen_at = NULL,
+    archived_at = NULL,
     deleted_at = NULL,
     updated_at = now()
 RETURNING tenant_id, notifiable_type, notifiable_id, id::text;

@@ -105,6 +105,7 @@ func Handler(ob *outbox.Outbox, pool *pgxpool.Pool, secret, cookieName string, r
 	mux.HandleFunc("POST /demo/send", s.send)
 	mux.HandleFunc("POST /demo/send-rollback", s.sendRollback)
 	mux.HandleFunc("POST /demo/progress", s.progress)
+	mux.HandleFunc("POST /demo/action", s.action)
 	mux.HandleFunc("/demo/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "message": "no such demo route"})
 	})
@@ -160,6 +161,32 @@ func (s *server) send(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		s.fail(w, "send", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "committed": true})
+}
+
+// action writes a notification with the widget's data convention: a link,
+// an avatar, buttons (the page's onAction shows which was clicked) and an
+// expiry, after which it leaves the inbox by itself.
+func (s *server) action(w http.ResponseWriter, r *http.Request) {
+	n := s.sent.Add(1)
+	msg := outbox.Message{
+		Kind: "demo.review",
+		Data: map[string]any{
+			"title": fmt.Sprintf("Review requested #%d", n),
+			"body":  "Approve or decline; this one expires in 10 minutes.",
+			"url":   "#review-" + fmt.Sprint(n),
+			"actions": []map[string]string{
+				{"id": "approve", "label": "Approve"},
+				{"id": "decline", "label": "Decline"},
+			},
+		},
+		Expires: time.Now().Add(10 * time.Minute),
+	}
+	id, err := s.ob.Send(r.Context(), s.pool, Recipient, msg)
+	if err != nil {
+		s.fail(w, "send with actions", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "committed": true})

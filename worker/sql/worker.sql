@@ -251,9 +251,10 @@ SELECT NOT EXISTS (
 );
 
 -- name: Prune
--- Deletes, $3 at a time: deleted rows and live-only rows once past the
--- replay window ($1), read rows past the retention ($2), each only once the
--- relay has logged it; then log entries older than the replay window.
+-- Deletes, $3 at a time: deleted, live-only and expired rows once past the
+-- replay window ($1), read and archived rows past the retention ($2) from
+-- when they were read or archived, each only once the relay has logged it;
+-- then log entries older than the replay window.
 -- Records, per recipient, the highest seq of theirs whose entry it deleted:
 -- a client of that recipient resuming from below it may have missed a
 -- change and must refetch; other recipients' clients need not.
@@ -269,7 +270,9 @@ WITH doomed AS (
     WHERE pg_visible_in_snapshot(n.xid, s.seen) AND (
            (n.deleted_at IS NOT NULL AND n.deleted_at < now() - $1::interval)
         OR (NOT 'database' = ANY (n.channels) AND n.updated_at < now() - $1::interval)
-        OR (n.read_at IS NOT NULL AND n.read_at < now() - $2::interval))
+        OR (n.read_at IS NOT NULL AND n.read_at < now() - $2::interval)
+        OR (n.archived_at IS NOT NULL AND n.archived_at < now() - $2::interval)
+        OR (n.expires_at IS NOT NULL AND n.expires_at < now() - $1::interval))
     LIMIT $3
 ), gone AS (
     DELETE FROM bellhop.notifications AS t USING doomed, bellhop.relay_state AS s
@@ -277,7 +280,9 @@ WITH doomed AS (
       AND pg_visible_in_snapshot(t.xid, s.seen) AND (
            (t.deleted_at IS NOT NULL AND t.deleted_at < now() - $1::interval)
         OR (NOT 'database' = ANY (t.channels) AND t.updated_at < now() - $1::interval)
-        OR (t.read_at IS NOT NULL AND t.read_at < now() - $2::interval))
+        OR (t.read_at IS NOT NULL AND t.read_at < now() - $2::interval)
+        OR (t.archived_at IS NOT NULL AND t.archived_at < now() - $2::interval)
+        OR (t.expires_at IS NOT NULL AND t.expires_at < now() - $1::interval))
     RETURNING t.id, t.tenant_id, t.notifiable_type, t.notifiable_id
 ), unlogged AS (
     -- Only the entries of rows actually deleted.
@@ -332,7 +337,24 @@ SELECT count(*) FROM forgotten;
 
 -- name: Escalation
 -- A notification an escalation job posts about: only while it is still
--- unread and not deleted.
+-- unread, not archived, expired or deleted.
 SELECT id::text, tenant_id, notifiable_type, notifiable_id, type, data, critical, read_at, created_at
 FROM bellhop.notifications
-WHERE id = $1 AND read_at IS NULL AND deleted_at IS NULL AND 'database' = ANY (channels);
+WHERE id = $1 AND read_at IS NULL AND deleted_at IS NULL AND archived_at IS NULL
+  AND (expires_at IS NULL OR expires_at > now()) AND 'database' = ANY (channels);
+
+-- name: Expire
+-- Touches up to $1 rows whose expiry has come and that were not pushed as
+-- expired yet: the update trigger makes them "expired" and pending, and
+-- the relay pushes that like any change. Lists and counts left them out
+-- from the instant itself; this is for the tabs that show them. A row a
+-- writer holds is skipped (its new version is checked by the next sweep),
+-- and the UPDATE repeats its conditions on the row it takes. updated_at is
+-- moved only so that the trigger fires (it sets updated_at itself).
+UPDATE bellhop.notifications AS n SET updated_at = n.updated_at + interval '1 microsecond'
+FROM (SELECT id FROM bellhop.notifications
+      WHERE expires_at <= now() AND op <> 'expired' AND deleted_at IS NULL
+      ORDER BY expires_at
+      LIMIT $1
+      FOR UPDATE SKIP LOCKED) AS due
+WHERE n.id = due.id AND n.expires_at <= now() AND n.op <> 'expired' AND n.deleted_at IS NULL;

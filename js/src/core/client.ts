@@ -5,6 +5,7 @@ import type {
   BellhopClient,
   ClientOptions,
   ListOptions,
+  MarkSeenOptions,
   Notification,
   NotificationPage,
   Preferences,
@@ -80,7 +81,7 @@ export function createClient(options: ClientOptions): BellhopClient {
   return {
     baseUrl,
     list(opts: ListOptions = {}) {
-      const { limit, cursor, unread, type, signal } = opts;
+      const { limit, cursor, unread, type, archived, signal } = opts;
       return request<NotificationPage>(
         'GET',
         '/notifications',
@@ -89,6 +90,7 @@ export function createClient(options: ClientOptions): BellhopClient {
           cursor: cursor ?? undefined,
           unread: unread ? 'true' : undefined,
           type: type === undefined ? undefined : Array.isArray(type) ? type : [type],
+          archived: archived === 'only' ? 'only' : archived ? 'true' : undefined,
         },
         { signal },
       ).then((page) => ({
@@ -100,6 +102,8 @@ export function createClient(options: ClientOptions): BellhopClient {
       return request<UnreadCount>('GET', '/notifications/unread/count', {}, opts).then((r) => ({
         count: r?.count ?? 0,
         capped: !!r?.capped,
+        // Absent from an older relay: the bell then counts unread.
+        ...(typeof r?.unseen === 'number' ? { unseen: r.unseen, unseen_capped: !!r.unseen_capped } : {}),
       }));
     },
     markRead(id, opts) {
@@ -112,6 +116,18 @@ export function createClient(options: ClientOptions): BellhopClient {
       return request<{ updated: number }>('POST', '/notifications/read-all', {}, opts).then((r) => ({
         updated: r?.updated ?? 0,
       }));
+    },
+    markSeen(opts: MarkSeenOptions = {}) {
+      const { upTo, ...rest } = opts;
+      return request<{ updated: number }>('POST', '/notifications/seen', { up_to: upTo ?? undefined }, rest).then((r) => ({
+        updated: r?.updated ?? 0,
+      }));
+    },
+    archive(id, opts) {
+      return request<Notification>('POST', `${idPath(id)}/archive`, {}, opts);
+    },
+    unarchive(id, opts) {
+      return request<Notification>('POST', `${idPath(id)}/unarchive`, {}, opts);
     },
     async remove(id, opts) {
       await request<void>('DELETE', idPath(id), {}, opts);

@@ -1,7 +1,21 @@
+/** A button of a notification (`data.actions`). */
+export interface NotificationAction {
+  /** What `onAction` gets to tell the buttons apart, e.g. `"approve"`. */
+  id: string;
+  /** The button's text. */
+  label: string;
+  /**
+   * Opened when the button is clicked (after `onAction`), if it is a safe
+   * link: `http:`/`https:` or relative (see `safeUrl`).
+   */
+  url?: string;
+}
+
 /**
  * The `data` fields the widget renders (`<Inbox/>`, and `notificationTitle`,
- * `notificationBody`, `notificationProgress`). All optional: a field that is
- * absent, empty or of another type is ignored. Other fields pass through
+ * `notificationBody`, `notificationProgress`, `notificationUrl`,
+ * `notificationAvatar`, `notificationActions`). All optional: a field that
+ * is absent, empty or of another type is ignored. Other fields pass through
  * untouched (the relay stores `data` as any JSON object), for your own
  * rendering. Documented for senders in README.md ("Writing a notification").
  */
@@ -10,6 +24,16 @@ export interface NotificationData {
   title?: string;
   /** A line of text under the title. */
   body?: string;
+  /**
+   * Where clicking the row goes (it is also marked read). Only `http:`,
+   * `https:` and relative URLs are followed; anything else (`javascript:`,
+   * `data:`) is ignored.
+   */
+  url?: string;
+  /** An image URL shown beside the row (same rule as `url`). */
+  avatar?: string;
+  /** Buttons under the row; `<Inbox onAction>` is called with the one clicked. */
+  actions?: NotificationAction[];
   /**
    * Percent done: a finite number shows a progress bar, clamped to 0..100.
    * Meant for progress notifications (sent with a `database_key`, updated in
@@ -28,6 +52,12 @@ export interface Notification<TData extends Record<string, unknown> = Notificati
   /** Non-null for progress notifications (upserted under this key). */
   database_key: string | null;
   read_at: string | null;
+  /** When the bell last cleared with it in the inbox (`markSeen`); null while unseen. */
+  seen_at?: string | null;
+  /** When it was archived; null unless archived. */
+  archived_at?: string | null;
+  /** When it leaves the inbox by itself; null for never. */
+  expires_at?: string | null;
   created_at: string;
   updated_at: string;
   /** Critical notifications ignore the recipient's preferences. */
@@ -46,6 +76,8 @@ export interface ListFilters {
   unread?: boolean;
   /** Only these notification types. */
   type?: string | string[];
+  /** Archived notifications: left out (default, `false`), listed too (`true`) or the only ones (`'only'`). */
+  archived?: boolean | 'only';
 }
 
 export interface ListOptions extends ListFilters {
@@ -61,21 +93,47 @@ export interface UnreadCount {
   count: number;
   /** When true, the real count is >= count. */
   capped: boolean;
+  /**
+   * Notifications not seen yet (what `<NotificationBell/>` shows by default);
+   * archived and expired ones never count. Absent from an older relay.
+   */
+  unseen?: number;
+  /** When true, the real unseen count is >= unseen. */
+  unseen_capped?: boolean;
 }
 
-export type StreamOp = 'created' | 'updated' | 'read' | 'unread' | 'deleted' | 'read_all' | 'refetch';
+export interface MarkSeenOptions extends RequestOptions {
+  /**
+   * Mark only what the reader can have been shown by the event with this id
+   * (a `seq`); by default everything up to now.
+   */
+  upTo?: number | null;
+}
+
+export type StreamOp =
+  | 'created'
+  | 'updated'
+  | 'read'
+  | 'unread'
+  | 'deleted'
+  | 'read_all'
+  | 'seen'
+  | 'archived'
+  | 'unarchived'
+  | 'expired'
+  | 'refetch';
 
 /** A live event received from `GET /notifications/stream` (event name `notification`). */
 export interface BellhopEvent {
   /** Strictly increasing per stream; also the SSE `id:`. */
   seq: number;
   op: StreamOp | (string & {});
-  /** Notification id (for `read_all`/`refetch` not a notification of the list). */
+  /** Notification id (empty for `read_all`, `seen` and `refetch`: not a notification of the list). */
   id: string;
   type?: string;
   database_key?: string | null;
   read_at?: string | null;
-  /** Live payload, e.g. `{ progress: 40 }` for `updated`. */
+  /** Live payload, e.g. `{ progress: 40 }` for `updated`; for `seen`, `{ until: seq }` when it was marked up to an event. */
   sse?: Record<string, unknown> | null;
 }
 
@@ -145,6 +203,10 @@ export interface BellhopClient {
   markRead(id: string, opts?: RequestOptions): Promise<Notification>;
   markUnread(id: string, opts?: RequestOptions): Promise<Notification>;
   markAllRead(opts?: RequestOptions): Promise<{ updated: number }>;
+  /** Clear the unseen count (each notification stays unread): `POST /notifications/seen`. */
+  markSeen(opts?: MarkSeenOptions): Promise<{ updated: number }>;
+  archive(id: string, opts?: RequestOptions): Promise<Notification>;
+  unarchive(id: string, opts?: RequestOptions): Promise<Notification>;
   remove(id: string, opts?: RequestOptions): Promise<void>;
   /** `GET /notifications/preferences`. */
   getPreferences(opts?: RequestOptions): Promise<Preferences>;

@@ -23,6 +23,7 @@ function normalizeFilters(filters: NotificationFilters = {}): NotificationFilter
     out.type = types.sort();
   }
   if (filters.limit !== undefined) out.limit = filters.limit;
+  if (filters.archived) out.archived = filters.archived;
   return out;
 }
 
@@ -116,6 +117,40 @@ function adjustCount(queryClient: QueryClient, delta: number): void {
   );
 }
 
+/** The archived filter of a cached list's key. */
+function archivedFilter(key: QueryKey): boolean | 'only' {
+  return (key[2] as NotificationFilters | undefined)?.archived ?? false;
+}
+
+/** Apply `fn` to the cached lists whose archived filter `which` accepts. */
+function updateListsWhere(
+  queryClient: QueryClient,
+  which: (archived: boolean | 'only') => boolean,
+  fn: (items: Notification[]) => Notification[],
+): void {
+  queryClient.setQueriesData<NotificationListData>(
+    { queryKey: bellhopKeys.lists(), predicate: (q) => which(archivedFilter(q.queryKey)) },
+    (old) => mapListData(old, fn),
+  );
+}
+
+/**
+ * Archive state in the cache: the row leaves the lists that must not show
+ * it (the inbox when archived, the archive tab when not) and is patched in
+ * the others. Lists that must now show it are refetched by the caller.
+ */
+function applyArchived(queryClient: QueryClient, id: string, archivedAt: string | null): void {
+  const drop = (items: Notification[]) => items.filter((n) => n.id !== id);
+  const patch = (items: Notification[]) => items.map((n) => (n.id === id ? { ...n, archived_at: archivedAt } : n));
+  if (archivedAt) {
+    updateListsWhere(queryClient, (a) => a === false, drop);
+    updateListsWhere(queryClient, (a) => a !== false, patch);
+  } else {
+    updateListsWhere(queryClient, (a) => a === 'only', drop);
+    updateListsWhere(queryClient, (a) => a !== 'only', patch);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Optimistic mutations
 
@@ -195,12 +230,67 @@ export function markAllReadMutationOptions(client: BellhopClient, queryClient: Q
       const snapshot = await takeSnapshot(queryClient);
       const at = nowIso();
       updateCachedNotifications(queryClient, (items) => items.map((n) => (n.read_at ? n : { ...n, read_at: at })));
-      queryClient.setQueryData<UnreadCount>(bellhopKeys.count(), (old) => (old ? { count: 0, capped: false } : old));
+      queryClient.setQueryData<UnreadCount>(bellhopKeys.count(), (old) => (old ? { ...old, count: 0, capped: false } : old));
       return snapshot;
     },
     onError: (_err: unknown, _vars: void, snapshot: BellhopSnapshot | undefined) => rollback(queryClient, snapshot),
     onSettled: () => settle(queryClient),
   };
+}
+
+/**
+ * Clear the unseen count (`client.markSeen`): optimistic, the count's
+ * `unseen` goes to 0 and cached rows get `seen_at`. Pass `{ upTo }` to mark
+ * only what the reader was shown by that event.
+ */
+export function markSeenMutationOptions(client: BellhopClient, queryClient: QueryClient) {
+  return {
+    mutationKey: [...bellhopKeys.all, 'markSeen'] as const,
+    mutationFn: (vars: { upTo?: number | null } | void) => client.markSeen(vars ?? {}),
+    onMutate: async (vars: { upTo?: number | null } | void): Promise<BellhopSnapshot> => {
+      // Only the count: an inbox marks seen as it opens, while its list
+      // loads, and cancelling that fetch would leave the list pending.
+      await queryClient.cancelQueries({ queryKey: bellhopKeys.count() });
+      const snapshot: BellhopSnapshot = {
+        lists: queryClient.getQueriesData<NotificationListData>({ queryKey: bellhopKeys.lists() }),
+        count: queryClient.getQueryData<UnreadCount>(bellhopKeys.count()),
+      };
+      if (!vars?.upTo) {
+        const at = nowIso();
+        updateCachedNotifications(queryClient, (items) => items.map((n) => (n.seen_at ? n : { ...n, seen_at: at })));
+        queryClient.setQueryData<UnreadCount>(bellhopKeys.count(), (old) =>
+          old ? { ...old, unseen: 0, unseen_capped: false } : old,
+        );
+      }
+      return snapshot;
+    },
+    onError: (_err: unknown, _vars: unknown, snapshot: BellhopSnapshot | undefined) => rollback(queryClient, snapshot),
+    onSettled: () => queryClient.invalidateQueries({ queryKey: bellhopKeys.count() }),
+  };
+}
+
+function archiveOptions(client: BellhopClient, queryClient: QueryClient, archive: boolean) {
+  return {
+    mutationKey: [...bellhopKeys.all, archive ? 'archive' : 'unarchive'] as const,
+    mutationFn: (id: string) => (archive ? client.archive(id) : client.unarchive(id)),
+    onMutate: async (id: string): Promise<BellhopSnapshot> => {
+      const snapshot = await takeSnapshot(queryClient);
+      applyArchived(queryClient, id, archive ? nowIso() : null);
+      return snapshot;
+    },
+    onError: (_err: unknown, _id: string, snapshot: BellhopSnapshot | undefined) => rollback(queryClient, snapshot),
+    onSettled: () => settle(queryClient),
+  };
+}
+
+/** Archive one notification: it leaves the inbox's lists for the archived ones (`archived: 'only'`). */
+export function archiveMutationOptions(client: BellhopClient, queryClient: QueryClient) {
+  return archiveOptions(client, queryClient, true);
+}
+
+/** Bring one archived notification back into the inbox. */
+export function unarchiveMutationOptions(client: BellhopClient, queryClient: QueryClient) {
+  return archiveOptions(client, queryClient, false);
 }
 
 export function removeMutationOptions(client: BellhopClient, queryClient: QueryClient) {
@@ -266,7 +356,10 @@ export function setPreferencesMutationOptions(client: BellhopClient, queryClient
  * - `updated` with `sse`: merge the payload into `data` of the cached row (no refetch), else invalidate;
  * - `read` / `unread`: patch `read_at` of the row, invalidate count and unread-only lists;
  * - `deleted`: remove the row, invalidate count;
- * - `read_all`: mark every cached row read, invalidate count and unread-only lists.
+ * - `read_all`: mark every cached row read, invalidate count and unread-only lists;
+ * - `seen`: mark cached rows seen (all of them, or refetch when only up to an event), invalidate count;
+ * - `archived` / `unarchived`: move the row between the inbox's lists and the archived ones, invalidate count and lists;
+ * - `expired`: remove the row, invalidate count.
  */
 export async function invalidateOnEvent(queryClient: QueryClient, events: BellhopEvent | BellhopEvent[]): Promise<void> {
   const list = Array.isArray(events) ? events : [events];
@@ -326,6 +419,26 @@ export async function invalidateOnEvent(queryClient: QueryClient, events: Bellho
         unreadLists = true;
         break;
       }
+      case 'seen': {
+        // Up to an event, the server knows which rows that covered.
+        if (e.sse && typeof e.sse === 'object' && 'until' in e.sse) lists = true;
+        else {
+          const at = nowIso();
+          updateCachedNotifications(queryClient, (items) => items.map((n) => (n.seen_at ? n : { ...n, seen_at: at })));
+        }
+        count = true;
+        break;
+      }
+      case 'archived':
+      case 'unarchived':
+        applyArchived(queryClient, e.id, e.op === 'archived' ? nowIso() : null);
+        count = true;
+        lists = true;
+        break;
+      case 'expired':
+        updateCachedNotifications(queryClient, (items) => items.filter((n) => n.id !== e.id));
+        count = true;
+        break;
       default:
         count = true;
         lists = true;

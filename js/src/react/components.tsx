@@ -7,13 +7,23 @@ import {
   useState,
   type ButtonHTMLAttributes,
   type KeyboardEvent as ReactKeyboardEvent,
+  type MouseEvent as ReactMouseEvent,
   type ReactNode,
 } from 'react';
 import { isBellhopError } from '../core/errors';
-import type { Notification } from '../core/types';
-import { formatCount, notificationBody, notificationProgress, notificationTitle } from '../core/util';
+import type { Notification, NotificationAction } from '../core/types';
+import {
+  formatCount,
+  isExpired,
+  notificationActions,
+  notificationAvatar,
+  notificationBody,
+  notificationProgress,
+  notificationTitle,
+  notificationUrl,
+} from '../core/util';
 import type { NotificationFilters } from '../query';
-import { useNotificationStream, useNotifications, useUnreadCount } from './hooks';
+import { useMarkSeen, useNotificationStream, useNotifications, useUnreadCount } from './hooks';
 import { formatRelativeTime } from './time';
 
 const cx = (...c: Array<string | false | null | undefined>) => c.filter(Boolean).join(' ');
@@ -27,9 +37,18 @@ function BellIcon() {
   );
 }
 
+/** What the bell counts: notifications not seen yet (default) or not read yet. */
+export type BellCount = 'unseen' | 'unread';
+
 export interface NotificationBellProps extends ButtonHTMLAttributes<HTMLButtonElement> {
-  /** Accessible name; the unread count is appended. */
+  /** Accessible name; the count is appended. */
   label?: string;
+  /**
+   * `'unseen'` (default): what arrived since the inbox was last opened
+   * (`markSeen`), so the bell clears when it opens; `'unread'`: what is
+   * not read yet.
+   */
+  count?: BellCount;
   /** Counts above this show as `${max}+` (default 99). */
   max?: number;
   badgeClassName?: string;
@@ -37,20 +56,23 @@ export interface NotificationBellProps extends ButtonHTMLAttributes<HTMLButtonEl
   icon?: ReactNode;
 }
 
-/** A button with the unread count badge. */
+/** A button with a count badge: unseen notifications by default, or unread ones. */
 export const NotificationBell = forwardRef<HTMLButtonElement, NotificationBellProps>(function NotificationBell(
-  { label = 'Notifications', max = 99, className, badgeClassName, icon, type, ...rest },
+  { label = 'Notifications', count = 'unseen', max = 99, className, badgeClassName, icon, type, ...rest },
   ref,
 ) {
   const { data } = useUnreadCount();
-  const text = formatCount(data?.count, data?.capped, max);
+  // A relay without seen support answers no unseen: count unread then.
+  const unseen = count === 'unseen' && data?.unseen !== undefined;
+  const text = unseen ? formatCount(data?.unseen, data?.unseen_capped, max) : formatCount(data?.count, data?.capped, max);
   return (
     <button
       ref={ref}
       type={type ?? 'button'}
       className={cx('bellhop-bell', className)}
       data-testid="bellhop-bell"
-      aria-label={text ? `${label}, ${text} unread` : label}
+      data-count={count}
+      aria-label={text ? `${label}, ${text} ${unseen ? 'new' : 'unread'}` : label}
       {...rest}
     >
       {icon ?? <BellIcon />}
@@ -68,6 +90,11 @@ export interface InboxLabels {
   markRead: string;
   markUnread: string;
   remove: string;
+  archive: string;
+  unarchive: string;
+  inboxTab: string;
+  archivedTab: string;
+  archivedEmpty: string;
   loadMore: string;
   loading: string;
   empty: string;
@@ -83,6 +110,11 @@ const DEFAULT_LABELS: InboxLabels = {
   markRead: 'Mark read',
   markUnread: 'Mark unread',
   remove: 'Delete',
+  archive: 'Archive',
+  unarchive: 'Move to inbox',
+  inboxTab: 'Inbox',
+  archivedTab: 'Archived',
+  archivedEmpty: 'Nothing archived.',
   loadMore: 'Load more',
   loading: 'Loading…',
   empty: "You're all caught up.",
@@ -110,6 +142,39 @@ export interface InboxProps {
   /** Custom time formatting. */
   formatTime?: (iso: string, now: Date) => string;
   onOpenChange?: (open: boolean) => void;
+  /** What the bell counts (default `'unseen'`: it clears when the inbox opens). */
+  bellCount?: BellCount;
+  /** Mark everything seen when the inbox opens, and while it is open (default true). */
+  markSeenOnOpen?: boolean;
+  /** Show the Inbox / Archived tabs and the archive buttons (default true). */
+  archive?: boolean;
+  /**
+   * A button of `data.actions` was clicked (the notification is marked
+   * read). An action with a safe `url` is a link the browser then follows
+   * unless you call `event.preventDefault()`.
+   */
+  onAction?: (notification: Notification, action: NotificationAction, event: ReactMouseEvent) => void;
+  /**
+   * A row with a safe `data.url` was clicked (it is marked read); the
+   * browser follows the link unless you call `event.preventDefault()`,
+   * e.g. to route inside a single-page app.
+   */
+  onOpen?: (notification: Notification, url: string, event: ReactMouseEvent) => void;
+  /** Draw a row yourself: what it returns goes inside the row's `<li>`. */
+  renderItem?: (notification: Notification, helpers: InboxItemHelpers) => ReactNode;
+}
+
+/** What `renderItem` gets besides the notification. */
+export interface InboxItemHelpers {
+  /** `data.url` if safe to follow (http(s) or relative), else null. */
+  url: string | null;
+  /** `data.actions`, well-formed ones only, unsafe urls dropped. */
+  actions: NotificationAction[];
+  markRead: () => void;
+  markUnread: () => void;
+  archive: () => void;
+  unarchive: () => void;
+  remove: () => void;
 }
 
 function useNow(active: boolean, intervalMs = 30000): Date {
@@ -123,6 +188,27 @@ function useNow(active: boolean, intervalMs = 30000): Date {
   return now;
 }
 
+/**
+ * The time rows are checked against for expiry, moved to the next
+ * `expires_at` in the list when it comes, so a row leaves at its time even
+ * before the relay's expired event.
+ */
+function useNextExpiry(items: Notification[]): { now: number } {
+  const [now, setNow] = useState(() => Date.now());
+  let next = Infinity;
+  for (const n of items) {
+    const at = n.expires_at ? Date.parse(n.expires_at) : NaN;
+    if (Number.isFinite(at) && at > now && at < next) next = at;
+  }
+  useEffect(() => {
+    if (!Number.isFinite(next)) return;
+    // setTimeout takes at most 2^31-1 ms; a later expiry is looked at again then.
+    const t = setTimeout(() => setNow(Date.now()), Math.min(next - Date.now() + 10, 2 ** 31 - 1));
+    return () => clearTimeout(t);
+  }, [next]);
+  return { now };
+}
+
 interface ItemProps {
   n: Notification;
   now: Date;
@@ -130,59 +216,121 @@ interface ItemProps {
   className?: string;
   locale?: string;
   formatTime?: (iso: string, now: Date) => string;
-  onRead: (id: string) => void;
-  onUnread: (id: string) => void;
-  onRemove: (id: string) => void;
+  archive: boolean;
+  helpers: InboxItemHelpers;
+  onAction?: InboxProps['onAction'];
+  onOpen?: InboxProps['onOpen'];
+  renderItem?: InboxProps['renderItem'];
 }
 
-function InboxItem({ n, now, labels, className, locale, formatTime, onRead, onUnread, onRemove }: ItemProps) {
+function InboxItem({ n, now, labels, className, locale, formatTime, archive, helpers, onAction, onOpen, renderItem }: ItemProps) {
   const unread = !n.read_at;
+  const archived = !!n.archived_at;
+  const rowProps = {
+    className: cx('bellhop-item', className),
+    'data-testid': 'bellhop-item',
+    'data-id': n.id,
+    'data-unread': unread ? 'true' : 'false',
+    'data-archived': archived ? 'true' : 'false',
+  };
+  if (renderItem) return <li {...rowProps}>{renderItem(n, helpers)}</li>;
   const title = notificationTitle(n);
   const body = notificationBody(n);
   const progress = notificationProgress(n);
+  const avatar = notificationAvatar(n);
+  const { url, actions } = helpers;
   const when = formatTime ? formatTime(n.created_at, now) : formatRelativeTime(n.created_at, now, locale);
   const absolute = Number.isNaN(Date.parse(n.created_at)) ? undefined : new Date(n.created_at).toLocaleString(locale);
+  const main = (
+    <>
+      <p className="bellhop-item-title">
+        {unread && <span className="bellhop-dot" aria-hidden="true" />}
+        {unread && <span className="bellhop-sr-only">{labels.unread}: </span>}
+        {title}
+      </p>
+      {body && <p className="bellhop-item-body">{body}</p>}
+      {progress !== null && (
+        <div className="bellhop-progress-row">
+          <progress
+            className="bellhop-progress"
+            data-testid="bellhop-progress"
+            max={100}
+            value={progress}
+            aria-valuemin={0}
+            aria-valuemax={100}
+            aria-valuenow={progress}
+            aria-label={`${title}: ${Math.round(progress)}%`}
+          >
+            {Math.round(progress)}%
+          </progress>
+          <span aria-hidden="true">{Math.round(progress)}%</span>
+        </div>
+      )}
+      <time className="bellhop-time" dateTime={n.created_at} title={absolute}>
+        {when}
+      </time>
+    </>
+  );
   return (
-    <li className={cx('bellhop-item', className)} data-testid="bellhop-item" data-id={n.id} data-unread={unread ? 'true' : 'false'}>
+    <li {...rowProps}>
+      {avatar && <img className="bellhop-item-avatar" src={avatar} alt="" loading="lazy" referrerPolicy="no-referrer" />}
       <div className="bellhop-item-main">
-        <p className="bellhop-item-title">
-          {unread && <span className="bellhop-dot" aria-hidden="true" />}
-          {unread && <span className="bellhop-sr-only">{labels.unread}: </span>}
-          {title}
-        </p>
-        {body && <p className="bellhop-item-body">{body}</p>}
-        {progress !== null && (
-          <div className="bellhop-progress-row">
-            <progress
-              className="bellhop-progress"
-              data-testid="bellhop-progress"
-              max={100}
-              value={progress}
-              aria-valuemin={0}
-              aria-valuemax={100}
-              aria-valuenow={progress}
-              aria-label={`${title}: ${Math.round(progress)}%`}
-            >
-              {Math.round(progress)}%
-            </progress>
-            <span aria-hidden="true">{Math.round(progress)}%</span>
+        {url ? (
+          <a
+            className="bellhop-item-link"
+            data-testid="bellhop-item-link"
+            href={url}
+            onClick={(e) => {
+              if (unread) helpers.markRead();
+              onOpen?.(n, url, e);
+            }}
+          >
+            {main}
+          </a>
+        ) : (
+          main
+        )}
+        {actions.length > 0 && (
+          <div className="bellhop-item-buttons">
+            {actions.map((a) => {
+              const click = (e: ReactMouseEvent) => {
+                if (unread) helpers.markRead();
+                onAction?.(n, a, e);
+              };
+              return a.url ? (
+                <a key={a.id} className="bellhop-action" data-testid="bellhop-action" data-action={a.id} href={a.url} onClick={click}>
+                  {a.label}
+                </a>
+              ) : (
+                <button key={a.id} type="button" className="bellhop-action" data-testid="bellhop-action" data-action={a.id} onClick={click}>
+                  {a.label}
+                </button>
+              );
+            })}
           </div>
         )}
-        <time className="bellhop-time" dateTime={n.created_at} title={absolute}>
-          {when}
-        </time>
       </div>
       <div className="bellhop-item-actions">
         {unread ? (
-          <button type="button" className="bellhop-link" data-testid="bellhop-mark-read" aria-label={`${labels.markRead}: ${title}`} onClick={() => onRead(n.id)}>
+          <button type="button" className="bellhop-link" data-testid="bellhop-mark-read" aria-label={`${labels.markRead}: ${title}`} onClick={helpers.markRead}>
             {labels.markRead}
           </button>
         ) : (
-          <button type="button" className="bellhop-link" data-testid="bellhop-mark-unread" aria-label={`${labels.markUnread}: ${title}`} onClick={() => onUnread(n.id)}>
+          <button type="button" className="bellhop-link" data-testid="bellhop-mark-unread" aria-label={`${labels.markUnread}: ${title}`} onClick={helpers.markUnread}>
             {labels.markUnread}
           </button>
         )}
-        <button type="button" className="bellhop-link bellhop-danger" data-testid="bellhop-delete" aria-label={`${labels.remove}: ${title}`} onClick={() => onRemove(n.id)}>
+        {archive &&
+          (archived ? (
+            <button type="button" className="bellhop-link" data-testid="bellhop-unarchive" aria-label={`${labels.unarchive}: ${title}`} onClick={helpers.unarchive}>
+              {labels.unarchive}
+            </button>
+          ) : (
+            <button type="button" className="bellhop-link" data-testid="bellhop-archive" aria-label={`${labels.archive}: ${title}`} onClick={helpers.archive}>
+              {labels.archive}
+            </button>
+          ))}
+        <button type="button" className="bellhop-link bellhop-danger" data-testid="bellhop-delete" aria-label={`${labels.remove}: ${title}`} onClick={helpers.remove}>
           {labels.remove}
         </button>
       </div>
@@ -204,9 +352,16 @@ export function Inbox({
   emptyState,
   formatTime,
   onOpenChange,
+  bellCount = 'unseen',
+  markSeenOnOpen = true,
+  archive = true,
+  onAction,
+  onOpen,
+  renderItem,
 }: InboxProps) {
   const labels = { ...DEFAULT_LABELS, ...labelOverrides };
   const [open, setOpenState] = useState(defaultOpen);
+  const [tab, setTab] = useState<'inbox' | 'archived'>('inbox');
   const rootRef = useRef<HTMLDivElement>(null);
   const bellRef = useRef<HTMLButtonElement>(null);
   const panelRef = useRef<HTMLDivElement>(null);
@@ -216,7 +371,23 @@ export function Inbox({
 
   useNotificationStream(undefined, { enabled: live });
   const count = useUnreadCount();
-  const list = useNotifications(filters, { enabled: open });
+  const showArchived = archive && tab === 'archived';
+  const list = useNotifications(showArchived ? { ...filters, archived: 'only' } : { ...filters, archived: undefined }, { enabled: open });
+  const seen = useMarkSeen();
+  const nextExpiry = useNextExpiry(list.notifications);
+  const visible = list.notifications.filter((n) => !isExpired(n, nextExpiry.now));
+
+  // The bell clears when the inbox opens, and stays clear while it is open:
+  // what arrives meanwhile is in view.
+  // A failed mark-seen is not retried until the inbox opens again.
+  const unseen = count.data?.unseen ?? 0;
+  const { isPending: seenPending, isError: seenFailed, mutate: markSeen, reset: resetSeen } = seen;
+  useEffect(() => {
+    if (open && markSeenOnOpen && unseen > 0 && !seenPending && !seenFailed) markSeen();
+  }, [open, markSeenOnOpen, unseen, seenPending, seenFailed, markSeen]);
+  useEffect(() => {
+    if (!open) resetSeen();
+  }, [open, resetSeen]);
 
   const setOpen = useCallback(
     (next: boolean) => {
@@ -256,11 +427,23 @@ export function Inbox({
     }
   };
 
-  const onRemove = (id: string) => {
-    // The focused button disappears with its row: keep focus inside the panel.
+  // A button that disappears with its row: keep focus inside the panel.
+  const keepFocus = (f: (id: string) => void) => (id: string) => {
     panelRef.current?.focus();
-    list.remove(id);
+    f(id);
   };
+  const onRemove = keepFocus(list.remove);
+  const onArchive = keepFocus(list.archive);
+  const onUnarchive = keepFocus(list.unarchive);
+  const helpersFor = (n: Notification): InboxItemHelpers => ({
+    url: notificationUrl(n),
+    actions: notificationActions(n),
+    markRead: () => list.markRead(n.id),
+    markUnread: () => list.markUnread(n.id),
+    archive: () => onArchive(n.id),
+    unarchive: () => onUnarchive(n.id),
+    remove: () => onRemove(n.id),
+  });
 
   const hasUnread = (count.data?.count ?? 0) > 0 || list.notifications.some((n) => !n.read_at);
   const errorMessage = list.error ? (isBellhopError(list.error) ? list.error.message : String((list.error as Error).message ?? list.error)) : '';
@@ -283,16 +466,16 @@ export function Inbox({
         </button>
       </div>
     );
-  } else if (list.notifications.length === 0) {
+  } else if (visible.length === 0) {
     content = (
       <div className="bellhop-state" data-testid="bellhop-empty">
-        {emptyState ?? labels.empty}
+        {showArchived ? labels.archivedEmpty : (emptyState ?? labels.empty)}
       </div>
     );
   } else {
     content = (
       <ul className="bellhop-list" aria-labelledby={titleId}>
-        {list.notifications.map((n) => (
+        {visible.map((n) => (
           <InboxItem
             key={n.id}
             n={n}
@@ -301,9 +484,11 @@ export function Inbox({
             className={itemClassName}
             locale={locale}
             formatTime={formatTime}
-            onRead={list.markRead}
-            onUnread={list.markUnread}
-            onRemove={onRemove}
+            archive={archive}
+            helpers={helpersFor(n)}
+            onAction={onAction}
+            onOpen={onOpen}
+            renderItem={renderItem}
           />
         ))}
       </ul>
@@ -316,6 +501,7 @@ export function Inbox({
         ref={bellRef}
         className={bellClassName}
         label={labels.bell}
+        count={bellCount}
         aria-expanded={open}
         aria-controls={open ? panelId : undefined}
         aria-haspopup="dialog"
@@ -345,6 +531,23 @@ export function Inbox({
               {labels.markAll}
             </button>
           </div>
+          {archive && (
+            <div className="bellhop-tabs" role="tablist">
+              {(['inbox', 'archived'] as const).map((t) => (
+                <button
+                  key={t}
+                  type="button"
+                  role="tab"
+                  className="bellhop-tab"
+                  data-testid={`bellhop-tab-${t}`}
+                  aria-selected={tab === t}
+                  onClick={() => setTab(t)}
+                >
+                  {t === 'inbox' ? labels.inboxTab : labels.archivedTab}
+                </button>
+              ))}
+            </div>
+          )}
           {content}
           {list.hasNextPage && (
             <div className="bellhop-footer">

@@ -2,11 +2,14 @@ import { useInfiniteQuery, useMutation, useQuery } from '@tanstack/react-query';
 import { useEffect, useMemo, useRef, useSyncExternalStore } from 'react';
 import type { BellhopEvent, Notification, StreamStatus } from '../core/types';
 import {
+  archiveMutationOptions,
   markAllReadMutationOptions,
   markReadMutationOptions,
+  markSeenMutationOptions,
   markUnreadMutationOptions,
   notificationsInfiniteQueryOptions,
   removeMutationOptions,
+  unarchiveMutationOptions,
   unreadCountQueryOptions,
   type NotificationFilters,
 } from '../query';
@@ -27,6 +30,8 @@ export function useNotifications(filters: NotificationFilters = {}, options: { e
   const unread = useMutation(markUnreadMutationOptions(client, queryClient));
   const all = useMutation(markAllReadMutationOptions(client, queryClient));
   const remove = useMutation(removeMutationOptions(client, queryClient));
+  const archive = useMutation(archiveMutationOptions(client, queryClient));
+  const unarchive = useMutation(unarchiveMutationOptions(client, queryClient));
   const notifications = useMemo<Notification[]>(
     () => query.data?.pages.flatMap((p) => p.notifications) ?? [],
     [query.data],
@@ -37,9 +42,18 @@ export function useNotifications(filters: NotificationFilters = {}, options: { e
     markRead: read.mutate,
     markUnread: unread.mutate,
     markAllRead: () => all.mutate(),
+    archive: archive.mutate,
+    unarchive: unarchive.mutate,
     remove: remove.mutate,
-    mutations: { read, unread, all, remove },
+    mutations: { read, unread, all, archive, unarchive, remove },
   };
+}
+
+/** Clear the unseen count: `markSeen()`, or `markSeen({ upTo: seq })`. */
+export function useMarkSeen() {
+  const { client, queryClient } = useBellhop();
+  const m = useMutation(markSeenMutationOptions(client, queryClient));
+  return { ...m, markSeen: (vars?: { upTo?: number | null }) => m.mutate(vars) };
 }
 
 /**

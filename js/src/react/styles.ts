@@ -128,6 +128,36 @@ export const defaultStyles = `
   background: var(--bellhop-accent);
   vertical-align: middle;
 }
+.bellhop-item-avatar { flex: none; width: 32px; height: 32px; border-radius: 50%; object-fit: cover; }
+.bellhop-item-link { display: block; color: inherit; text-decoration: none; }
+.bellhop-item-link:hover .bellhop-item-title { text-decoration: underline; }
+.bellhop-item-link:focus-visible { outline: 2px solid var(--bellhop-accent); outline-offset: 2px; }
+.bellhop-item-buttons { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 6px; }
+.bellhop-action {
+  display: inline-block;
+  padding: 3px 10px;
+  border: 1px solid var(--bellhop-border);
+  border-radius: 6px;
+  background: var(--bellhop-bg);
+  color: var(--bellhop-fg);
+  font: inherit;
+  font-size: 13px;
+  text-decoration: none;
+  cursor: pointer;
+}
+.bellhop-action:hover { background: var(--bellhop-hover); }
+.bellhop-tabs { display: flex; gap: 4px; padding: 6px 12px 0; border-bottom: 1px solid var(--bellhop-border); }
+.bellhop-tab {
+  border: 0;
+  border-bottom: 2px solid transparent;
+  background: none;
+  padding: 4px 8px 6px;
+  color: var(--bellhop-muted);
+  font: inherit;
+  font-size: 13px;
+  cursor: pointer;
+}
+.bellhop-tab[aria-selected="true"] { color: var(--bellhop-fg); border-bottom-color: var(--bellhop-accent); font-weight: 600; }
 .bellhop-state { margin: 0; padding: 24px 12px; text-align: center; color: var(--bellhop-muted); font-size: 14px; }
 .bellhop-error { color: var(--bellhop-danger); }
 .bellhop-footer { padding: 8px 12px; text-align: center; border-top: 1px solid var(--bellhop-border); }
