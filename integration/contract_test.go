@@ -610,11 +610,11 @@ func TestContractCheckRules(t *testing.T) {
 		want         string // "" when the answer keeps the contract
 	}{
 		{"count", "GET", "/notifications/unread/count", bearer,
-			answer(200, http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}}, `{"count":3,"capped":false}`), allPaths, ""},
+			answer(200, http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}}, `{"count":3,"capped":false,"unseen":2,"unseen_capped":false}`), allPaths, ""},
 		{"a field renamed", "GET", "/notifications/unread/count", bearer,
-			answer(200, http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}}, `{"n":3,"capped":false}`), allPaths, "does not match"},
+			answer(200, http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}}, `{"n":3,"capped":false,"unseen":2,"unseen_capped":false}`), allPaths, "does not match"},
 		{"a header lost", "GET", "/notifications/unread/count", bearer,
-			answer(200, asJSON, `{"count":3,"capped":false}`), allPaths, "Cache-Control"},
+			answer(200, asJSON, `{"count":3,"capped":false,"unseen":2,"unseen_capped":false}`), allPaths, "Cache-Control"},
 		{"a status undocumented", "GET", "/notifications/unread/count", bearer,
 			answer(402, asJSON, `{"error":"x","message":"y"}`), allPaths, "status"},
 		{"an error code undocumented", "POST", "/notifications/" + id + "/read", bearer,
@@ -669,7 +669,7 @@ func TestContractCheckRules(t *testing.T) {
 		{"an id: other than the seq", sseclient.Frame{ID: "18", HasID: true, Event: "notification", HasData: true,
 			Data: `{"seq":17,"op":"created","id":"` + id + `","type":"t","database_key":null,"read_at":null,"sse":null}`}, "its seq"},
 		{"an op undocumented", sseclient.Frame{ID: "17", HasID: true, Event: "notification", HasData: true,
-			Data: `{"seq":17,"op":"archived","id":"` + id + `","type":"t","database_key":null,"read_at":null,"sse":null}`}, "does not match"},
+			Data: `{"seq":17,"op":"restored","id":"` + id + `","type":"t","database_key":null,"read_at":null,"sse":null}`}, "does not match"},
 		{"a created event without its id", sseclient.Frame{ID: "17", HasID: true, Event: "notification", HasData: true,
 			Data: `{"seq":17,"op":"created","type":"t","database_key":null,"read_at":null,"sse":null}`}, "does not match"},
 		{"a refusal", sseclient.Frame{Retry: 1500 * time.Millisecond, Event: "refused", HasData: true,

@@ -528,7 +528,7 @@ func TestUpgradeToPreferencesAndWebhooks(t *testing.T) {
 	require.ErrorContains(t, err, "escalate_after must be positive")
 	var writer bool
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT has_function_privilege($1, $2, 'EXECUTE') AND has_column_privilege($1, $3, 'critical', 'INSERT')",
-		migrations.WriterRole(schema), schema+".send(text, text, jsonb, text, text, jsonb, text, text[], text, boolean, interval)", schema+".notifications").Scan(&writer))
+		migrations.WriterRole(schema), schema+".send(text, text, jsonb, text, text, jsonb, text, text[], text, boolean, interval, timestamptz)", schema+".notifications").Scan(&writer))
 	require.True(t, writer)
 	_, err = db.Pool.Exec(ctx, "INSERT INTO "+pgx.Identifier{schema, "preferences"}.Sanitize()+" (tenant_id, notifiable_type, notifiable_id, type, channel, enabled) VALUES ('', 'User', '42', '*', 'sse', false)")
 	require.NoError(t, err)
