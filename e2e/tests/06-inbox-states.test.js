@@ -25,7 +25,7 @@ test('opening the inbox in one tab clears the bell in every tab; everything stay
     await waitFor('tab B\'s bell shows the new ones', () => reactBadge(b), (n) => n >= 2, 5000);
     const unread = await apiCount(a);
     assert.ok((await apiUnseen(a)) >= 2);
-    await screenshot(b, '05-seen-before');
+    await screenshot(b, '06-seen-before');
 
     await a.click('[data-testid=bellhop-bell]');
     await a.locator('[data-testid=bellhop-inbox]').waitFor();
@@ -37,7 +37,7 @@ test('opening the inbox in one tab clears the bell in every tab; everything stay
     assert.equal((await badges(b)).vanilla, unread, 'the unread badge did not move');
     assert.ok(await a.locator('[data-testid=bellhop-item][data-unread=true]').count() >= 2);
     assert.equal(await notReloaded(b), true, 'tab B was reloaded');
-    await screenshot(b, '05-seen-tab-b');
+    await screenshot(b, '06-seen-tab-b');
   } finally {
     await a.close();
     await b.close();
@@ -62,7 +62,7 @@ test('archive moves the row to the Archived tab, and back', async () => {
     await byId.waitFor({ timeout: 3000 });
     assert.equal(await byId.getAttribute('data-archived'), 'true');
     assert.equal(sql(`SELECT archived_at IS NOT NULL FROM ${process.env.BELLHOP_SCHEMA}.notifications WHERE id = '${id}'`), 't');
-    await screenshot(page, '05-archived-tab');
+    await screenshot(page, '06-archived-tab');
 
     await byId.locator('[data-testid=bellhop-unarchive]').click();
     await byId.waitFor({ state: 'detached', timeout: 3000 });
@@ -94,7 +94,7 @@ test('an action button calls back and marks read; a javascript: url is not a lin
     await row.locator('[data-testid=bellhop-action][data-action=approve]').click();
     await waitFor('the page\'s onAction ran', () => page.locator('#status').textContent(), (t) => t.startsWith('Action "approve" on "Review requested'), 2000);
     await waitFor('the row is read', () => row.getAttribute('data-unread'), (v) => v === 'false', 3000);
-    await screenshot(page, '05-action');
+    await screenshot(page, '06-action');
 
     const evil = inbox.locator('[data-testid=bellhop-item]', { hasText: 'Evil link' });
     await evil.waitFor();
