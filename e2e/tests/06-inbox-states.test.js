@@ -20,7 +20,9 @@ test('opening the inbox in one tab clears the bell in every tab; everything stay
   const a = await openDemo(browser.context);
   const b = await openDemo(browser.context);
   try {
-    await settle(a, 4);
+    // Three streams: the SDK's, shared by both tabs, and each tab's vanilla
+    // EventSource recipe.
+    await settle(a, 3);
     sql(insertNotification('Seen: first') + insertNotification('Seen: second'));
     await waitFor('tab B\'s bell shows the new ones', () => reactBadge(b), (n) => n >= 2, 5000);
     const unread = await apiCount(a);
