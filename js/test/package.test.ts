@@ -3,7 +3,10 @@
 // bundled for production.
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { build, preview } from 'vite';
 import webpack from 'webpack';
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import type { Notification, NotificationData } from '../src';
@@ -149,4 +152,116 @@ describe('the packed package', () => {
     writeFileSync(manifest, JSON.stringify({ ...JSON.parse(readFileSync(manifest, 'utf8')), sideEffects: false }));
     expect(await bundleCSS(other)).not.toContain('.bellhop-inbox');
   }, 30000);
+});
+
+
+// js/README.md's quickstart, followed in a blank Vite + React app: the app
+// create-vite's react template makes (package.json, index.html), the tarball
+// installed with npm, src/main.jsx as the README shows it (read from the
+// README, so the two cannot drift), `vite build`, and the built app opened
+// in Chromium. Offline: react, react-dom, @tanstack/react-query and vite,
+// which the README has the newcomer install from the registry, resolve from
+// this checkout's devDependencies (the app lives inside js/node_modules).
+describe('a blank Vite + React app, following js/README.md', () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const vite = join(tmp, 'vite-app');
+  const dist = join(vite, 'dist');
+
+  it('installs the tarball and builds src/main.jsx as the README shows, with the stylesheet', async () => {
+    const quickstart = readme.split('### Quickstart: a new Vite + React app')[1] ?? '';
+    // The install line names the tarball `make js-pack` writes.
+    expect(quickstart).toContain(`npm install /path/to/bellhop/js/${tarball.split('/').pop()} @tanstack/react-query`);
+    const main = quickstart.match(/```jsx title="src\/main\.jsx"\n([\s\S]*?)```/)?.[1];
+    expect(main, 'js/README.md has no ```jsx title="src/main.jsx" block in its quickstart').toBeTruthy();
+
+    mkdirSync(join(vite, 'src'), { recursive: true });
+    writeFileSync(
+      join(vite, 'package.json'),
+      JSON.stringify({ name: 'my-app', private: true, version: '0.0.0', type: 'module', scripts: { build: 'vite build' } }),
+    );
+    writeFileSync(
+      join(vite, 'index.html'),
+      '<!doctype html>\n<html lang="en">\n  <head>\n    <meta charset="UTF-8" />\n    <title>Vite + React</title>\n  </head>\n' +
+        '  <body>\n    <div id="root"></div>\n    <script type="module" src="/src/main.jsx"></script>\n  </body>\n</html>\n',
+    );
+    writeFileSync(join(vite, 'src', 'main.jsx'), main!);
+    execFileSync('npm', ['install', '--offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball], { cwd: vite, stdio: 'pipe' });
+
+    // JSX through esbuild's automatic runtime: what @vitejs/plugin-react (the
+    // template's plugin) sets up for a build, without its Babel.
+    await build({ root: vite, configFile: false, logLevel: 'silent', esbuild: { jsx: 'automatic' } });
+
+    const assets = readdirSync(join(dist, 'assets'));
+    const css = assets.filter((f) => f.endsWith('.css')).map((f) => readFileSync(join(dist, 'assets', f), 'utf8')).join('');
+    expect(css).toContain('.bellhop-inbox');
+    expect(css).toContain('--bellhop-accent:');
+    const js = assets.filter((f) => f.endsWith('.js')).map((f) => readFileSync(join(dist, 'assets', f), 'utf8')).join('');
+    expect(js).toContain('bellhop-stream:'); // the SDK's Web Lock name
+    expect(js).toContain('bellhop-bell');
+    expect(readFileSync(join(dist, 'index.html'), 'utf8')).toMatch(/<link rel="stylesheet"[^>]*\/assets\/[^"]+\.css">/);
+    // About 10 s on an idle machine (Rollup through React DOM); the margin
+    // is for a loaded CI box.
+  }, 120000);
+
+  // The built app, served by `vite preview` with a stub relay on the same
+  // origin (as the README's proxy makes it): the bell shows the unseen count,
+  // and follows a live event.
+  it('shows the bell in Chromium, styled, and its badge follows the live stream', async () => {
+    expect(existsSync(join(dist, 'index.html')), 'the build above failed').toBe(true);
+    let count = 3;
+    const server = await preview({
+      root: vite,
+      configFile: false,
+      logLevel: 'silent',
+      preview: { host: '127.0.0.1', port: 0, open: false },
+      plugins: [
+        {
+          name: 'stub-relay',
+          configurePreviewServer(s) {
+            s.middlewares.use('/notifications', (req, res) => {
+              if (req.url?.startsWith('/unread/count')) {
+                res.setHeader('Content-Type', 'application/json');
+                res.end(JSON.stringify({ count, capped: false, unseen: count, unseen_capped: false }));
+              } else if (req.url?.startsWith('/stream')) {
+                res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+                res.write('retry: 1000\n: connected\n\n');
+                setTimeout(() => {
+                  count = 4;
+                  const event = { seq: 1, op: 'created', id: 'n4', type: 'demo', database_key: null, read_at: null, sse: null };
+                  res.write(`id: 1\nevent: notification\ndata: ${JSON.stringify(event)}\n\n`);
+                }, 300);
+              } else {
+                res.statusCode = 404;
+                res.setHeader('Content-Type', 'application/json');
+                res.end(JSON.stringify({ error: 'not_found', message: 'stub relay' }));
+              }
+            });
+          },
+        },
+      ],
+    });
+    const browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+    });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      const { port } = server.httpServer.address() as AddressInfo;
+      await page.goto(`http://127.0.0.1:${port}/`);
+      const badge = page.getByTestId('bellhop-badge');
+      await badge.waitFor({ timeout: 10000 });
+      await page.waitForFunction(() => document.querySelector('[data-testid=bellhop-badge]')?.textContent === '4', null, { timeout: 10000 });
+      // styles.css applied: the sheet's custom properties are set on the widget.
+      const accent = await page.evaluate(() =>
+        getComputedStyle(document.querySelector('.bellhop-inbox')!).getPropertyValue('--bellhop-accent').trim(),
+      );
+      expect(accent).not.toBe('');
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+      await new Promise<void>((resolve, reject) => server.httpServer.close((e) => (e ? reject(e) : resolve())));
+    }
+  }, 60000);
 });
