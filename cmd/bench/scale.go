@@ -209,6 +209,8 @@ func (b *bench) replicaCount(ctx context.Context, s string, n int) error {
 		reads.target, reads.ok = "≤ 1.5 (every replica read every batch: 8)", atMost(1.5)
 		reads.limit = "A replica reads a batch when one of its recipients has a stream there (or the NOTIFY could not name them)."
 	}
+	readRate := b.fig(s, name("log reads/s (all replicas)"), "/s")
+	batchRate := b.fig(s, name("stamped batches/s"), "/s")
 	xacts := b.fig(s, name("database transactions/s, less the writers'"), "/s")
 	dbCPU := b.fig(s, name("relays' PostgreSQL backends: CPU per event"), "µs")
 	relayCPU := b.fig(s, name("relay processes: CPU per event"), "µs")
@@ -264,6 +266,8 @@ func (b *bench) replicaCount(ctx context.Context, s string, n int) error {
 			return float64(time.Duration(ticks)*tick) / float64(time.Microsecond) / events
 		}
 		reads.add((reads1 - reads0) / (batches1 - batches0))
+		readRate.add((reads1 - reads0) / elapsed.Seconds())
+		batchRate.add((batches1 - batches0) / elapsed.Seconds())
 		xacts.add((float64(xact1-xact0) - events) / elapsed.Seconds())
 		dbCPU.add(perEvent(back))
 		relayCPU.add(perEvent(relay1 - relay0))
