@@ -213,6 +213,7 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	h.metrics.LogRows.WithLabelValues("tail").Add(float64(len(batch)))
 	if len(batch) == 0 {
 		return 0, nil
 	}
@@ -305,6 +306,7 @@ func (h *hub) note(ctx context.Context, n note) bool {
 		h.log.Warn("read relayed rows", "err", err)
 		return false
 	}
+	h.metrics.LogRows.WithLabelValues("recipients").Add(float64(len(batch)))
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if cur := h.cursor.Load(); cur != n.before {
