@@ -181,7 +181,8 @@ func (h *hub) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case n := <-h.notes:
-			if h.note(ctx, n) {
+			n, ok := h.merge(n)
+			if ok && h.note(ctx, n) {
 				continue
 			}
 		case <-h.listener.Wake:
@@ -269,6 +270,26 @@ func (h *hub) matching(hashes []string) []bellhoptype.Recipient {
 		}
 	}
 	return to
+}
+
+// merge folds the notes queued behind n into it while they follow on (the
+// hub fell behind: one read instead of one per batch). It reports false
+// when one does not follow n (a note was dropped): the hub must read the
+// log after its cursor then.
+func (h *hub) merge(n note) (note, bool) {
+	for range cap(h.notes) {
+		select {
+		case next := <-h.notes:
+			if next.before != n.head {
+				return n, false
+			}
+			n.head = next.head
+			n.hashes = append(n.hashes, next.hashes...)
+		default:
+			return n, true
+		}
+	}
+	return n, true
 }
 
 // note handles a NOTIFY that names its batch's recipients, when the batch
