@@ -64,6 +64,7 @@ func TestScaleOutReplicaReadsOnlyItsRecipients(t *testing.T) {
 	require.Greater(t, skip-skip0, 0.0, "batches for other recipients pass without a read")
 	require.LessOrEqual(t, tail-tail0, elapsed.Seconds()+1, "tail reads: the backstop's only")
 	require.Greater(t, rec-rec0, 0.0, "bob's entries are read by recipient")
+	require.LessOrEqual(t, rec-rec0, 1.0, "and only bob's batch is read")
 
 	// Interleaved: bob's events, each once and in order.
 	var ids []string
