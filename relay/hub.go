@@ -2,10 +2,13 @@ package relay
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +48,15 @@ type hub struct {
 	cursor atomic.Int64
 	subs   map[bellhoptype.Recipient]map[*subscriber]struct{}
 	count  int
+	// byHash are the recipients of subs by the hash the relayed NOTIFY
+	// names them by (recipientHash).
+	byHash map[string]map[bellhoptype.Recipient]struct{}
+	// notes are the relayed NOTIFYs that name their batch's recipients, in
+	// order, for run; one that finds it full wakes a full read instead.
+	notes chan note
+	// named: the database hashes recipients as recipientHash does (set
+	// by start); if not, every NOTIFY wakes a full read.
+	named bool
 
 	closed chan struct{} // closed by close: streams end, clients reconnect
 	once   sync.Once
@@ -81,15 +93,32 @@ func newHub(pool *pgxpool.Pool, channel, prefsChannel string, q *queries, buffer
 		q:       q,
 		buffer:  buffer,
 		subs:    map[bellhoptype.Recipient]map[*subscriber]struct{}{},
+		byHash:  map[string]map[bellhoptype.Recipient]struct{}{},
+		notes:   make(chan note, 256),
 		closed:  make(chan struct{}),
 	}
 	h.listener = listen.New(pool, channel, log)
 	h.listener.OnReconnect = func() { m.ListenerReconnects.WithLabelValues("relayed").Inc() }
 	// The payload is the new head: when this process stamped it, the hub
-	// has it already (see stamped) and need not read it back.
+	// has it already (see stamped) and need not read it back. When it
+	// names the batch's recipients too, run handles it (see note).
 	h.listener.Stale = func(payload string) bool {
-		head, err := strconv.ParseInt(payload, 10, 64)
-		return err == nil && head <= h.cursor.Load()
+		n, ok := parseNote(payload)
+		if !ok {
+			return false
+		}
+		if n.head <= h.cursor.Load() {
+			return true
+		}
+		if n.hashes == nil || !h.named {
+			return false
+		}
+		select {
+		case h.notes <- n:
+			return true
+		default:
+			return false
+		}
 	}
 	// Preference changes ride the same connection.
 	h.listener.Also(prefsChannel, h.preferencesChanged)
@@ -126,6 +155,17 @@ func (h *hub) start(ctx context.Context) error {
 		return fmt.Errorf("read relay head: %w", err)
 	}
 	h.cursor.Store(head)
+	// A hash that differs would skip a stream's events: the database must
+	// agree, non-ASCII bytes included (its encoding is not UTF-8, or a
+	// future change on one side only).
+	probe := bellhoptype.Recipient{Tenant: "t\u00e9", Type: "User", ID: "\u2713-1"}
+	var x string
+	err := h.pool.QueryRow(ctx, "SELECT left(md5($1::text || chr(31) || $2::text || chr(31) || $3::text), 8)",
+		probe.Tenant, probe.Type, probe.ID).Scan(&x)
+	h.named = err == nil && x == recipientHash(probe)
+	if !h.named {
+		h.log.Warn("the database hashes recipients differently: every replica reads every batch", "err", err)
+	}
 	return nil
 }
 
@@ -140,6 +180,11 @@ func (h *hub) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case n := <-h.notes:
+			n, ok := h.merge(n)
+			if ok && h.note(ctx, n) {
+				continue
+			}
 		case <-h.listener.Wake:
 		case <-backstop.C:
 		}
@@ -160,6 +205,7 @@ func (h *hub) run(ctx context.Context) {
 
 // tail reads the rows after the cursor once and fans them out.
 func (h *hub) tail(ctx context.Context) (int, error) {
+	h.metrics.LogReads.WithLabelValues("tail").Inc()
 	rows, err := h.pool.Query(ctx, h.q.tail, h.cursor.Load(), tailBatch)
 	if err != nil {
 		return 0, err
@@ -168,6 +214,7 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	h.metrics.LogRows.WithLabelValues("tail").Add(float64(len(batch)))
 	if len(batch) == 0 {
 		return 0, nil
 	}
@@ -175,6 +222,129 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 	h.fanOut(ctx, batch)
 	h.mu.Unlock()
 	return len(batch), nil
+}
+
+// note is a relayed NOTIFY's payload: "head" alone (the batch's recipients
+// did not fit in one), or "head before hash..." for the batch of entries
+// in (before, head], one hash per recipient (see recipientHash and the
+// Stamp statement in worker/sql).
+type note struct {
+	head, before int64
+	hashes       []string // nil: not named
+}
+
+func parseNote(payload string) (note, bool) {
+	f := strings.Fields(payload)
+	if len(f) == 0 || len(f) == 2 {
+		return note{}, false
+	}
+	head, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return note{}, false
+	}
+	n := note{head: head}
+	if len(f) > 2 {
+		if n.before, err = strconv.ParseInt(f[1], 10, 64); err != nil {
+			return note{}, false
+		}
+		n.hashes = f[2:]
+	}
+	return n, true
+}
+
+// recipientHash is how the stamp's NOTIFY names a recipient: the first 8
+// hex digits of the md5 of its tenant, type and id joined by U+001F. Two
+// recipients with one hash only cost a read for nothing.
+func recipientHash(to bellhoptype.Recipient) string {
+	sum := md5.Sum([]byte(to.Tenant + "\x1f" + to.Type + "\x1f" + to.ID))
+	return hex.EncodeToString(sum[:4])
+}
+
+// matching returns the recipients with streams here among hashes. The
+// caller holds h.mu.
+func (h *hub) matching(hashes []string) []bellhoptype.Recipient {
+	var to []bellhoptype.Recipient
+	for _, x := range hashes {
+		for r := range h.byHash[x] {
+			to = append(to, r)
+		}
+	}
+	return to
+}
+
+// merge folds the notes queued behind n into it while they follow on (the
+// hub fell behind: one read instead of one per batch). It reports false
+// when one does not follow n (a note was dropped): the hub must read the
+// log after its cursor then.
+func (h *hub) merge(n note) (note, bool) {
+	for range cap(h.notes) {
+		select {
+		case next := <-h.notes:
+			if next.before != n.head {
+				return n, false
+			}
+			n.head = next.head
+			n.hashes = append(n.hashes, next.hashes...)
+		default:
+			return n, true
+		}
+	}
+	return n, true
+}
+
+// note handles a NOTIFY that names its batch's recipients, when the batch
+// follows the cursor: with no stream here for any of them, the cursor moves
+// past the batch without a read; otherwise the hub reads only those
+// recipients' entries of the batch. It reports false when the hub must read
+// the log after its cursor instead (it is behind the batch, or a stream
+// opened for another of the batch's recipients during the read).
+func (h *hub) note(ctx context.Context, n note) bool {
+	h.mu.Lock()
+	if cur := h.cursor.Load(); cur >= n.head || cur != n.before {
+		h.mu.Unlock()
+		return cur >= n.head
+	}
+	want := h.matching(n.hashes)
+	if len(want) == 0 {
+		h.cursor.Store(n.head)
+		h.mu.Unlock()
+		h.metrics.WakesSkipped.Inc()
+		return true
+	}
+	h.mu.Unlock()
+	tenants, types, ids := make([]string, len(want)), make([]string, len(want)), make([]string, len(want))
+	for i, r := range want {
+		tenants[i], types[i], ids[i] = r.Tenant, r.Type, r.ID
+	}
+	h.metrics.LogReads.WithLabelValues("recipients").Inc()
+	rows, err := h.pool.Query(ctx, h.q.recipients, tenants, types, ids, n.before, n.head)
+	if err != nil {
+		h.log.Warn("read relayed rows", "err", err)
+		return false
+	}
+	batch, err := pgx.CollectRows(rows, scanRow)
+	if err != nil {
+		h.log.Warn("read relayed rows", "err", err)
+		return false
+	}
+	h.metrics.LogRows.WithLabelValues("recipients").Add(float64(len(batch)))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if cur := h.cursor.Load(); cur != n.before {
+		return cur >= n.head
+	}
+	read := make(map[bellhoptype.Recipient]bool, len(want))
+	for _, r := range want {
+		read[r] = true
+	}
+	for _, r := range h.matching(n.hashes) {
+		if !read[r] {
+			return false
+		}
+	}
+	h.fanOut(ctx, batch)
+	h.cursor.Store(n.head)
+	return true
 }
 
 // stamped pushes what this process's stamp just stamped and committed,
@@ -254,6 +424,11 @@ func (h *hub) subscribe(to bellhoptype.Recipient) (*subscriber, int64, error) {
 	}
 	if h.subs[to] == nil {
 		h.subs[to] = map[*subscriber]struct{}{}
+		x := recipientHash(to)
+		if h.byHash[x] == nil {
+			h.byHash[x] = map[bellhoptype.Recipient]struct{}{}
+		}
+		h.byHash[x][to] = struct{}{}
 	}
 	h.subs[to][s] = struct{}{}
 	h.count++
@@ -281,6 +456,11 @@ func (h *hub) unsubscribe(s *subscriber) {
 			h.metrics.StreamsConnected.Dec()
 			if len(set) == 0 {
 				delete(h.subs, s.to)
+				x := recipientHash(s.to)
+				delete(h.byHash[x], s.to)
+				if len(h.byHash[x]) == 0 {
+					delete(h.byHash, x)
+				}
 			}
 		}
 	}

@@ -184,7 +184,7 @@ func (c *Config) validate() error {
 
 // queries are the hub's and the stream's SQL.
 type queries struct {
-	head, resume, tail, replay, backlogPlan, backlog string
+	head, resume, tail, recipients, replay, backlogPlan, backlog string
 }
 
 //go:embed sql/*.sql
@@ -307,7 +307,7 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 	}
 	r := &Relay{cfg: cfg, pool: pool, inbox: in, auth: auth, metrics: m, log: log,
 		tracer: tracing.Tracer(cfg.TracerProvider, "github.com/bellhophq/bellhop/relay")}
-	r.q = queries{head: set.Get("Head"), resume: set.Get("Resume"), tail: set.Get("Tail"), replay: set.Get("Replay"),
+	r.q = queries{head: set.Get("Head"), resume: set.Get("Resume"), tail: set.Get("Tail"), recipients: set.Get("Recipients"), replay: set.Get("Replay"),
 		backlogPlan: set.Get("BacklogPlan"), backlog: set.Get("Backlog")}
 	if err := set.Err(); err != nil {
 		return nil, err

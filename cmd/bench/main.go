@@ -83,12 +83,14 @@ var scenarios = []scenario{
 	{"5", "Unread count", (*bench).unread},
 	{"6", "Resume", (*bench).resume},
 	{"7", "Large open transaction", (*bench).openTransaction},
+	{"replicas", "Scale-out: 1-8 replicas", (*bench).replicas},
+	{"idle", "50,000 idle streams", (*bench).idle},
 }
 
 func main() {
 	smoke := flag.Bool("smoke", false, "a quick pass over every scenario at small sizes (1 run); checks delivery, asserts no timing")
 	runs := flag.Int("runs", 3, "runs per figure (the median and min-max are reported)")
-	only := flag.String("scenarios", "1,2,3,4,5,6,7", "comma-separated scenario numbers to run")
+	only := flag.String("scenarios", allScenarios(), "comma-separated scenario numbers (or names) to run")
 	db := flag.String("db", "", "PostgreSQL URL (default TEST_DATABASE_URL, DATABASE_URL, else a container when Docker answers, else a throwaway cluster from local binaries)")
 	out := flag.String("out", "", `markdown report to write (default docs/benchmarks.md for a full run of every scenario, none for -smoke; "-" for none)`)
 	flag.Parse()
@@ -118,6 +120,14 @@ func main() {
 		os.Exit(2)
 	}
 	fmt.Println("\ndelivery check: every stream received exactly the events committed for it, in increasing id order")
+}
+
+func allScenarios() string {
+	var ids []string
+	for _, s := range scenarios {
+		ids = append(ids, s.id)
+	}
+	return strings.Join(ids, ",")
 }
 
 func isFlagSet(name string) bool {
@@ -286,6 +296,7 @@ func (b *bench) writeDoc(w io.Writer, machine, table string, ran []scenario, ela
 	fmt.Fprint(w, table)
 	fmt.Fprintf(w, "\n## What each scenario measures\n\n")
 	fmt.Fprint(w, scenarioDoc)
+	fmt.Fprint(w, scaleDoc)
 	var missed []*figure
 	for _, f := range b.figures {
 		if f.status() == "MISSED" {

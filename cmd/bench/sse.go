@@ -49,6 +49,8 @@ type fleet struct {
 	clients []*sseClient
 	total   atomic.Int64 // events received by every client
 	broken  atomic.Int64 // streams that ended or misbehaved
+	// local, if set, gives each dial its source address.
+	local func() net.Addr
 }
 
 func token(user string) string {
@@ -63,6 +65,9 @@ func token(user string) string {
 // returns once the relay answered 200 (the stream is subscribed by then).
 func (f *fleet) dial(ctx context.Context, user string, lastEventID int64) (*sseClient, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
+	if f.local != nil {
+		d.LocalAddr = f.local()
+	}
 	conn, err := d.DialContext(ctx, "tcp", f.addr)
 	if err != nil {
 		return nil, err
@@ -154,7 +159,12 @@ func (c *sseClient) close() {
 
 // connectFleet opens one stream per user, conc at a time.
 func connectFleet(ctx context.Context, addr string, users []string, conc int) (*fleet, error) {
-	f := &fleet{addr: addr, clients: make([]*sseClient, len(users))}
+	return connectFleetWith(ctx, addr, users, conc, nil)
+}
+
+// connectFleetWith is connectFleet with the source addresses local gives.
+func connectFleetWith(ctx context.Context, addr string, users []string, conc int, local func() net.Addr) (*fleet, error) {
+	f := &fleet{addr: addr, clients: make([]*sseClient, len(users)), local: local}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(conc)
 	for i, u := range users {

@@ -24,6 +24,11 @@ type Metrics struct {
 	StreamsBehind      prometheus.Counter
 	ChangeToPush       prometheus.Histogram
 	ListenerReconnects *prometheus.CounterVec
+	// LogReads and WakesSkipped show what the hub reads per wake (see
+	// docs/scaling.md).
+	LogReads     *prometheus.CounterVec
+	LogRows      *prometheus.CounterVec
+	WakesSkipped prometheus.Counter
 
 	StreamResumes  prometheus.Counter
 	ReplayedEvents prometheus.Counter
@@ -55,6 +60,15 @@ func New() *Metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
 		ListenerReconnects: newListenerReconnects(),
+		LogReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bellhop_hub_log_reads_total", Help: "Queries the hub ran on the relay log: tail (every entry after its cursor) or recipients (one batch's entries of the recipients with streams here).",
+		}, []string{"read"}),
+		LogRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bellhop_hub_log_rows_total", Help: "Entries those queries returned, by read.",
+		}, []string{"read"}),
+		WakesSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bellhop_hub_wakes_skipped_total", Help: "Stamped batches the hub passed over without a read: the relayed NOTIFY named their recipients, and none has a stream here.",
+		}),
 		StreamResumes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bellhop_stream_resumes_total", Help: "Streams opened with a Last-Event-ID to resume from.",
 		}),
@@ -74,7 +88,7 @@ func New() *Metrics {
 		}, []string{"route", "method", "code"}),
 	}
 	m.Registry.MustRegister(m.StreamsConnected, m.EventsPushed, m.SlowConsumers, m.StreamsBehind, m.ChangeToPush,
-		m.ListenerReconnects, m.StreamResumes, m.ReplayedEvents, m.Refetches, m.HTTPRequests, m.HTTPDuration,
+		m.ListenerReconnects, m.LogReads, m.LogRows, m.WakesSkipped, m.StreamResumes, m.ReplayedEvents, m.Refetches, m.HTTPRequests, m.HTTPDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -24,6 +24,16 @@ WHERE seq > $1
 ORDER BY seq
 LIMIT $2;
 
+-- name: Recipients
+-- The entries of some recipients in (before, head]: one stamp's batch, read
+-- by a replica that has streams for only these of its recipients.
+SELECT seq, current, id, tenant_id, notifiable_type, notifiable_id, type, op,
+       sse, database_key, read_at, live AS via_sse, changed, traceparent, critical
+FROM bellhop.relay_events
+WHERE (tenant_id, notifiable_type, notifiable_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
+  AND seq > $4 AND seq <= $5
+ORDER BY seq;
+
 -- name: Replay
 -- One recipient's events in (from, to], for a stream resuming from
 -- Last-Event-ID.

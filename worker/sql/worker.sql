@@ -203,7 +203,17 @@ SELECT (SELECT base FROM counted) + b.k AS seq, true AS current, b.id::text AS i
             ELSE false END AS first_logged
 FROM batch AS b
 LEFT JOIN LATERAL (
-    SELECT pg_notify($2, (SELECT base + n FROM counted)::text) WHERE b.k = 1
+    -- The payload is the new head; when it fits, then the head before and
+    -- the recipients the batch touches (the first 8 hex digits of the md5
+    -- of tenant, type and id joined by U+001F), so that a replica with no
+    -- stream for them moves its cursor without a read (see relay/hub.go).
+    SELECT pg_notify($2, (SELECT base + n FROM counted)::text
+                         || coalesce((SELECT ' ' || (SELECT last_seq FROM st) || ' ' || string_agg(r.h, ' ')
+                                      FROM (SELECT DISTINCT left(md5(tenant_id || chr(31) || notifiable_type
+                                                                     || chr(31) || notifiable_id), 8) AS h
+                                            FROM batch) AS r
+                                      HAVING count(*) <= 800), ''))
+    WHERE b.k = 1
 ) AS announced ON true
 ORDER BY b.k;
 

@@ -1,0 +1,126 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/bellhophq/bellhop/outbox"
+	"github.com/bellhophq/bellhop/relay"
+)
+
+// startReplica runs a relay that does not stamp (no worker: not ready by
+// /readyz, which wants one, but its hub and streams work).
+func (b *testBundle) startReplica(t *testing.T) *testRelay {
+	t.Helper()
+	ctx := context.Background()
+	cfg := b.relayConfig()
+	cfg.NoWorker = true
+	r, err := relay.New(ctx, cfg, nil)
+	require.NoError(t, err)
+	require.NoError(t, r.Start(ctx))
+	hs := httptest.NewServer(r.Handler())
+	t.Cleanup(hs.Close)
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	return &testRelay{Relay: r, URL: hs.URL}
+}
+
+// reads is a replica's count of relay log reads by kind, and of the stamped
+// batches it passed over without one.
+func reads(t *testing.T, r *testRelay) (tail, recipients, skipped float64) {
+	t.Helper()
+	page := scrape(t, r.URL)
+	return metricValue(page, `bellhop_hub_log_reads_total{read="tail"}`),
+		metricValue(page, `bellhop_hub_log_reads_total{read="recipients"}`),
+		metricValue(page, "bellhop_hub_wakes_skipped_total")
+}
+
+// A replica that does not stamp learns of each batch from the relayed
+// NOTIFY, which names the batch's recipients: with no stream for them it
+// reads nothing (only its one-second backstop reads the log); with a
+// stream for one it reads that recipient's entries only, and they arrive
+// exactly once, in order.
+func TestScaleOutReplicaReadsOnlyItsRecipients(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	b.startRelay(t) // stamps
+	replica := b.startReplica(t)
+	bob := outbox.User("bob")
+	s := openStream(t, replica.URL, bob, -1)
+
+	tail0, rec0, skip0 := reads(t, replica)
+	start := time.Now()
+	for i := range 30 {
+		b.send(t, outbox.User(fmt.Sprintf("alice-%d", i)), "elsewhere")
+	}
+	want := b.send(t, bob, "here")
+	require.Equal(t, want, s.next(t, 5*time.Second).Data.ID)
+	tail, rec, skip := reads(t, replica)
+	elapsed := time.Since(start)
+	require.Greater(t, skip-skip0, 0.0, "batches for other recipients pass without a read")
+	require.LessOrEqual(t, tail-tail0, elapsed.Seconds()+1, "tail reads: the backstop's only")
+	require.Greater(t, rec-rec0, 0.0, "bob's entries are read by recipient")
+	require.LessOrEqual(t, rec-rec0, 1.0, "and only bob's batch is read")
+
+	// Interleaved: bob's events, each once and in order.
+	var ids []string
+	for i := range 40 {
+		b.send(t, outbox.User(fmt.Sprintf("carol-%d", i)), "elsewhere")
+		ids = append(ids, b.send(t, bob, "here"))
+	}
+	var last int64
+	for _, id := range ids {
+		ev := s.next(t, 5*time.Second)
+		require.Equal(t, id, ev.Data.ID)
+		require.Greater(t, ev.ID, last)
+		last = ev.ID
+	}
+	s.quiet(t, 300*time.Millisecond)
+}
+
+// A batch with more recipients than the NOTIFY can name wakes a full read:
+// the replica's streams still get their events exactly once, in order.
+func TestScaleOutNotifyTooLargeFallsBack(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	b.startRelay(t)
+	replica := b.startReplica(t)
+	bob := outbox.User("bob")
+	s := openStream(t, replica.URL, bob, -1)
+	tail0, _, _ := reads(t, replica)
+
+	// 900 recipients in one transaction, one stamp batch; bob's rows among them.
+	rows, err := b.db.Pool.Query(ctx, "INSERT INTO "+b.db.Table("notifications")+
+		" (notifiable_type, notifiable_id, type, sse) SELECT 'User', CASE WHEN i % 100 = 0 THEN 'bob' ELSE 'u' || i END,"+
+		" 'bulk', jsonb_build_object('i', i) FROM generate_series(1, 900) i ORDER BY i RETURNING id::text, notifiable_id")
+	require.NoError(t, err)
+	var ids []string
+	for rows.Next() {
+		var id, to string
+		require.NoError(t, rows.Scan(&id, &to))
+		if to == "bob" {
+			ids = append(ids, id)
+		}
+	}
+	require.NoError(t, rows.Err())
+	require.Len(t, ids, 9)
+	got := map[string]bool{}
+	var last int64
+	for range ids {
+		ev := s.next(t, 5*time.Second)
+		require.False(t, got[ev.Data.ID], "once")
+		got[ev.Data.ID] = true
+		require.Greater(t, ev.ID, last)
+		last = ev.ID
+	}
+	for _, id := range ids {
+		require.True(t, got[id])
+	}
+	s.quiet(t, 300*time.Millisecond)
+	tail, _, _ := reads(t, replica)
+	require.Greater(t, tail-tail0, 0.0)
+}
