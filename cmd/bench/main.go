@@ -83,12 +83,13 @@ var scenarios = []scenario{
 	{"5", "Unread count", (*bench).unread},
 	{"6", "Resume", (*bench).resume},
 	{"7", "Large open transaction", (*bench).openTransaction},
+	{"8", "Database cost per notification", (*bench).dbCost},
 }
 
 func main() {
 	smoke := flag.Bool("smoke", false, "a quick pass over every scenario at small sizes (1 run); checks delivery, asserts no timing")
 	runs := flag.Int("runs", 3, "runs per figure (the median and min-max are reported)")
-	only := flag.String("scenarios", "1,2,3,4,5,6,7", "comma-separated scenario numbers to run")
+	only := flag.String("scenarios", "1,2,3,4,5,6,7,8", "comma-separated scenario numbers to run")
 	db := flag.String("db", "", "PostgreSQL URL (default TEST_DATABASE_URL, DATABASE_URL, else a container when Docker answers, else a throwaway cluster from local binaries)")
 	out := flag.String("out", "", `markdown report to write (default docs/benchmarks.md for a full run of every scenario, none for -smoke; "-" for none)`)
 	flag.Parse()

@@ -55,6 +55,16 @@ const scenarioDoc = `1. **Commit-to-event latency.** 1,000 SSE streams (one per 
    first with nothing else running (the anchor), then while another connection holds a transaction with 100,000
    uncommitted rows (for a recipient with no stream; rolled back after the run). The relay's probes must not walk
    those rows: commit-to-event latency for everyone else should stay where the anchor is.
+8. **Database cost per notification.** On a throwaway cluster of its own (local binaries; fsync off, autovacuum off),
+   so that its server-wide counters count nothing else: the relay runs (adaptive), and 5,000 rows are inserted with
+   the statement of scenario 3, once into ` + "`notifications`" + ` (then until the relay has logged every one) and once into
+   ` + "`bare`" + `, alternating which goes first: at 1,000/s (8 paced writers), and as fast as 4 closed-loop writers go.
+   One CHECKPOINT and a warm-up of both tables come first, and none during the runs (checkpoint_timeout 1 h), so
+   full-page images are left out. WAL bytes are the move of ` + "`pg_current_wal_insert_lsn()`" + `; PostgreSQL CPU is the user +
+   system time of the postmaster and all its processes (backends that ended included), from ` + "`/proc`" + `; both
+   divided by the rows. So the notification's figures include the trigger, the relay's stamps, polls, NOTIFYs
+   and sweeps, and the ratio to a bare insert is the database-side price of the relay, independent of how fast
+   the machine is.
 
 The smoke run (` + "`make bench-smoke`" + `) runs every scenario once at small sizes (fewer streams, rows and seconds).
 `
