@@ -276,7 +276,7 @@ const latencyLimit = "From COMMIT sent, an event waits for the writer's own comm
 	"the push and the client's read, on 2 cores shared with 1,000 writer commits a second, the load generator's 1,000 " +
 	"streams and, in this run, other builds and benchmarks. A p50 of 1 ms from COMMIT sent needs the wake-up without " +
 	"the poll's half millisecond: a NOTIFY per commit costs writers far more (scenario 3, notify mode), so the way " +
-	"there is a cheaper poll (an empty stamp costs PostgreSQL about 0.3 ms of CPU, see scenario 8's note) run more " +
+	"there is a cheaper poll (an empty look costs PostgreSQL about 0.13 ms of CPU, a stamp about 0.25 ms) run more " +
 	"often, and cores that are not shared; the tail (p99) is scheduling on the saturated machine."
 
 // pgNotifyRTT measures n sequential LISTEN/NOTIFY round trips: NOTIFY in a
@@ -574,9 +574,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id::text`
 
 const costLimit = "The relay's database work competes with the writers for the same 2 cores (and here with other " +
 	"processes). While rows keep coming it stamps every BELLHOP_BUSY_POLL (1 ms), and each stamp is a transaction of " +
-	"its own: measured from /proc over 400 cycles, a stamp that finds nothing costs its backend about 0.3 ms of CPU " +
-	"(the lock, the stamp statement's many small plan nodes, the commit), so up to 0.3 of a core at 1,000 stamps a " +
-	"second, whatever the writers' rate; scenario 8 gives the database-side total per notification. Settings that " +
+	"its own: measured from /proc over 2,000 cycles, a stamp that finds nothing costs its backend about 0.25 ms of " +
+	"CPU (the lock, the stamp statement, the commit); after an empty stamp the relay now looks with HasPending " +
+	"first (about 0.13 ms), so polling alone takes 0.13-0.25 of a core at 1,000 looks a second, whatever the " +
+	"writers' rate; scenario 8 gives the database-side total per notification. Settings that " +
 	"trade for it: BELLHOP_BUSY_POLL (longer batches more rows per stamp, each millisecond adds half a millisecond " +
 	"to the median latency) and BELLHOP_DURABLE_STAMPS=true (stamps join the writers' WAL flushes instead of " +
 	"nudging the WAL writer; about a millisecond more latency); measured with pgbench at 4 writers on 2026-11-27: " +
