@@ -120,6 +120,11 @@ type Config struct {
 	// clock and whatever synchronous_commit the server or the role defaults
 	// to (see Durability in sql/worker.sql). Defaults to false.
 	DurableStamps bool
+	// StampWithoutLooking makes a busy relay stamp on every poll, even
+	// after a stamp that found nothing. By default it looks first
+	// (HasPending, about half a stamp's database CPU) and stamps only when
+	// rows are there, which adds a round trip for those rows.
+	StampWithoutLooking bool
 	// TracerProvider gets a span for every stamp that stamped rows
 	// ("bellhop.stamp"), linked to the spans the rows were written in (their
 	// traceparent column); the Pusher's push is its child. Pass

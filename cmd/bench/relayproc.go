@@ -44,6 +44,10 @@ func (b *bench) relayEnv(schema, mode string, extra []string) []string {
 		"BELLHOP_MAX_STREAMS=100000",
 		"BELLHOP_LOG_LEVEL=warn",
 	}
+	// BENCH_RELAY_ENV: more settings for every relay, space-separated
+	// (e.g. BELLHOP_BUSY_POLL=2ms, BELLHOP_PPROF_ADDR=127.0.0.1:6061), to
+	// measure a setting's effect.
+	env = append(env, strings.Fields(os.Getenv("BENCH_RELAY_ENV"))...)
 	return append(env, extra...)
 }
 

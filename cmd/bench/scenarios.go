@@ -55,6 +55,16 @@ const scenarioDoc = `1. **Commit-to-event latency.** 1,000 SSE streams (one per 
    first with nothing else running (the anchor), then while another connection holds a transaction with 100,000
    uncommitted rows (for a recipient with no stream; rolled back after the run). The relay's probes must not walk
    those rows: commit-to-event latency for everyone else should stay where the anchor is.
+8. **Database cost per notification.** On a throwaway cluster of its own (local binaries; fsync off, autovacuum off),
+   so that its server-wide counters count nothing else: the relay runs (adaptive), and 5,000 rows are inserted with
+   the statement of scenario 3, once into ` + "`notifications`" + ` (then until the relay has logged every one) and once into
+   ` + "`bare`" + `, alternating which goes first: at 1,000/s (8 paced writers), and as fast as 4 closed-loop writers go.
+   One CHECKPOINT and a warm-up of both tables come first, and none during the runs (checkpoint_timeout 1 h), so
+   full-page images are left out. WAL bytes are the move of ` + "`pg_current_wal_insert_lsn()`" + `; PostgreSQL CPU is the user +
+   system time of the postmaster and all its processes (backends that ended included), from ` + "`/proc`" + `; both
+   divided by the rows. So the notification's figures include the trigger, the relay's stamps, polls, NOTIFYs
+   and sweeps, and the ratio to a bare insert is the database-side price of the relay, independent of how fast
+   the machine is.
 
 The smoke run (` + "`make bench-smoke`" + `) runs every scenario once at small sizes (fewer streams, rows and seconds).
 `
@@ -237,10 +247,11 @@ func (b *bench) latency(ctx context.Context) error {
 		p50.anchor, p95.anchor, p99.anchor = anchor["p50"], anchor["p95"], anchor["p99"]
 		s50.anchor, s99.anchor = anchor["sent p50"], anchor["sent p99"]
 		if rate == 1000 {
-			p50.target, p50.ok = "≤ 2 ms", atMost(2)
-			p99.target, p99.ok = "≤ 10 ms", atMost(10)
-			p50.limit = latencyLimit
-			p99.limit = latencyLimit
+			// Issue 15's first milestone, from COMMIT sent.
+			s50.target, s50.ok = "≤ 1 ms", atMost(1)
+			s99.target, s99.ok = "≤ 5 ms", atMost(5)
+			s50.limit = latencyLimit
+			s99.limit = latencyLimit
 		}
 		for range b.runs {
 			ds, err := run(d)
@@ -259,11 +270,14 @@ func (b *bench) latency(ctx context.Context) error {
 	return nil
 }
 
-const latencyLimit = "Per event, after the writer's COMMIT: the relay's next poll (every BELLHOP_BUSY_POLL, 1 ms, so " +
-	"0.5 ms on average), one stamp round trip (lock, log the rows, move the cursor; it no longer waits for its own " +
-	"WAL flush, which doubled the latency), the push and the client's read, on 2 cores shared with 1,000 writer " +
-	"commits a second and the 1,000 streams of the load generator. The tail is scheduling: instrumented, 2-5% of " +
-	"stamps took 3-40 ms, in bursts, with the CPU saturated; a stamp itself is 0.2-0.4 ms of server time."
+const latencyLimit = "From COMMIT sent, an event waits for the writer's own commit (its WAL flush: see the anchor, a bare " +
+	"pg_notify round trip from COMMIT sent), then the relay's next look for new rows (every BELLHOP_BUSY_POLL, 1 ms, " +
+	"so 0.5 ms on average: half the p50 budget by itself), one stamp round trip (lock, log the rows, move the cursor), " +
+	"the push and the client's read, on 2 cores shared with 1,000 writer commits a second, the load generator's 1,000 " +
+	"streams and, in this run, other builds and benchmarks. A p50 of 1 ms from COMMIT sent needs the wake-up without " +
+	"the poll's half millisecond: a NOTIFY per commit costs writers far more (scenario 3, notify mode), so the way " +
+	"there is a cheaper poll (an empty look costs PostgreSQL about 0.13 ms of CPU, a stamp about 0.25 ms) run more " +
+	"often, and cores that are not shared; the tail (p99) is scheduling on the saturated machine."
 
 // pgNotifyRTT measures n sequential LISTEN/NOTIFY round trips: NOTIFY in a
 // transaction on one connection, received on another.
@@ -394,9 +408,16 @@ func (b *bench) throughput(ctx context.Context) error {
 		commitRow := b.fig(s, k.label+": writers' max commit rate", "/s")
 		lag := b.fig(s, k.label+": p99 commit-to-event lag", "ms")
 		drain := b.fig(s, k.label+": last event after writers stopped", "ms")
+		var keepUp *figure
 		if k.writers == 4 {
-			delivered.target, delivered.ok = "≥ 10,000/s", atLeast(10000)
-			delivered.limit = throughputLimit
+			// The relay keeps up with bulk senders (issue 15): it delivers
+			// as fast as they commit, and lags them by little. The ratio is
+			// shown to two decimals, so 0.995 is 1.00.
+			keepUp = b.fig(s, k.label+": relay delivered rate / writers' commit rate", "x")
+			keepUp.target, keepUp.ok = "≥ 1.00", atLeast(0.995)
+			keepUp.limit = throughputLimit
+			lag.target, lag.ok = "< 250 ms", func(v float64) bool { return v < 250 }
+			lag.limit = throughputLimit
 		}
 		for range b.runs {
 			cr, dr, dn, p99, err := run(d)
@@ -405,6 +426,9 @@ func (b *bench) throughput(ctx context.Context) error {
 			}
 			commit.add(cr)
 			commitRow.add(cr)
+			if keepUp != nil {
+				keepUp.add(dr / cr)
+			}
 			delivered.add(dr)
 			lag.add(p99)
 			drain.add(dn)
@@ -414,8 +438,14 @@ func (b *bench) throughput(ctx context.Context) error {
 	return nil
 }
 
-const throughputLimit = "Logging a batch is one INSERT of narrow rows into relay_log (the notification rows are only " +
-	"read); what remains is the relay's fan-out and the load generator's 1,000 streams, on the 2 cores the writers use."
+const throughputLimit = "Stamps are serialized (one advisory lock; seqs follow commit order), so one backend logs " +
+	"every row the 4 writers' backends insert. On a quiet server a stamp of 1,000 rows (BatchSize) took 15-25 ms " +
+	"(EXPLAIN ANALYZE: the xid index scan, the 1,000 relay_log entries with their two index entries, 3,009 WAL " +
+	"records, 272 KB); timed in the relay during this scenario, stamps ran back to back with no pause and took " +
+	"50-500 ms each (1,000 rows each): the stamping backend gets about one fifth of the 2 cores the writers, the " +
+	"load generator and the other processes share. The relay process was not the limit (pprof over 20 s: 18% of one " +
+	"core, 40% of it socket writes). Keeping up takes a stamp as cheap per row as the writers' inserts on the CPU " +
+	"it gets: a core not shared with the writers, or fewer rows per notification in relay_log (a change of schema)."
 
 // ---------------------------------------------------------------- 3
 
@@ -542,18 +572,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id::text`
 	return nil
 }
 
-const costLimit = "The relay's own work, on the same 2 cores and the same disk as the writers, above all the " +
-	"cadence of its stamps while rows keep coming (BELLHOP_BUSY_POLL, 1 ms, which the latency target needs). Measured " +
-	"with pgbench at 4 writers in steady state (no alternating slices): no relay 0.92; relay stamping every 1 ms 0.64, " +
-	"2 ms 0.64, 5 ms 0.74, 10 ms 0.79 (0.92 in another run). A perf profile of this scenario put the relay process at about 6% of the " +
-	"machine's CPU and its database backends at about 7%, the writers' backends at about 57%, the load generator at " +
-	"18%. Stamps that skip their own WAL flush cost writers more than stamps that wait for it: each asynchronous " +
-	"commit nudges PostgreSQL's WAL writer into flushes of its own, which contend with the writers' (pgbench, 4 " +
-	"writers, 1 ms: 0.62-0.65 asynchronous, 0.76-0.80 with BELLHOP_DURABLE_STAMPS=true, which adds about a " +
-	"millisecond to the median latency). The trigger is no longer part of it (its WHEN clause reads the wake flag without a PL/pgSQL call). In this " +
-	"scenario's alternating slices the relay also goes idle and re-arms every second, and at each restart the " +
-	"writers that read the flag up commit their NOTIFY one by one on PostgreSQL's notify lock (sampled: up to 11 " +
-	"waiting on Lock:object for about 100 ms)."
+const costLimit = "The relay's database work competes with the writers for the same 2 cores (and here with other " +
+	"processes). While rows keep coming it stamps every BELLHOP_BUSY_POLL (1 ms), and each stamp is a transaction of " +
+	"its own: measured from /proc over 2,000 cycles, a stamp that finds nothing costs its backend about 0.25 ms of " +
+	"CPU (the lock, the stamp statement, the commit); after an empty stamp the relay now looks with HasPending " +
+	"first (about 0.13 ms), so polling alone takes 0.13-0.25 of a core at 1,000 looks a second, whatever the " +
+	"writers' rate; scenario 8 gives the database-side total per notification. Settings that " +
+	"trade for it: BELLHOP_BUSY_POLL (longer batches more rows per stamp, each millisecond adds half a millisecond " +
+	"to the median latency) and BELLHOP_DURABLE_STAMPS=true (stamps join the writers' WAL flushes instead of " +
+	"nudging the WAL writer; about a millisecond more latency); measured with pgbench at 4 writers on 2026-11-27: " +
+	"0.64 at 1 ms, 0.79-0.92 at 10 ms, 0.85 with both."
 
 // ---------------------------------------------------------------- 4
 
