@@ -15,11 +15,14 @@ import (
 
 // startReplica runs a relay that does not stamp (no worker: not ready by
 // /readyz, which wants one, but its hub and streams work).
-func (b *testBundle) startReplica(t *testing.T) *testRelay {
+func (b *testBundle) startReplica(t *testing.T, mutate ...func(*relay.Config)) *testRelay {
 	t.Helper()
 	ctx := context.Background()
 	cfg := b.relayConfig()
 	cfg.NoWorker = true
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	r, err := relay.New(ctx, cfg, nil)
 	require.NoError(t, err)
 	require.NoError(t, r.Start(ctx))

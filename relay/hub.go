@@ -1,12 +1,12 @@
 package relay
 
 import (
+	"cmp"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
+	"github.com/bellhophq/bellhop/fanout"
 	"github.com/bellhophq/bellhop/inbox"
 	"github.com/bellhophq/bellhop/internal/listen"
 	"github.com/bellhophq/bellhop/internal/metrics"
@@ -58,6 +59,12 @@ type hub struct {
 	// by start); if not, every NOTIFY wakes a full read.
 	named bool
 
+	// fanout, if not nil, is the broker that carries batches (see
+	// fromBroker); held are the events it brought, by batch head and
+	// recipient hash, until the batch's head message comes.
+	fanout fanout.Broker
+	held   map[int64]map[string][]*row
+
 	closed chan struct{} // closed by close: streams end, clients reconnect
 	once   sync.Once
 }
@@ -95,6 +102,7 @@ func newHub(pool *pgxpool.Pool, channel, prefsChannel string, q *queries, buffer
 		subs:    map[bellhoptype.Recipient]map[*subscriber]struct{}{},
 		byHash:  map[string]map[bellhoptype.Recipient]struct{}{},
 		notes:   make(chan note, 256),
+		held:    map[int64]map[string][]*row{},
 		closed:  make(chan struct{}),
 	}
 	h.listener = listen.New(pool, channel, log)
@@ -174,8 +182,16 @@ func (h *hub) run(ctx context.Context) {
 	go h.listener.Run(ctx)
 	// The listener wakes the hub on every relayed NOTIFY and reconnect; the
 	// ticker is a backstop that costs one indexed query a second.
-	backstop := time.NewTicker(time.Second)
+	// With a broker, it ticks every 100ms and reads the log on each tick
+	// while the broker is down, else once a second.
+	every := time.Second
+	var messages <-chan fanout.Message
+	if h.fanout != nil {
+		every, messages = 100*time.Millisecond, h.fanout.Messages()
+	}
+	backstop := time.NewTicker(every)
 	defer backstop.Stop()
+	ticks := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -185,8 +201,20 @@ func (h *hub) run(ctx context.Context) {
 			if ok && h.note(ctx, n) {
 				continue
 			}
+		case m, ok := <-messages:
+			if !ok {
+				messages = nil
+				continue
+			}
+			if h.fromBroker(ctx, m) {
+				continue
+			}
 		case <-h.listener.Wake:
 		case <-backstop.C:
+			ticks++
+			if h.fanout != nil && h.fanout.Up() && ticks%10 != 0 {
+				continue
+			}
 		}
 		for {
 			n, err := h.tail(ctx)
@@ -252,13 +280,9 @@ func parseNote(payload string) (note, bool) {
 	return n, true
 }
 
-// recipientHash is how the stamp's NOTIFY names a recipient: the first 8
-// hex digits of the md5 of its tenant, type and id joined by U+001F. Two
-// recipients with one hash only cost a read for nothing.
-func recipientHash(to bellhoptype.Recipient) string {
-	sum := md5.Sum([]byte(to.Tenant + "\x1f" + to.Type + "\x1f" + to.ID))
-	return hex.EncodeToString(sum[:4])
-}
+// recipientHash is how the stamp's NOTIFY and the broker name a recipient
+// (fanout.Hash). Two recipients with one hash only cost a read for nothing.
+func recipientHash(to bellhoptype.Recipient) string { return fanout.Hash(to) }
 
 // matching returns the recipients with streams here among hashes. The
 // caller holds h.mu.
@@ -347,6 +371,80 @@ func (h *hub) note(ctx context.Context, n note) bool {
 	return true
 }
 
+// fromBroker handles a message from the broker (see package fanout). One
+// hash's events of a batch are held until the batch's head comes, which
+// the broker delivers after them. A head that follows the cursor is pushed
+// from what is held when every recipient with a stream here that it names
+// has its events held, passed over when it names none, and otherwise read
+// from the log like a NOTIFY that names its recipients (note). It reports
+// false when the hub must read the log after its cursor instead.
+func (h *hub) fromBroker(ctx context.Context, m fanout.Message) bool {
+	cur := h.cursor.Load()
+	if m.Head <= cur {
+		return true
+	}
+	if !m.IsHead() {
+		if h.held[m.Head] == nil {
+			if len(h.held) >= 4096 {
+				clear(h.held) // heads stopped coming: the log has it all
+			}
+			h.held[m.Head] = map[string][]*row{}
+		}
+		rows := make([]*row, len(m.Events))
+		for i, e := range m.Events {
+			rows[i] = newRow(e)
+		}
+		h.held[m.Head][m.Hash] = rows
+		return true
+	}
+	held := h.held[m.Head]
+	defer h.forgetHeld()
+	h.mu.Lock()
+	if cur := h.cursor.Load(); cur != m.Before {
+		h.mu.Unlock()
+		h.metrics.FanoutBatches.WithLabelValues("read").Inc()
+		return cur >= m.Head
+	}
+	want := h.matching(m.Hashes)
+	if len(want) == 0 {
+		h.cursor.Store(m.Head)
+		h.mu.Unlock()
+		h.metrics.FanoutBatches.WithLabelValues("skipped").Inc()
+		return true
+	}
+	var batch []*row
+	seen := map[string]bool{}
+	for _, r := range want {
+		x := recipientHash(r)
+		rows, ok := held[x]
+		if !ok {
+			h.mu.Unlock()
+			h.metrics.FanoutBatches.WithLabelValues("read").Inc()
+			return h.note(ctx, note{head: m.Head, before: m.Before, hashes: m.Hashes})
+		}
+		if !seen[x] {
+			seen[x] = true
+			batch = append(batch, rows...)
+		}
+	}
+	slices.SortFunc(batch, func(a, b *row) int { return cmp.Compare(a.Seq, b.Seq) })
+	h.fanOut(ctx, batch)
+	h.cursor.Store(m.Head)
+	h.mu.Unlock()
+	h.metrics.FanoutBatches.WithLabelValues("pushed").Inc()
+	return true
+}
+
+// forgetHeld drops the held events of batches the cursor has passed.
+func (h *hub) forgetHeld() {
+	cur := h.cursor.Load()
+	for head := range h.held {
+		if head <= cur {
+			delete(h.held, head)
+		}
+	}
+}
+
 // stamped pushes what this process's stamp just stamped and committed,
 // unless the hub is missing entries up to after, the head before them
 // (another replica's): then it reads them all in order from the table.
@@ -429,6 +527,9 @@ func (h *hub) subscribe(to bellhoptype.Recipient) (*subscriber, int64, error) {
 			h.byHash[x] = map[bellhoptype.Recipient]struct{}{}
 		}
 		h.byHash[x][to] = struct{}{}
+		if h.fanout != nil && len(h.byHash[x]) == 1 {
+			h.fanout.Follow(x)
+		}
 	}
 	h.subs[to][s] = struct{}{}
 	h.count++
@@ -460,6 +561,9 @@ func (h *hub) unsubscribe(s *subscriber) {
 				delete(h.byHash[x], s.to)
 				if len(h.byHash[x]) == 0 {
 					delete(h.byHash, x)
+					if h.fanout != nil {
+						h.fanout.Unfollow(x)
+					}
 				}
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
+	"github.com/bellhophq/bellhop/fanout"
 	"github.com/bellhophq/bellhop/inbox"
 	"github.com/bellhophq/bellhop/internal/metrics"
 	"github.com/bellhophq/bellhop/internal/sqlq"
@@ -118,6 +119,14 @@ type Config struct {
 	UnreadCountCap int64
 	// RequestTimeout bounds every request but streams. Defaults to 10s.
 	RequestTimeout time.Duration
+
+	// Fanout, if set, is the broker the replicas share (see package
+	// fanout): the hub receives each batch's head and its streams'
+	// recipients' events there instead of the relayed NOTIFY and a read of
+	// the log, and the worker New builds publishes its stamps there. The
+	// caller opens it (fanout.Open) and closes it after Stop. Defaults to
+	// none: PostgreSQL alone.
+	Fanout fanout.Broker
 
 	// Worker configures the worker New builds and runs with the relay: the
 	// River jobs that stamp committed rows into relay_log, and prune.
@@ -283,6 +292,9 @@ func connect(ctx, authCtx context.Context, cfg Config, log *slog.Logger) (*Relay
 			wcfg.Logger = log
 		}
 		wcfg.Pusher, wcfg.Registerer = r, r.Registry()
+		if wcfg.Fanout == nil {
+			wcfg.Fanout = cfg.Fanout
+		}
 		w, err := worker.New(pool, wcfg)
 		if err != nil {
 			if own {
@@ -314,6 +326,7 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 	}
 	m.RegisterBacklog(r.backlog, log)
 	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), inbox.PreferencesChannel(cfg.Schema), &r.q, cfg.StreamBuffer, m, r.tracer, log)
+	r.hub.fanout = cfg.Fanout
 	if r.handler, err = r.routes(); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -10,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
+	"github.com/bellhophq/bellhop/fanout"
 	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/internal/tracing"
 )
@@ -57,9 +59,15 @@ func (r *Worker) stamp(ctx context.Context) (int, error) {
 	if r.cfg.Pusher != nil {
 		floor = r.cfg.Pusher.Floor()
 	}
+	// With a broker that is up, the batch is announced there, after the
+	// commit, instead of by NOTIFY.
+	channel, viaBroker := r.relayedChannel, r.cfg.Fanout != nil && r.cfg.Fanout.Up()
+	if viaBroker {
+		channel = ""
+	}
 	b := &pgx.Batch{}
 	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
-	b.Queue(r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor, r.escalatedTypes).Query(func(rows pgx.Rows) error {
+	b.Queue(r.q.stamp, r.cfg.BatchSize, channel, floor, r.escalatedTypes).Query(func(rows pgx.Rows) error {
 		var err error
 		stamped, err = pgx.CollectRows(rows, sqlq.ScanStruct[stampedEvent])
 		return err
@@ -82,12 +90,34 @@ func (r *Worker) stamp(ctx context.Context) (int, error) {
 		after := stamped[len(stamped)-1].HeadBefore
 		r.metrics.StampBatch.Observe(float64(len(logged)))
 		ctx, span := r.stampSpan(ctx, start, logged)
+		if viaBroker {
+			r.publish(ctx, after, logged)
+		}
 		if r.cfg.Pusher != nil {
 			r.cfg.Pusher.Stamped(ctx, after, logged)
 		}
 		span.End()
 	}
 	return len(stamped), nil
+}
+
+// publish hands a committed batch to the broker; if that fails, it
+// announces the new head by NOTIFY, as a stamp without a broker does (the
+// replicas then read the batch from the log).
+func (r *Worker) publish(ctx context.Context, after int64, logged []bellhoptype.Event) {
+	head := logged[len(logged)-1].Seq
+	err := r.cfg.Fanout.Publish(ctx, fanout.Batch{Before: after, Head: head, Events: logged})
+	if err == nil {
+		r.metrics.FanoutPublished.WithLabelValues("ok").Inc()
+		return
+	}
+	r.metrics.FanoutPublished.WithLabelValues("error").Inc()
+	r.log.Warn("publish a stamp to the broker; announcing it by NOTIFY", "err", err)
+	if _, err := r.pool.Exec(context.WithoutCancel(ctx), r.q.announce, r.relayedChannel, strconv.FormatInt(head, 10)); err != nil {
+		// The replicas' hubs find it on their next wake or within a
+		// second (their backstop).
+		r.log.Warn("announce a stamp", "err", err)
+	}
 }
 
 // stampWithJobs runs the stamp batch b in a transaction with the webhook

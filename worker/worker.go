@@ -48,6 +48,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bellhophq/bellhop/bellhoptype"
+	"github.com/bellhophq/bellhop/fanout"
 	"github.com/bellhophq/bellhop/inbox"
 	"github.com/bellhophq/bellhop/internal/listen"
 	"github.com/bellhophq/bellhop/internal/metrics"
@@ -116,6 +117,13 @@ type Config struct {
 	// every stamp's events as soon as they commit. Defaults to none: the
 	// hubs of every process then learn of them from the relayed NOTIFY.
 	Pusher Pusher
+	// Fanout, if set, carries each stamp's events to every replica's hub
+	// through a broker instead of the relayed NOTIFY (see package fanout):
+	// the worker publishes each committed stamp there, and announces it by
+	// NOTIFY only while the broker is down or when a publish fails. Pass
+	// the relay's (relay.Config.Fanout): one connection per process.
+	// Defaults to none.
+	Fanout fanout.Broker
 	// DurableStamps makes every stamp wait for its WAL flush, whatever the
 	// clock and whatever synchronous_commit the server or the role defaults
 	// to (see Durability in sql/worker.sql). Defaults to false.
@@ -296,7 +304,7 @@ type Worker struct {
 	relayedChannel string
 	wakeSeq        string
 	q              struct {
-		hasPending, lock, stamp, durability, setWake, snapshot, settled, prune, forget, escalation, expire string
+		hasPending, lock, stamp, announce, durability, setWake, snapshot, settled, prune, forget, escalation, expire string
 	}
 	// signer signs webhooks; nil without Config.WebhookURL.
 	signer *standardwebhooks.Webhook
@@ -347,6 +355,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 	r.q.hasPending = set.Get("HasPending")
 	r.q.lock = set.Get("Lock")
 	r.q.stamp = set.Get("Stamp")
+	r.q.announce = set.Get("Announce")
 	r.q.durability = set.Get("Durability")
 	r.q.setWake = set.Get("SetWake")
 	r.q.snapshot = set.Get("Snapshot")

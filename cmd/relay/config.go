@@ -52,6 +52,10 @@ type envConfig struct {
 	UnreadCountCap         int64         `env:"BELLHOP_UNREAD_COUNT_CAP, default=1000"`
 	RequestTimeout         time.Duration `env:"BELLHOP_REQUEST_TIMEOUT, default=10s"`
 
+	// Fan-out through a broker (package fanout): a nats:// or redis:// URL.
+	Fanout       string `env:"BELLHOP_FANOUT"`
+	FanoutPrefix string `env:"BELLHOP_FANOUT_PREFIX"`
+
 	// The worker's.
 	WakeMode      string        `env:"BELLHOP_WAKE_MODE, default=adaptive"`
 	PollInterval  time.Duration `env:"BELLHOP_POLL_INTERVAL, default=5ms"`

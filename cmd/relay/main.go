@@ -25,10 +25,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/bellhophq/bellhop/fanout"
 	"github.com/bellhophq/bellhop/migrations"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
@@ -140,12 +142,28 @@ func serve(ctx context.Context, stderr io.Writer) error {
 
 	cfg := env.relayConfig()
 	cfg.Pool, cfg.NoWorker, cfg.TracerProvider = pool, true, tp
+	if env.Fanout != "" {
+		prefix := env.FanoutPrefix
+		if prefix == "" {
+			prefix = fanoutPrefix(pcfg.ConnConfig.Database, env.Schema)
+		}
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		b, err := fanout.Open(octx, env.Fanout, prefix)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("BELLHOP_FANOUT: %w", err)
+		}
+		defer b.Close()
+		cfg.Fanout = b
+		log.Info("fan-out through a broker", "prefix", prefix)
+	}
 	r, err := relay.New(ctx, cfg, log)
 	if err != nil {
 		return envError(err)
 	}
 	wcfg := cfg.Worker
 	wcfg.Logger, wcfg.Pusher, wcfg.Registerer, wcfg.TracerProvider = log, r, r.Registry(), tp
+	wcfg.Fanout = cfg.Fanout
 	w, err := worker.New(pool, wcfg)
 	if err != nil {
 		return envError(err)
@@ -162,6 +180,24 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		defer srv.Close()
 	}
 	return envError(r.ListenAndServe(ctx))
+}
+
+// fanoutPrefix is BELLHOP_FANOUT_PREFIX's default: "bellhop", the
+// database's name and the schema, each reduced to letters, digits, _ and
+// -, joined by dots. Replicas of one deployment agree on it.
+func fanoutPrefix(database, schema string) string {
+	clean := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r == '_' || r == '-' || r < 128 && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
+				return r
+			}
+			return '_'
+		}, s)
+	}
+	if database == "" {
+		database = "_"
+	}
+	return "bellhop." + clean(database) + "." + clean(schema)
 }
 
 func connect(ctx context.Context) (*pgxpool.Pool, envConfig, error) {

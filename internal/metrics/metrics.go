@@ -29,6 +29,8 @@ type Metrics struct {
 	LogReads     *prometheus.CounterVec
 	LogRows      *prometheus.CounterVec
 	WakesSkipped prometheus.Counter
+	// FanoutBatches counts the batch heads the hub took from the broker.
+	FanoutBatches *prometheus.CounterVec
 
 	StreamResumes  prometheus.Counter
 	ReplayedEvents prometheus.Counter
@@ -69,6 +71,9 @@ func New() *Metrics {
 		WakesSkipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bellhop_hub_wakes_skipped_total", Help: "Stamped batches the hub passed over without a read: the relayed NOTIFY named their recipients, and none has a stream here.",
 		}),
+		FanoutBatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bellhop_fanout_batches_total", Help: "Stamped batches the hub learned of from the fan-out broker, by what it did: pushed (the broker carried its streams' events), skipped (no stream here for the batch), read (it read the log: a message was missing, or the batch did not follow its cursor).",
+		}, []string{"result"}),
 		StreamResumes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bellhop_stream_resumes_total", Help: "Streams opened with a Last-Event-ID to resume from.",
 		}),
@@ -88,7 +93,7 @@ func New() *Metrics {
 		}, []string{"route", "method", "code"}),
 	}
 	m.Registry.MustRegister(m.StreamsConnected, m.EventsPushed, m.SlowConsumers, m.StreamsBehind, m.ChangeToPush,
-		m.ListenerReconnects, m.LogReads, m.LogRows, m.WakesSkipped, m.StreamResumes, m.ReplayedEvents, m.Refetches, m.HTTPRequests, m.HTTPDuration,
+		m.ListenerReconnects, m.LogReads, m.LogRows, m.WakesSkipped, m.FanoutBatches, m.StreamResumes, m.ReplayedEvents, m.Refetches, m.HTTPRequests, m.HTTPDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -179,6 +184,9 @@ type Worker struct {
 	// failed: River keeps the job as discarded), skipped (muted by the
 	// recipient's preferences, or an escalation no longer due).
 	Webhooks *prometheus.CounterVec
+	// FanoutPublished counts the stamps handed to the broker (fanout/),
+	// by result: ok, or error (announced by NOTIFY instead).
+	FanoutPublished *prometheus.CounterVec
 }
 
 // NewWorker makes the worker's collectors and registers them with reg, if
@@ -198,6 +206,9 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bellhop_webhooks_total", Help: "Webhook job attempts, by event and outcome (delivered, failed, discarded, skipped).",
 		}, []string{"event", "outcome"}),
+		FanoutPublished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bellhop_fanout_published_total", Help: "Stamps published to the fan-out broker, by result (ok; error: announced by NOTIFY instead).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return w, nil
@@ -209,6 +220,9 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	if err := reg.Register(w.Webhooks); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if err := reg.Register(w.FanoutPublished); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	if err := reg.Register(w.ListenerReconnects); err != nil {

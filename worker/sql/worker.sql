@@ -55,7 +55,7 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 -- name: Stamp
 -- Stamps up to $1 rows the cursor has not seen, in (xid, id) order, with
 -- new seqs (relay_log entries), moves the cursor and, if it stamped any, announces the new head
--- on channel $2 (delivered at commit). Returns the entries it stamped, in the
+-- on channel $2 (delivered at commit; none when $2 is ''). Returns the entries it stamped, in the
 -- columns of bellhoptype.Event (named as in the relay_events view the hub
 -- reads), plus the head before them (head_before),
 -- so the stamping process pushes them without reading them back, and what
@@ -207,15 +207,20 @@ LEFT JOIN LATERAL (
     -- the recipients the batch touches (the first 8 hex digits of the md5
     -- of tenant, type and id joined by U+001F), so that a replica with no
     -- stream for them moves its cursor without a read (see relay/hub.go).
+    -- No NOTIFY when $2 is '': a broker carries the batch (fanout/).
     SELECT pg_notify($2, (SELECT base + n FROM counted)::text
                          || coalesce((SELECT ' ' || (SELECT last_seq FROM st) || ' ' || string_agg(r.h, ' ')
                                       FROM (SELECT DISTINCT left(md5(tenant_id || chr(31) || notifiable_type
                                                                      || chr(31) || notifiable_id), 8) AS h
                                             FROM batch) AS r
                                       HAVING count(*) <= 800), ''))
-    WHERE b.k = 1
+    WHERE b.k = 1 AND $2 <> ''
 ) AS announced ON true
 ORDER BY b.k;
+
+-- name: Announce
+-- A stamp's new head, when the broker that was to carry it failed.
+SELECT pg_notify($1, $2);
 
 -- name: Durability
 -- Transaction-local, after the stamp: may it commit without waiting for its
