@@ -127,3 +127,29 @@ func TestScaleOutNotifyTooLargeFallsBack(t *testing.T) {
 	tail, _, _ := reads(t, replica)
 	require.Greater(t, tail-tail0, 0.0)
 }
+
+// Replicas drain under one lease: a relay job that finds another replica
+// holding it leaves its rows to that one. A holder that hangs with its
+// connection open (here: the test holds the lease) stalls nothing for
+// long: a sweep that finds rows pending and the head unmoved since the
+// last sweep drains without the lease.
+func TestDrainLeaseHolderThatHangsStallsNothing(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	conn, err := b.db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", 0x6c656173, b.db.Schema)
+	require.NoError(t, err)
+	defer func() { _, _ = conn.Exec(context.Background(), "SELECT pg_advisory_unlock_all()") }()
+
+	r := b.startRelay(t, func(c *relay.Config) { c.Worker.SweepInterval = 200 * time.Millisecond })
+	bob := outbox.User("bob")
+	s := openStream(t, r.URL, bob, -1)
+	for range 3 {
+		id := b.send(t, bob, "while the lease is held")
+		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
+	}
+	require.Positive(t, metricValue(scrape(t, r.URL), "bellhop_drain_lease_taken_total"),
+		"relay jobs found the lease taken and left the rows to its holder")
+}

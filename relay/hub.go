@@ -64,6 +64,10 @@ type hub struct {
 	// recipient hash, until the batch's head message comes.
 	fanout fanout.Broker
 	held   map[int64]map[string][]*row
+	// ahead are heads that came before the cursor reached them, by the
+	// head before their batch, waiting since aheadSince (see takeHeads).
+	ahead      map[int64]fanout.Message
+	aheadSince time.Time
 
 	closed chan struct{} // closed by close: streams end, clients reconnect
 	once   sync.Once
@@ -103,6 +107,7 @@ func newHub(pool *pgxpool.Pool, channel, prefsChannel string, q *queries, buffer
 		byHash:  map[string]map[bellhoptype.Recipient]struct{}{},
 		notes:   make(chan note, 256),
 		held:    map[int64]map[string][]*row{},
+		ahead:   map[int64]fanout.Message{},
 		closed:  make(chan struct{}),
 	}
 	h.listener = listen.New(pool, channel, log)
@@ -192,8 +197,19 @@ func (h *hub) run(ctx context.Context) {
 	backstop := time.NewTicker(every)
 	defer backstop.Stop()
 	ticks := 0
+	// reorder looks at the heads waiting in ahead, with a broker.
+	var reorder <-chan time.Time
+	if h.fanout != nil {
+		t := time.NewTicker(reorderWait / 2)
+		defer t.Stop()
+		reorder = t.C
+	}
 	for {
 		select {
+		case <-reorder:
+			if len(h.ahead) == 0 || h.takeHeads(ctx) {
+				continue
+			}
 		case <-ctx.Done():
 			return
 		case n := <-h.notes:
@@ -371,16 +387,19 @@ func (h *hub) note(ctx context.Context, n note) bool {
 	return true
 }
 
+// reorderWait is how long a head that does not follow the cursor waits
+// for the heads before it: replicas stamp in turn and publish on
+// connections of their own, so two batches' heads may cross on the way.
+const reorderWait = 20 * time.Millisecond
+
 // fromBroker handles a message from the broker (see package fanout). One
 // hash's events of a batch are held until the batch's head comes, which
-// the broker delivers after them. A head that follows the cursor is pushed
-// from what is held when every recipient with a stream here that it names
-// has its events held, passed over when it names none, and otherwise read
-// from the log like a NOTIFY that names its recipients (note). It reports
-// false when the hub must read the log after its cursor instead.
+// the broker delivers after them. Heads are taken in cursor order: one
+// that does not follow the cursor waits (up to reorderWait, in ahead) for
+// those before it. fromBroker reports false when the hub must read the
+// log after its cursor instead.
 func (h *hub) fromBroker(ctx context.Context, m fanout.Message) bool {
-	cur := h.cursor.Load()
-	if m.Head <= cur {
+	if m.Head <= h.cursor.Load() {
 		return true
 	}
 	if !m.IsHead() {
@@ -397,12 +416,51 @@ func (h *hub) fromBroker(ctx context.Context, m fanout.Message) bool {
 		h.held[m.Head][m.Hash] = rows
 		return true
 	}
+	h.ahead[m.Before] = m
+	if h.aheadSince.IsZero() {
+		h.aheadSince = time.Now()
+	}
+	return h.takeHeads(ctx)
+}
+
+// takeHeads takes the heads in ahead that follow the cursor, in order. It
+// reports false when a head has waited reorderWait for those before it,
+// or could not be taken: the hub then reads the log after its cursor.
+func (h *hub) takeHeads(ctx context.Context) bool {
+	defer h.forget()
+	for {
+		m, ok := h.ahead[h.cursor.Load()]
+		if !ok {
+			break
+		}
+		delete(h.ahead, m.Before)
+		if !h.head(ctx, m) {
+			return false
+		}
+	}
+	if len(h.ahead) == 0 {
+		h.aheadSince = time.Time{}
+		return true
+	}
+	if time.Since(h.aheadSince) < reorderWait {
+		return true
+	}
+	h.metrics.FanoutBatches.WithLabelValues("read").Add(float64(len(h.ahead)))
+	clear(h.ahead)
+	h.aheadSince = time.Time{}
+	return false
+}
+
+// head takes a batch's head that follows the cursor: its events are pushed
+// from what is held when every recipient with a stream here that it names
+// has its events held; it is passed over when it names none; otherwise the
+// hub reads those recipients' entries of the batch, as for a NOTIFY that
+// names them (note).
+func (h *hub) head(ctx context.Context, m fanout.Message) bool {
 	held := h.held[m.Head]
-	defer h.forgetHeld()
 	h.mu.Lock()
 	if cur := h.cursor.Load(); cur != m.Before {
 		h.mu.Unlock()
-		h.metrics.FanoutBatches.WithLabelValues("read").Inc()
 		return cur >= m.Head
 	}
 	want := h.matching(m.Hashes)
@@ -435,13 +493,22 @@ func (h *hub) fromBroker(ctx context.Context, m fanout.Message) bool {
 	return true
 }
 
-// forgetHeld drops the held events of batches the cursor has passed.
-func (h *hub) forgetHeld() {
+// forget drops the held events and waiting heads of batches the cursor
+// has passed.
+func (h *hub) forget() {
 	cur := h.cursor.Load()
 	for head := range h.held {
 		if head <= cur {
 			delete(h.held, head)
 		}
+	}
+	for before, m := range h.ahead {
+		if m.Head <= cur {
+			delete(h.ahead, before)
+		}
+	}
+	if len(h.ahead) == 0 {
+		h.aheadSince = time.Time{}
 	}
 }
 

@@ -67,7 +67,7 @@ func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error
 		if !r.draining.CompareAndSwap(false, true) {
 			return nil
 		}
-		err := w.work(ctx)
+		err := w.leased(ctx, job.Args.Sweep)
 		r.draining.Store(false)
 		// A wake-up that came as the loop ended, and found it still
 		// running, is this job's to serve.
@@ -75,6 +75,84 @@ func (w *relayWorker) Work(ctx context.Context, job *river.Job[relayArgs]) error
 			return err
 		}
 	}
+}
+
+// leaseNamespace is the first key of the drain lease (see leased); the
+// second is the schema's hash, as for the stamp's lock, which it must not
+// be: a session lock and a transaction lock on one key exclude each other.
+const leaseNamespace = 0x6c65_6173 // "leas"
+
+// leased runs the drain loop under the drain lease: a session advisory
+// lock that one replica's loop holds at a time. Without it every replica
+// woken by the pending NOTIFY polls every BusyPoll while rows come, each
+// under the stamp's lock in turn: R replicas cost the database R times the
+// polls for the same rows. A job that finds the lease taken leaves its rows
+// to the holder, which stamps everything committed, and looks once more
+// after it lets the lease go (a wake-up that came while it still held it
+// is served then).
+//
+// A sweep drains without the lease when the holder stamped nothing for a
+// whole sweep interval while rows were pending (its process hangs with its
+// connection open): the stamp's own lock keeps that safe, the lease only
+// saves polls.
+func (w *relayWorker) leased(ctx context.Context, sweep bool) error {
+	r := w.r
+	for {
+		conn, err := r.pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("drain lease: %w", err)
+		}
+		var got bool
+		if err := conn.QueryRow(ctx, r.q.tryLease, leaseNamespace, r.cfg.Schema).Scan(&got); err != nil {
+			conn.Release()
+			return fmt.Errorf("drain lease: %w", err)
+		}
+		if !got {
+			conn.Release()
+			r.metrics.LeaseTaken.Inc()
+			r.leaseSeen.Store(time.Now().UnixNano())
+			if sweep && r.stuck(ctx) {
+				r.log.Warn("the replica holding the drain lease stamped nothing for a sweep interval; draining without it")
+				return w.work(ctx)
+			}
+			// Nothing for this process to look at again: the holder will.
+			r.again.Store(false)
+			return nil
+		}
+		// The holder serves the wake-ups from now on (see leasedElsewhere).
+		r.leaseSeen.Store(0)
+		err = w.work(ctx)
+		// The lock is the session's: it must not go back to the pool with
+		// the connection.
+		if _, uerr := conn.Exec(context.WithoutCancel(ctx), r.q.unlease, leaseNamespace, r.cfg.Schema); uerr != nil {
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+		conn.Release()
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		// A job that found the lease taken before it was let go left its
+		// rows to this loop.
+		pending, err := r.hasPending(ctx)
+		if err != nil || !pending {
+			return err
+		}
+	}
+}
+
+// stuck reports whether rows are pending and the head has not moved since
+// the last sweep that asked.
+func (r *Worker) stuck(ctx context.Context) bool {
+	var head int64
+	if err := r.pool.QueryRow(ctx, r.q.head).Scan(&head); err != nil {
+		return false
+	}
+	last := r.sweptHead.Swap(head)
+	if head != last {
+		return false
+	}
+	pending, err := r.hasPending(ctx)
+	return err == nil && pending
 }
 
 func (w *relayWorker) work(ctx context.Context) error {

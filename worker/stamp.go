@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -90,30 +91,65 @@ func (r *Worker) stamp(ctx context.Context) (int, error) {
 		after := stamped[len(stamped)-1].HeadBefore
 		r.metrics.StampBatch.Observe(float64(len(logged)))
 		ctx, span := r.stampSpan(ctx, start, logged)
-		if viaBroker {
-			r.publish(ctx, after, logged)
-		}
+		// Its own streams first: Stamped does not block, a publish may
+		// wait for the broker.
 		if r.cfg.Pusher != nil {
 			r.cfg.Pusher.Stamped(ctx, after, logged)
+		}
+		if viaBroker {
+			r.publish(ctx, after, logged)
 		}
 		span.End()
 	}
 	return len(stamped), nil
 }
 
-// publish hands a committed batch to the broker; if that fails, it
-// announces the new head by NOTIFY, as a stamp without a broker does (the
-// replicas then read the batch from the log).
+// publish queues a committed batch for the broker (publisher sends it,
+// so a stamp never waits for the broker); with the queue full, it
+// announces the batch by NOTIFY at once.
 func (r *Worker) publish(ctx context.Context, after int64, logged []bellhoptype.Event) {
-	head := logged[len(logged)-1].Seq
-	err := r.cfg.Fanout.Publish(ctx, fanout.Batch{Before: after, Head: head, Events: logged})
-	if err == nil {
-		r.metrics.FanoutPublished.WithLabelValues("ok").Inc()
-		return
+	b := fanout.Batch{Before: after, Head: logged[len(logged)-1].Seq, Events: logged}
+	select {
+	case r.published <- b:
+	default:
+		r.announce(ctx, b, errors.New("the publish queue is full"))
 	}
+}
+
+// publisher publishes the queued batches in order until Stop, then what
+// is left.
+func (r *Worker) publisher(ctx context.Context) {
+	defer close(r.pubDone)
+	send := func(b fanout.Batch) {
+		if err := r.cfg.Fanout.Publish(ctx, b); err != nil {
+			r.announce(ctx, b, err)
+			return
+		}
+		r.metrics.FanoutPublished.WithLabelValues("ok").Inc()
+	}
+	for {
+		select {
+		case b := <-r.published:
+			send(b)
+		case <-r.pubStop:
+			for {
+				select {
+				case b := <-r.published:
+					send(b)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// announce is a stamp's NOTIFY, for a batch the broker did not take: the
+// replicas then read it from the log.
+func (r *Worker) announce(ctx context.Context, b fanout.Batch, cause error) {
 	r.metrics.FanoutPublished.WithLabelValues("error").Inc()
-	r.log.Warn("publish a stamp to the broker; announcing it by NOTIFY", "err", err)
-	if _, err := r.pool.Exec(context.WithoutCancel(ctx), r.q.announce, r.relayedChannel, strconv.FormatInt(head, 10)); err != nil {
+	r.log.Warn("publish a stamp to the broker; announcing it by NOTIFY", "err", cause)
+	if _, err := r.pool.Exec(context.WithoutCancel(ctx), r.q.announce, r.relayedChannel, strconv.FormatInt(b.Head, 10)); err != nil {
 		// The replicas' hubs find it on their next wake or within a
 		// second (their backstop).
 		r.log.Warn("announce a stamp", "err", err)

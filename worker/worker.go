@@ -304,7 +304,7 @@ type Worker struct {
 	relayedChannel string
 	wakeSeq        string
 	q              struct {
-		hasPending, lock, stamp, announce, durability, setWake, snapshot, settled, prune, forget, escalation, expire string
+		hasPending, lock, stamp, announce, tryLease, unlease, head, durability, setWake, snapshot, settled, prune, forget, escalation, expire string
 	}
 	// signer signs webhooks; nil without Config.WebhookURL.
 	signer *standardwebhooks.Webhook
@@ -321,9 +321,22 @@ type Worker struct {
 	// again asks that loop (or the next job) to look once more.
 	draining atomic.Bool
 	again    atomic.Bool
+	// sweptHead is the head the last sweep saw while another replica held
+	// the drain lease (see stuck).
+	sweptHead atomic.Int64
+	// leaseSeen is when a job of this process last found another replica
+	// holding the drain lease (unix nanos): for a second from then, the
+	// waker leaves wake-ups to that replica, whose own waker gets them too.
+	leaseSeen atomic.Int64
 	running  atomic.Bool
 	cancel   context.CancelFunc
 	done     chan struct{}
+	// published carries committed stamps to publisher, in order, with a
+	// broker (Config.Fanout); Stop closes pubStop, and pubDone is closed
+	// when the publisher has ended.
+	published chan fanout.Batch
+	pubStop   chan struct{}
+	pubDone   chan struct{}
 }
 
 //go:embed sql/*.sql
@@ -356,6 +369,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 	r.q.lock = set.Get("Lock")
 	r.q.stamp = set.Get("Stamp")
 	r.q.announce = set.Get("Announce")
+	r.q.tryLease = set.Get("TryLease")
+	r.q.unlease = set.Get("Unlease")
+	r.q.head = set.Get("Head")
 	r.q.durability = set.Get("Durability")
 	r.q.setWake = set.Get("SetWake")
 	r.q.snapshot = set.Get("Snapshot")
@@ -430,6 +446,10 @@ func (r *Worker) Start(ctx context.Context) error {
 	if err := r.river.Start(ctx); err != nil {
 		return fmt.Errorf("worker: start river: %w", err)
 	}
+	if r.cfg.Fanout != nil {
+		r.published, r.pubStop, r.pubDone = make(chan fanout.Batch, 1024), make(chan struct{}), make(chan struct{})
+		go r.publisher(context.WithoutCancel(ctx))
+	}
 	r.running.Store(true)
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.done = make(chan struct{})
@@ -448,7 +468,12 @@ func (r *Worker) Stop(ctx context.Context) error {
 	r.cancel()
 	<-r.done
 	r.running.Store(false)
-	if err := r.river.Stop(ctx); err != nil {
+	err := r.river.Stop(ctx)
+	if r.pubStop != nil {
+		close(r.pubStop)
+		<-r.pubDone
+	}
+	if err != nil {
 		return fmt.Errorf("worker: stop river: %w", err)
 	}
 	return nil
@@ -476,7 +501,7 @@ func (r *Worker) wake(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if r.busy.Load() > 0 || r.recentlyQueued() {
+				if r.busy.Load() > 0 || r.recentlyQueued() || r.leasedElsewhere() {
 					continue
 				}
 				if ok, err := r.hasPending(ctx); err != nil {
@@ -499,7 +524,7 @@ func (r *Worker) wake(ctx context.Context) {
 					r.log.Warn("lower wake flag", "err", err)
 				}
 			}
-			if r.busy.Load() == 0 {
+			if r.busy.Load() == 0 && !r.leasedElsewhere() {
 				r.enqueue(ctx)
 			}
 		}
@@ -510,6 +535,13 @@ func (r *Worker) wake(ctx context.Context) {
 // not started yet; after a second it assumes another replica took it.
 func (r *Worker) recentlyQueued() bool {
 	at := r.queued.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < time.Second
+}
+
+// leasedElsewhere reports whether a job of this process found another
+// replica draining in the last second (see Worker.leaseSeen).
+func (r *Worker) leasedElsewhere() bool {
+	at := r.leaseSeen.Load()
 	return at != 0 && time.Since(time.Unix(0, at)) < time.Second
 }
 

@@ -43,6 +43,8 @@ type bench struct {
 	pool     *pgxpool.Pool
 	smoke    bool
 	runs     int
+	// brokers are the fanout scenario's: name, URL.
+	brokers [][2]string
 
 	figures  []*figure
 	problems []string
@@ -85,6 +87,7 @@ var scenarios = []scenario{
 	{"7", "Large open transaction", (*bench).openTransaction},
 	{"8", "Database cost per notification", (*bench).dbCost},
 	{"replicas", "Scale-out: 1-8 replicas", (*bench).replicas},
+	{"fanout", "Scale-out through a broker: 1-8 replicas, NATS and Redis", (*bench).fanoutReplicas},
 	{"idle", "50,000 idle streams", (*bench).idle},
 }
 
@@ -94,9 +97,11 @@ func main() {
 	only := flag.String("scenarios", allScenarios(), "comma-separated scenario numbers (or names) to run")
 	db := flag.String("db", "", "PostgreSQL URL (default TEST_DATABASE_URL, DATABASE_URL, else a container when Docker answers, else a throwaway cluster from local binaries)")
 	out := flag.String("out", "", `markdown report to write (default docs/benchmarks.md for a full run of every scenario, none for -smoke; "-" for none)`)
+	natsURL := flag.String("nats", "nats://127.0.0.1:4222", "NATS server for the fanout scenario")
+	redisURL := flag.String("redis", "redis://127.0.0.1:6379", "Redis server for the fanout scenario")
 	flag.Parse()
 
-	b := &bench{dbURL: *db, smoke: *smoke, runs: *runs}
+	b := &bench{dbURL: *db, smoke: *smoke, runs: *runs, brokers: [][2]string{{"NATS", *natsURL}, {"Redis", *redisURL}}}
 	if b.smoke && !isFlagSet("runs") {
 		b.runs = 1
 	}

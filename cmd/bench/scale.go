@@ -27,6 +27,10 @@ const scaleDoc = `- **replicas. Scale-out.** 1, 2, 4 and 8 relay processes (` + 
   of the bench's database: pg_stat_statements is not loaded here); the CPU of the relays' own PostgreSQL backends
   (` + "`/proc/<pid>/stat`" + ` of the backends whose application_name is the run's) and of the relay processes, per
   event; latency from COMMIT return. See docs/scaling.md.
+- **fanout. Scale-out through a broker.** The replicas scenario with ` + "`BELLHOP_FANOUT`" + ` set, once with NATS and once
+  with Redis (` + "`-nats`" + `, ` + "`-redis`" + `: their standard ports by default): the same figures, and the share of
+  the batches the broker announced that a hub still read from the log (a message missing, or a head out of order:
+  every replica stamps, and two replicas' heads may cross on the way).
 - **idle. Idle streams.** 50,000 idle SSE streams on one relay, from source addresses 127.0.0.2 onwards (one
   address's ephemeral ports do not reach 50,000): RSS per stream as in scenario 4, then one ` + "`SendMany`" + ` to all
   50,000 recipients: time from its COMMIT returning until the last (and the median) stream received its event.
@@ -111,15 +115,33 @@ func (b *bench) replicas(ctx context.Context) error {
 		counts = []int{1, 2}
 	}
 	for _, n := range counts {
-		if err := b.replicaCount(ctx, s, n); err != nil {
+		if err := b.replicaCount(ctx, s, n, ""); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// replicaCount runs the scale-out load on n replicas.
-func (b *bench) replicaCount(ctx context.Context, s string, n int) error {
+// fanoutReplicas is replicas with BELLHOP_FANOUT, for each broker.
+func (b *bench) fanoutReplicas(ctx context.Context) error {
+	const s = "fanout. Scale-out through a broker"
+	counts := []int{1, 2, 4, 8}
+	if b.smoke {
+		counts = []int{2}
+	}
+	for _, br := range b.brokers {
+		for _, n := range counts {
+			if err := b.replicaCount(ctx, s, n, br[0], "BELLHOP_FANOUT="+br[1]); err != nil {
+				return fmt.Errorf("%s: %w", br[0], err)
+			}
+		}
+	}
+	return nil
+}
+
+// replicaCount runs the scale-out load on n replicas, through the broker
+// named broker when env sets BELLHOP_FANOUT.
+func (b *bench) replicaCount(ctx context.Context, s string, n int, broker string, env ...string) error {
 	streams := b.pick(10000, 40)
 	rate := b.pick(1000, 100)
 	d := b.dur(5*time.Second, 500*time.Millisecond)
@@ -136,7 +158,7 @@ func (b *bench) replicaCount(ctx context.Context, s string, n int) error {
 		}
 	}()
 	for range n {
-		p, err := b.startRelay(ctx, schema, "adaptive", "BELLHOP_DB_MAX_CONNS=4", "DATABASE_URL="+withAppName(b.dbURL, app))
+		p, err := b.startRelay(ctx, schema, "adaptive", append([]string{"BELLHOP_DB_MAX_CONNS=4", "DATABASE_URL=" + withAppName(b.dbURL, app)}, env...)...)
 		if err != nil {
 			return err
 		}
@@ -203,9 +225,17 @@ func (b *bench) replicaCount(ctx context.Context, s string, n int) error {
 	if n > 1 {
 		label += "s"
 	}
+	via := "" // for the progress lines
+	if broker != "" {
+		label, via = broker+", "+label, broker+", "
+	}
 	name := func(x string) string { return label + ": " + x }
 	rowsRead := b.fig(s, name("log entries read per event (all replicas)"), "x")
-	if n == 8 {
+	var fromLog *figure
+	if broker != "" && n > 1 { // one replica pushes what it stamps itself
+		fromLog = b.fig(s, name("batches a hub read from the log, of those the broker announced"), "%")
+	}
+	if n == 8 && broker == "" {
 		rowsRead.target, rowsRead.ok = "≤ 1.5 (every replica read every entry: 7 or 8)", atMost(1.5)
 		rowsRead.limit = "A replica reads its recipients' entries of each batch (or all of them when the NOTIFY could not name them)."
 	}
@@ -234,6 +264,11 @@ func (b *bench) replicaCount(ctx context.Context, s string, n int) error {
 		reads0 := metricSum(ps, `bellhop_hub_log_reads_total{read="tail"}`) + metricSum(ps, `bellhop_hub_log_reads_total{read="recipients"}`)
 		batches0 := metricSum(ps, "bellhop_stamp_batch_rows_count")
 		rows0 := metricSum(ps, `bellhop_hub_log_rows_total{read="tail"}`) + metricSum(ps, `bellhop_hub_log_rows_total{read="recipients"}`)
+		fanned := func() (read, all float64) {
+			read = metricSum(ps, `bellhop_fanout_batches_total{result="read"}`)
+			return read, read + metricSum(ps, `bellhop_fanout_batches_total{result="pushed"}`) + metricSum(ps, `bellhop_fanout_batches_total{result="skipped"}`)
+		}
+		fread0, fall0 := fanned()
 		t := time.Now()
 
 		ds, err := run(d)
@@ -268,6 +303,13 @@ func (b *bench) replicaCount(ctx context.Context, s string, n int) error {
 		perEvent := func(ticks int64) float64 {
 			return float64(time.Duration(ticks)*tick) / float64(time.Microsecond) / events
 		}
+		if fromLog != nil {
+			fread1, fall1 := fanned()
+			if fall1 == fall0 {
+				return fmt.Errorf("%s, %d replicas: no batch came through the broker", broker, n)
+			}
+			fromLog.add(100 * (fread1 - fread0) / (fall1 - fall0))
+		}
 		reads.add((reads1 - reads0) / (batches1 - batches0))
 		rowsRead.add((rows1 - rows0) / events)
 		readRate.add((reads1 - reads0) / elapsed.Seconds())
@@ -279,8 +321,8 @@ func (b *bench) replicaCount(ctx context.Context, s string, n int) error {
 		done, _ := latencies(ds)
 		p50.add(pct(done, 50))
 		p99.add(pct(done, 99))
-		fmt.Fprintf(os.Stderr, "   %d replicas: %d events, %.0f batches, %.2f entries read/event, %.2f reads/batch, db %.0f µs/event, relays %.0f µs/event, p50 %.2f ms p99 %.2f ms\n",
-			n, len(ds), batches1-batches0, (rows1-rows0)/events, (reads1-reads0)/(batches1-batches0), perEvent(back), perEvent(relay1-relay0), pct(done, 50), pct(done, 99))
+		fmt.Fprintf(os.Stderr, "   %s%d replicas: %d events, %.0f batches, %.2f entries read/event, %.2f reads/batch, db %.0f µs/event, relays %.0f µs/event, p50 %.2f ms p99 %.2f ms\n",
+			via, n, len(ds), batches1-batches0, (rows1-rows0)/events, (reads1-reads0)/(batches1-batches0), perEvent(back), perEvent(relay1-relay0), pct(done, 50), pct(done, 99))
 	}
 	return nil
 }

@@ -25,7 +25,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sethvargo/go-envconfig"
@@ -145,7 +144,9 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	if env.Fanout != "" {
 		prefix := env.FanoutPrefix
 		if prefix == "" {
-			prefix = fanoutPrefix(pcfg.ConnConfig.Database, env.Schema)
+			if prefix, err = fanoutPrefix(ctx, pool, env.Schema); err != nil {
+				return fmt.Errorf("BELLHOP_FANOUT: name this deployment's subjects with BELLHOP_FANOUT_PREFIX: %w", err)
+			}
 		}
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		b, err := fanout.Open(octx, env.Fanout, prefix)
@@ -183,21 +184,19 @@ func serve(ctx context.Context, stderr io.Writer) error {
 }
 
 // fanoutPrefix is BELLHOP_FANOUT_PREFIX's default: "bellhop", the
-// database's name and the schema, each reduced to letters, digits, _ and
-// -, joined by dots. Replicas of one deployment agree on it.
-func fanoutPrefix(database, schema string) string {
-	clean := func(s string) string {
-		return strings.Map(func(r rune) rune {
-			if r == '_' || r == '-' || r < 128 && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
-				return r
-			}
-			return '_'
-		}, s)
+// database cluster's system identifier (new on every initdb, kept by its
+// standbys), the database's oid and the schema. Every replica of a
+// deployment agrees on it; two deployments sharing a broker never do, not
+// even a copy restored from the other's dump, so neither can take the
+// other's batches for its own.
+func fanoutPrefix(ctx context.Context, pool *pgxpool.Pool, schema string) (string, error) {
+	var sysid, dboid string
+	err := pool.QueryRow(ctx, `SELECT (SELECT system_identifier FROM pg_control_system())::text,
+		(SELECT oid FROM pg_database WHERE datname = current_database())::text`).Scan(&sysid, &dboid)
+	if err != nil {
+		return "", fmt.Errorf("read the database's identity: %w", err)
 	}
-	if database == "" {
-		database = "_"
-	}
-	return "bellhop." + clean(database) + "." + clean(schema)
+	return "bellhop." + sysid + "." + dboid + "." + schema, nil
 }
 
 func connect(ctx context.Context) (*pgxpool.Pool, envConfig, error) {

@@ -187,6 +187,8 @@ type Worker struct {
 	// FanoutPublished counts the stamps handed to the broker (fanout/),
 	// by result: ok, or error (announced by NOTIFY instead).
 	FanoutPublished *prometheus.CounterVec
+	// LeaseTaken counts relay jobs that found another replica draining.
+	LeaseTaken prometheus.Counter
 }
 
 // NewWorker makes the worker's collectors and registers them with reg, if
@@ -209,6 +211,9 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 		FanoutPublished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bellhop_fanout_published_total", Help: "Stamps published to the fan-out broker, by result (ok; error: announced by NOTIFY instead).",
 		}, []string{"result"}),
+		LeaseTaken: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bellhop_drain_lease_taken_total", Help: "Relay jobs that left their rows to the replica holding the drain lease.",
+		}),
 	}
 	if reg == nil {
 		return w, nil
@@ -223,6 +228,9 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	if err := reg.Register(w.FanoutPublished); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if err := reg.Register(w.LeaseTaken); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	if err := reg.Register(w.ListenerReconnects); err != nil {

@@ -218,6 +218,16 @@ LEFT JOIN LATERAL (
 ) AS announced ON true
 ORDER BY b.k;
 
+-- name: TryLease
+-- The drain lease (see leased in jobs.go): session-level, one holder.
+SELECT pg_try_advisory_lock($1, hashtext($2));
+
+-- name: Unlease
+SELECT pg_advisory_unlock($1, hashtext($2));
+
+-- name: Head
+SELECT last_seq FROM bellhop.relay_state;
+
 -- name: Announce
 -- A stamp's new head, when the broker that was to carry it failed.
 SELECT pg_notify($1, $2);
