@@ -113,7 +113,12 @@ func (w *relayWorker) leased(ctx context.Context, sweep bool) error {
 			r.leaseSeen.Store(time.Now().UnixNano())
 			if sweep && r.stuck(ctx) {
 				r.log.Warn("the replica holding the drain lease stamped nothing for a sweep interval; draining without it")
-				return w.work(ctx)
+				r.handedOver.Store(false)
+				err := w.work(ctx)
+				if err == nil && r.handedOver.Load() {
+					_, err = river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, relayArgs{}, nil)
+				}
+				return err
 			}
 			// Nothing for this process to look at again: the holder will.
 			r.again.Store(false)
@@ -121,6 +126,7 @@ func (w *relayWorker) leased(ctx context.Context, sweep bool) error {
 		}
 		// The holder serves the wake-ups from now on (see leasedElsewhere).
 		r.leaseSeen.Store(0)
+		r.handedOver.Store(false)
 		err = w.work(ctx)
 		// The lock is the session's: it must not go back to the pool with
 		// the connection.
@@ -128,6 +134,13 @@ func (w *relayWorker) leased(ctx context.Context, sweep bool) error {
 			_ = conn.Conn().Close(context.WithoutCancel(ctx))
 		}
 		conn.Release()
+		if err == nil && r.handedOver.Load() {
+			// Still busy after maxJobRun: a successor job goes on, queued
+			// only now that the lease is free for it, so that it cannot
+			// find it taken and leave (while the wake flag is down).
+			_, err = river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, relayArgs{}, nil)
+			return err
+		}
 		if err != nil || ctx.Err() != nil {
 			return err
 		}
@@ -168,8 +181,9 @@ func (w *relayWorker) work(ctx context.Context) error {
 			return err
 		}
 		if busy {
-			_, err := river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, relayArgs{}, nil)
-			return err
+			// The caller queues the successor once it let the lease go.
+			r.handedOver.Store(true)
+			return nil
 		}
 		if r.cfg.WakeMode != WakeAdaptive {
 			return r.idle(ctx)

@@ -328,9 +328,11 @@ type Worker struct {
 	// holding the drain lease (unix nanos): for a second from then, the
 	// waker leaves wake-ups to that replica, whose own waker gets them too.
 	leaseSeen atomic.Int64
-	running   atomic.Bool
-	cancel    context.CancelFunc
-	done      chan struct{}
+	// handedOver: the drain loop ran maxJobRun; its job queues a successor.
+	handedOver atomic.Bool
+	running    atomic.Bool
+	cancel     context.CancelFunc
+	done       chan struct{}
 	// published carries committed stamps to publisher, in order, with a
 	// broker (Config.Fanout); Stop closes pubStop, and pubDone is closed
 	// when the publisher has ended.
