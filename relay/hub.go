@@ -69,6 +69,18 @@ type hub struct {
 	ahead      map[int64]fanout.Message
 	aheadSince time.Time
 
+	// stamping counts this process's stamps in flight (StampStarted, and
+	// not yet StampEnded): a relayed NOTIFY that comes meanwhile is most
+	// likely that stamp's own, whose events Stamped pushes without a read,
+	// so the hub puts it off (deferred, wakeDeferred: run's own) until the
+	// stamp has ended, and drops it then if the cursor has passed it.
+	// stampDone is signalled at every end.
+	stamping      atomic.Int32
+	stampDone     chan struct{}
+	deferred      []note
+	wakeDeferred  bool
+	deferredSince time.Time
+
 	closed chan struct{} // closed by close: streams end, clients reconnect
 	once   sync.Once
 }
@@ -97,18 +109,19 @@ func (s *subscriber) drop() { s.once.Do(func() { close(s.gone) }) }
 
 func newHub(pool *pgxpool.Pool, channel, prefsChannel string, q *queries, buffer int, m *metrics.Metrics, tracer trace.Tracer, log *slog.Logger) *hub {
 	h := &hub{
-		pool:    pool,
-		metrics: m,
-		tracer:  tracer,
-		log:     log,
-		q:       q,
-		buffer:  buffer,
-		subs:    map[bellhoptype.Recipient]map[*subscriber]struct{}{},
-		byHash:  map[string]map[bellhoptype.Recipient]struct{}{},
-		notes:   make(chan note, 256),
-		held:    map[int64]map[string][]*row{},
-		ahead:   map[int64]fanout.Message{},
-		closed:  make(chan struct{}),
+		pool:      pool,
+		metrics:   m,
+		tracer:    tracer,
+		log:       log,
+		q:         q,
+		buffer:    buffer,
+		subs:      map[bellhoptype.Recipient]map[*subscriber]struct{}{},
+		byHash:    map[string]map[bellhoptype.Recipient]struct{}{},
+		notes:     make(chan note, 256),
+		stampDone: make(chan struct{}, 1),
+		held:      map[int64]map[string][]*row{},
+		ahead:     map[int64]fanout.Message{},
+		closed:    make(chan struct{}),
 	}
 	h.listener = listen.New(pool, channel, log)
 	h.listener.OnReconnect = func() { m.ListenerReconnects.WithLabelValues("relayed").Inc() }
@@ -123,7 +136,7 @@ func newHub(pool *pgxpool.Pool, channel, prefsChannel string, q *queries, buffer
 		if n.head <= h.cursor.Load() {
 			return true
 		}
-		if n.hashes == nil || !h.named {
+		if (n.hashes == nil || !h.named) && h.stamping.Load() == 0 {
 			return false
 		}
 		select {
@@ -213,8 +226,25 @@ func (h *hub) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case n := <-h.notes:
-			n, ok := h.merge(n)
-			if ok && h.note(ctx, n) {
+			if h.stamping.Load() > 0 {
+				h.putOff(&n)
+				continue
+			}
+			if n.hashes == nil || !h.named {
+				// Unnamed (passed on while this process stamped): a wake.
+				if n.head <= h.cursor.Load() {
+					continue
+				}
+			} else if n, ok := h.merge(n); ok && h.note(ctx, n) {
+				continue
+			}
+		case <-h.stampDone:
+			// Stamps back to back (a backlog) put off no NOTIFY longer
+			// than deferWait.
+			if h.stamping.Load() > 0 && time.Since(h.deferredSince) < deferWait {
+				continue
+			}
+			if !h.takeDeferred(ctx) {
 				continue
 			}
 		case m, ok := <-messages:
@@ -226,6 +256,10 @@ func (h *hub) run(ctx context.Context) {
 				continue
 			}
 		case <-h.listener.Wake:
+			if h.stamping.Load() > 0 {
+				h.putOff(nil)
+				continue
+			}
 		case <-backstop.C:
 			ticks++
 			if h.fanout != nil && h.fanout.Up() && ticks%10 != 0 {
@@ -244,6 +278,51 @@ func (h *hub) run(ctx context.Context) {
 				break
 			}
 		}
+	}
+}
+
+// deferWait bounds how long a NOTIFY waits for this process's stamps.
+const deferWait = 20 * time.Millisecond
+
+// putOff defers a NOTIFY (n, or a wake when nil) until the stamp ends.
+func (h *hub) putOff(n *note) {
+	if len(h.deferred) == 0 && !h.wakeDeferred {
+		h.deferredSince = time.Now()
+	}
+	if n == nil || len(h.deferred) >= cap(h.notes) {
+		h.wakeDeferred = true
+		return
+	}
+	h.deferred = append(h.deferred, *n)
+}
+
+// takeDeferred handles the NOTIFYs put off while this process stamped:
+// those the cursor has passed (the stamp's own, pushed by Stamped) are
+// dropped, the others handled as they would have been. It reports whether
+// the hub must read the log after its cursor.
+func (h *hub) takeDeferred(ctx context.Context) bool {
+	notes, wake := h.deferred, h.wakeDeferred
+	h.deferred, h.wakeDeferred = h.deferred[:0], false
+	for _, n := range notes {
+		if n.head <= h.cursor.Load() {
+			continue
+		}
+		if n.hashes == nil || !h.named || !h.note(ctx, n) {
+			wake = true
+		}
+	}
+	return wake
+}
+
+// stampStarted and stampEnded bracket each stamp of this process's worker
+// (worker.StampObserver).
+func (h *hub) stampStarted() { h.stamping.Add(1) }
+
+func (h *hub) stampEnded() {
+	h.stamping.Add(-1)
+	select {
+	case h.stampDone <- struct{}{}:
+	default:
 	}
 }
 

@@ -351,6 +351,15 @@ func (r *Relay) Stamped(ctx context.Context, after int64, events []bellhoptype.E
 	r.hub.stamped(ctx, after, events)
 }
 
+// StampStarted and StampEnded bracket each of the worker's stamps
+// (worker.StampObserver): the hub puts off the relayed NOTIFYs that come
+// meanwhile, most likely the stamp's own, whose events Stamped pushes
+// without a read.
+func (r *Relay) StampStarted() { r.hub.stampStarted() }
+
+// StampEnded: see StampStarted.
+func (r *Relay) StampEnded() { r.hub.stampEnded() }
+
 // Floor is the highest seq the hub has pushed (worker.Pusher): stamps
 // never hand out a seq at or below it.
 func (r *Relay) Floor() int64 { return r.hub.cursor.Load() }

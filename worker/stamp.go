@@ -58,6 +58,10 @@ func (r *Worker) stamp(ctx context.Context) (int, error) {
 	var stamped []stampedEvent
 	var floor int64
 	if r.cfg.Pusher != nil {
+		if o, ok := r.cfg.Pusher.(StampObserver); ok {
+			o.StampStarted()
+			defer o.StampEnded()
+		}
 		floor = r.cfg.Pusher.Floor()
 	}
 	// With a broker that is up, the batch is announced there, after the

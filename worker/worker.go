@@ -291,6 +291,16 @@ type Pusher interface {
 	Floor() int64
 }
 
+// StampObserver is what a Pusher may also implement to be told when each
+// stamp starts and ends, whether or not it stamped rows (relay.Relay does:
+// its hub puts off the relayed NOTIFYs that come during a stamp, since
+// Stamped brings that stamp's events without a read). StampEnded comes
+// after Stamped. Neither may block.
+type StampObserver interface {
+	StampStarted()
+	StampEnded()
+}
+
 // Worker runs River with the relay's job workers (stamping and pruning) and
 // the waker that turns the pending channel, or a timer, into relay jobs.
 type Worker struct {
