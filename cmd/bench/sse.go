@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -61,12 +63,26 @@ func token(user string) string {
 	return t
 }
 
+// ipBindAddressNoPort is Linux's IP_BIND_ADDRESS_NO_PORT (not in package
+// syscall).
+const ipBindAddressNoPort = 24
+
 // dial opens one stream for user; lastEventID < 0 sends no Last-Event-ID. It
 // returns once the relay answered 200 (the stream is subscribed by then).
 func (f *fleet) dial(ctx context.Context, user string, lastEventID int64) (*sseClient, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	if f.local != nil {
 		d.LocalAddr = f.local()
+		// The port is picked at connect, by the whole 4-tuple: a bind to
+		// port 0 would shun every port in use by any source address
+		// (the earlier scenarios' sockets, some in TIME_WAIT) and run out.
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
+			})
+			return errors.Join(err, serr)
+		}
 	}
 	conn, err := d.DialContext(ctx, "tcp", f.addr)
 	if err != nil {
