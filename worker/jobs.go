@@ -216,14 +216,12 @@ func (r *Worker) drain(ctx context.Context, deadline time.Time) (busy bool, err 
 		if time.Now().After(deadline) {
 			return true, nil
 		}
-		// After an empty stamp, look before stamping: a stamp is three
-		// statements in a transaction and costs PostgreSQL about twice the
-		// CPU of HasPending, one read-only statement (measured from /proc:
-		// some 0.25 against 0.13 ms). Most polls are empty but for
-		// sustained load, and each costs the writers' CPU; the rows a look
-		// finds wait one round trip more (StampWithoutLooking).
+		// With LookBeforeStamp, after an empty stamp, look before
+		// stamping: a stamp is three statements in a transaction, HasPending
+		// one read-only statement; the rows a look finds wait one round
+		// trip more.
 		n := 0
-		if !idleSince.IsZero() && !r.cfg.StampWithoutLooking {
+		if !idleSince.IsZero() && r.cfg.LookBeforeStamp {
 			pending, err := r.hasPending(ctx)
 			if err != nil {
 				return false, err

@@ -333,35 +333,33 @@ const nextStep = `
 All three come down to the relay's database work on the CPU the writers use.
 Scenario 8 counts it where it does not depend on the machine: each
 notification writes its row and then a relay_log entry with two index
-entries (about 290 WAL bytes more than a bare insert of the same row, 1.4x),
-and while rows keep coming the relay stamps every millisecond, each stamp a
-transaction of its own that costs PostgreSQL about 0.25 ms of CPU even
-when it finds nothing (measured from /proc over 2,000 empty stamps; the
-look with HasPending the relay now makes after an empty stamp, about
-0.13 ms). At 1,000
-notifications a second that is up to a third of a core, on a machine that
-has two for PostgreSQL, the relay, the writers and the load generator (and,
-in this run, other helpers' builds and benchmarks: the spreads show it).
-PostgreSQL CPU per notification is the noisiest figure here (CPU ticks on a
-busy VM); the WAL ratio is stable from run to run.
+entries (about 280-350 WAL bytes more than a bare insert of the same row,
+1.4x), and while rows keep coming the relay polls every millisecond, each
+poll a transaction (a stamp, about 0.13 ms of backend CPU even when it
+finds nothing) or a look with HasPending (about 0.05 ms). At 1,000
+notifications a second that fixed cost is most of the extra PostgreSQL CPU
+per notification (scenario 8's ratio at 1,000/s is far above its ratio
+under closed-loop load, where a stamp carries many rows), on a machine that
+has two cores for PostgreSQL, the relay, the writers and the load
+generator. PostgreSQL CPU per notification is the noisiest figure here (CPU
+ticks on a VM); the WAL ratio is stable from run to run.
 
-- Writer ratio (0.90 at 1, 4 and 16 writers): needs the relay's per-stamp
-  cost down, not just its per-row cost: fewer statements and plan nodes per
-  stamp (the stamp is one CTE of some 60 nodes, planned and run every
-  millisecond), or fewer stamps (BELLHOP_BUSY_POLL, which the latency target
-  forbids raising). Durable stamps under sustained load (the flush joins the
-  writers' group commit) measured better for writers at 4 (0.76-0.80 against
-  0.62-0.65, pgbench on 2026-11-27) and cost about a millisecond of latency.
+- Writer ratio (0.90 at 1, 4 and 16 writers): needs the relay's per-poll
+  cost down, not just its per-row cost: fewer statements per stamp (three
+  and a commit today), or fewer polls (BELLHOP_BUSY_POLL, which the latency
+  target forbids raising). Durable stamps under sustained load (the flush
+  joins the writers' group commit) measured better for writers at 4
+  (0.76-0.80 against 0.62-0.65, pgbench on 2026-11-27) and cost about a
+  millisecond of latency.
 - Bulk senders (keep up, lag p99 < 250 ms): stamps are serialized by design
   (seqs follow commit order), so one backend must log what four insert; it
-  does 1,000 rows in 15-25 ms alone and 50-500 ms when it gets a fifth of 2
-  cores. On this machine that is a physical limit for this design: it needs a
-  core that the writers do not take, or a narrower log (a schema change:
-  e.g. relay_log without its recipient index, replay reading by seq).
-- Latency p50 1 ms / p99 5 ms from COMMIT sent: half of the p50 budget is the
-  poll's average wait (0.5 ms at 1 ms), the writer's own flush is in the
-  figure too (the anchor), and the tail is scheduling on saturated cores.
-  It needs a wake-up per commit that costs writers nothing (a NOTIFY per
-  commit serializes them on PostgreSQL's notify lock: scenario 3, notify
-  mode) or a cheaper poll run more often, and unshared cores.
+  does 1,000 rows in 15-25 ms alone and about 34 ms beside the writers here.
+  On this machine that is a physical limit for this design: it needs a core
+  that the writers do not take, or a narrower log (a schema change: e.g.
+  relay_log without its recipient index, replay reading by seq).
+- Latency p50 1 ms from COMMIT sent: half of the budget is the poll's
+  average wait (0.5 ms at 1 ms) and the writer's own flush is in the figure
+  too (the anchor). It needs a wake-up per commit that costs writers nothing
+  (a NOTIFY per commit serializes them on PostgreSQL's notify lock: scenario
+  3, notify mode) or a cheaper poll run more often, and unshared cores.
 `
