@@ -342,3 +342,45 @@ func (p *cutProxy) serve() {
 		go func() { _, _ = io.Copy(c, up); up.Close(); c.Close() }()
 	}
 }
+
+// failingBroker says it is up and fails every publish.
+type failingBroker struct{ ch chan fanout.Message }
+
+func (b failingBroker) Publish(context.Context, fanout.Batch) error {
+	return fmt.Errorf("broker refused the publish")
+}
+func (failingBroker) Up() bool                          { return true }
+func (failingBroker) Follow(string)                     {}
+func (failingBroker) Unfollow(string)                   {}
+func (b failingBroker) Messages() <-chan fanout.Message { return b.ch }
+func (failingBroker) Close() error                      { return nil }
+
+// A stamp whose publish fails (the broker looked up when the stamp began)
+// is announced by NOTIFY after all: a replica that has no broker at all
+// gets every event, once, in order, as fast as a NOTIFY brings it.
+func TestFanoutFailedPublishIsAnnouncedByNotify(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	stamper := b.startRelay(t, func(c *relay.Config) { c.Fanout = failingBroker{ch: make(chan fanout.Message)} })
+	replica := b.startReplica(t)
+	bob := outbox.User("bob")
+	s := openStream(t, replica.URL, bob, -1)
+	tail0, _, _ := reads(t, replica)
+	start := time.Now()
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, b.send(t, bob, fmt.Sprint("n", i)))
+	}
+	var last int64
+	for _, id := range ids {
+		ev := s.next(t, 5*time.Second)
+		require.Equal(t, id, ev.Data.ID)
+		require.Greater(t, ev.ID, last)
+		last = ev.ID
+	}
+	s.quiet(t, 200*time.Millisecond)
+	require.Positive(t, metricValue(scrape(t, stamper.URL), `bellhop_fanout_published_total{result="error"}`))
+	tail, _, _ := reads(t, replica)
+	require.Greater(t, tail-tail0, time.Since(start).Seconds()+1,
+		"the replica read the log on NOTIFYs (the bare head: a wake), not only on its one-second backstop")
+}
