@@ -141,13 +141,7 @@ func TestFanoutCarriesBatches(t *testing.T) {
 				b.send(t, outbox.User(fmt.Sprintf("alice-%d", i)), "elsewhere")
 				ids = append(ids, b.send(t, bob, "here"))
 			}
-			var last int64
-			for _, id := range ids {
-				ev := s.next(t, 5*time.Second)
-				require.Equal(t, id, ev.Data.ID)
-				require.Greater(t, ev.ID, last)
-				last = ev.ID
-			}
+			s.inOrder(t, ids)
 			s.quiet(t, 300*time.Millisecond)
 			tail, rec, _ := reads(t, replica)
 			require.Zero(t, rec-rec0, "no batch read by recipient")
@@ -371,13 +365,7 @@ func TestFanoutFailedPublishIsAnnouncedByNotify(t *testing.T) {
 	for i := range 20 {
 		ids = append(ids, b.send(t, bob, fmt.Sprint("n", i)))
 	}
-	var last int64
-	for _, id := range ids {
-		ev := s.next(t, 5*time.Second)
-		require.Equal(t, id, ev.Data.ID)
-		require.Greater(t, ev.ID, last)
-		last = ev.ID
-	}
+	s.inOrder(t, ids)
 	s.quiet(t, 200*time.Millisecond)
 	require.Positive(t, metricValue(scrape(t, stamper.URL), `bellhop_fanout_published_total{result="error"}`))
 	tail, _, _ := reads(t, replica)

@@ -194,6 +194,19 @@ func (s *stream) next(t *testing.T, within time.Duration) event {
 	return event{}
 }
 
+// inOrder waits for the events of ids, in that order, under increasing
+// event ids.
+func (s *stream) inOrder(t *testing.T, ids []string) {
+	t.Helper()
+	var last int64
+	for _, id := range ids {
+		ev := s.next(t, 5*time.Second)
+		require.Equal(t, id, ev.Data.ID)
+		require.Greater(t, ev.ID, last)
+		last = ev.ID
+	}
+}
+
 // quiet asserts no event arrives for d.
 func (s *stream) quiet(t *testing.T, d time.Duration) {
 	t.Helper()
