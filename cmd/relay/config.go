@@ -61,7 +61,7 @@ type envConfig struct {
 	PollInterval  time.Duration `env:"BELLHOP_POLL_INTERVAL, default=5ms"`
 	BusyPoll      time.Duration `env:"BELLHOP_BUSY_POLL, default=1ms"`
 	DurableStamps bool          `env:"BELLHOP_DURABLE_STAMPS"`
-	LookFirst     bool          `env:"BELLHOP_LOOK_BEFORE_STAMP, default=false"`
+	LookBefore    bool          `env:"BELLHOP_LOOK_BEFORE_STAMP, default=false"`
 	SweepInterval time.Duration `env:"BELLHOP_SWEEP_INTERVAL, default=1s"`
 	Retention     time.Duration `env:"BELLHOP_RETENTION, default=2160h"`
 	ReplayWindow  time.Duration `env:"BELLHOP_REPLAY_WINDOW, default=24h"`
@@ -110,7 +110,7 @@ func (e envConfig) relayConfig() relay.Config {
 			PollInterval:    e.PollInterval,
 			BusyPoll:        e.BusyPoll,
 			DurableStamps:   e.DurableStamps,
-			LookBeforeStamp: e.LookFirst,
+			LookBeforeStamp: e.LookBefore,
 			SweepInterval:   e.SweepInterval,
 			Retention:       e.Retention,
 			ReplayWindow:    e.ReplayWindow,
