@@ -353,54 +353,18 @@ func (b *bench) idle(ctx context.Context) error {
 	last.limit = "The rows are stamped in serialized transactions of 1,000 (BatchSize) and tailed 1,000 per query; see scenario 4."
 	median := b.fig(s, "SendMany to "+label+": median stream received", "ms")
 	for range b.runs {
-		err := func() error {
-			p, err := b.startRelay(ctx, "", "adaptive")
-			if err != nil {
-				return err
-			}
-			defer p.stop()
-			time.Sleep(500 * time.Millisecond)
-			rss0, err := p.rssKiB()
-			if err != nil {
-				return err
-			}
-			users := userNames("i", n)
-			t := time.Now()
-			f, err := connectFleetFrom(ctx, p.addr, users, 200, 20000)
-			if err != nil {
-				return err
-			}
-			defer f.close()
-			connect.add(time.Since(t).Seconds())
-			time.Sleep(b.dur(3*time.Second, 300*time.Millisecond))
-			rss1, err := p.rssKiB()
-			if err != nil {
-				return err
-			}
-			after.add(float64(rss1) / 1024)
-			perConn.add(float64(rss1-rss0) / float64(n))
-			ob, err := outbox.New(outbox.Config{Schema: p.schema})
-			if err != nil {
-				return err
-			}
-			l := newLedger()
-			if err := b.sendMany(ctx, ob, users, l); err != nil {
-				return err
-			}
-			ds := b.deliver(s, f, l, 120*time.Second)
-			var lat []time.Duration
-			for _, d := range ds {
-				lat = append(lat, d.recv.Sub(d.doneAt))
-			}
-			last.add(pct(lat, 100))
-			median.add(pct(lat, 50))
-			fmt.Fprintf(os.Stderr, "   %d streams: RSS %d → %d KiB (%.1f KiB/stream), fan-out last %.0f ms\n",
-				n, rss0, rss1, float64(rss1-rss0)/float64(n), pct(lat, 100))
-			return nil
-		}()
+		r, err := b.idleFanOut(ctx, s, "i", n, b.dur(3*time.Second, 300*time.Millisecond), 120*time.Second,
+			func(addr string, users []string) (*fleet, error) {
+				return connectFleetFrom(ctx, addr, users, 200, 20000)
+			})
 		if err != nil {
 			return err
 		}
+		connect.add(r.connect.Seconds())
+		after.add(float64(r.rss1) / 1024)
+		perConn.add(float64(r.rss1-r.rss0) / float64(n))
+		last.add(pct(r.lat, 100))
+		median.add(pct(r.lat, 50))
 	}
 	return nil
 }

@@ -605,61 +605,74 @@ func (b *bench) connections(ctx context.Context) error {
 	median := b.fig(s, "SendMany to "+label+": median stream received", "ms")
 	commit := b.fig(s, "SendMany to "+label+": the writer's COMMIT took", "ms")
 	for range b.runs {
-		err := func() error {
-			p, err := b.startRelay(ctx, "", "adaptive")
-			if err != nil {
-				return err
-			}
-			defer p.stop()
-			time.Sleep(500 * time.Millisecond)
-			rss0, err := p.rssKiB()
-			if err != nil {
-				return err
-			}
-			users := userNames("c", n)
-			t := time.Now()
-			f, err := connectFleet(ctx, p.addr, users, 200)
-			if err != nil {
-				return err
-			}
-			defer f.close()
-			connect.add(time.Since(t).Seconds())
-			time.Sleep(b.dur(2*time.Second, 500*time.Millisecond))
-			rss1, err := p.rssKiB()
-			if err != nil {
-				return err
-			}
-			before.add(float64(rss0) / 1024)
-			after.add(float64(rss1) / 1024)
-			perConn.add(float64(rss1-rss0) / float64(n))
-
-			ob, err := outbox.New(outbox.Config{Schema: p.schema})
-			if err != nil {
-				return err
-			}
-			l := newLedger()
-			if err := b.sendMany(ctx, ob, users, l); err != nil {
-				return err
-			}
-			ds := b.deliver(s, f, l, 30*time.Second)
-			var lat []time.Duration
-			var took time.Duration
-			for _, d := range ds {
-				lat = append(lat, d.recv.Sub(d.doneAt))
-				took = d.doneAt.Sub(d.commitAt)
-			}
-			last.add(pct(lat, 100))
-			median.add(pct(lat, 50))
-			commit.add(ms(took))
-			fmt.Fprintf(os.Stderr, "   %d streams: RSS %d → %d KiB (%.1f KiB/stream), fan-out last %.0f ms\n",
-				n, rss0, rss1, float64(rss1-rss0)/float64(n), pct(lat, 100))
-			return nil
-		}()
+		r, err := b.idleFanOut(ctx, s, "c", n, b.dur(2*time.Second, 500*time.Millisecond), 30*time.Second,
+			func(addr string, users []string) (*fleet, error) { return connectFleet(ctx, addr, users, 200) })
 		if err != nil {
 			return err
 		}
+		connect.add(r.connect.Seconds())
+		before.add(float64(r.rss0) / 1024)
+		after.add(float64(r.rss1) / 1024)
+		perConn.add(float64(r.rss1-r.rss0) / float64(n))
+		last.add(pct(r.lat, 100))
+		median.add(pct(r.lat, 50))
+		commit.add(ms(r.commit))
 	}
 	return nil
+}
+
+// idleRun is what one run of scenario 4 or idle measured.
+type idleRun struct {
+	rss0, rss1 int64 // the relay's RSS in KiB, before the streams and with them
+	connect    time.Duration
+	// lat: from the SendMany's COMMIT returning to each stream's event;
+	// commit: how long that COMMIT took.
+	lat    []time.Duration
+	commit time.Duration
+}
+
+// idleFanOut runs a relay, opens a stream for each of n recipients
+// ("prefix"-numbered) with connect, lets the relay settle, then sends one
+// SendMany to all of them and waits up to within for every event.
+func (b *bench) idleFanOut(ctx context.Context, s, prefix string, n int, settle, within time.Duration,
+	connect func(addr string, users []string) (*fleet, error)) (idleRun, error) {
+	var r idleRun
+	p, err := b.startRelay(ctx, "", "adaptive")
+	if err != nil {
+		return r, err
+	}
+	defer p.stop()
+	time.Sleep(500 * time.Millisecond)
+	if r.rss0, err = p.rssKiB(); err != nil {
+		return r, err
+	}
+	users := userNames(prefix, n)
+	t := time.Now()
+	f, err := connect(p.addr, users)
+	if err != nil {
+		return r, err
+	}
+	defer f.close()
+	r.connect = time.Since(t)
+	time.Sleep(settle)
+	if r.rss1, err = p.rssKiB(); err != nil {
+		return r, err
+	}
+	ob, err := outbox.New(outbox.Config{Schema: p.schema})
+	if err != nil {
+		return r, err
+	}
+	l := newLedger()
+	if err := b.sendMany(ctx, ob, users, l); err != nil {
+		return r, err
+	}
+	for _, d := range b.deliver(s, f, l, within) {
+		r.lat = append(r.lat, d.recv.Sub(d.doneAt))
+		r.commit = d.doneAt.Sub(d.commitAt)
+	}
+	fmt.Fprintf(os.Stderr, "   %d streams: RSS %d → %d KiB (%.1f KiB/stream), fan-out last %.0f ms\n",
+		n, r.rss0, r.rss1, float64(r.rss1-r.rss0)/float64(n), pct(r.lat, 100))
+	return r, nil
 }
 
 const connLimit = "An idle stream is a hijacked socket, two goroutines (the stream's, and a reader that notices the " +
