@@ -235,7 +235,7 @@ func (h *hub) run(ctx context.Context) {
 				if n.head <= h.cursor.Load() {
 					continue
 				}
-			} else if n, ok := h.merge(n); ok && h.note(ctx, n) {
+			} else if n, ok := h.merge(n); ok && h.note(ctx, n, false, nil) {
 				continue
 			}
 		case <-h.stampDone:
@@ -307,7 +307,7 @@ func (h *hub) takeDeferred(ctx context.Context) bool {
 		if n.head <= h.cursor.Load() {
 			continue
 		}
-		if n.hashes == nil || !h.named || !h.note(ctx, n) {
+		if n.hashes == nil || !h.named || !h.note(ctx, n, false, nil) {
 			wake = true
 		}
 	}
@@ -411,24 +411,44 @@ func (h *hub) merge(n note) (note, bool) {
 	return n, true
 }
 
-// note handles a NOTIFY that names its batch's recipients, when the batch
-// follows the cursor: with no stream here for any of them, the cursor moves
-// past the batch without a read; otherwise the hub reads only those
-// recipients' entries of the batch. It reports false when the hub must read
-// the log after its cursor instead (it is behind the batch, or a stream
-// opened for another of the batch's recipients during the read).
-func (h *hub) note(ctx context.Context, n note) bool {
+// note handles a batch whose recipients are named (by a NOTIFY, or a
+// broker's head), when it follows the cursor: with no stream here for any
+// of them, the cursor moves past the batch without a read; from a broker
+// (held: the events it brought, by hash), when every recipient with a
+// stream here has its events held, they are pushed from there; otherwise
+// the hub reads only those recipients' entries of the batch. It reports
+// false when the hub must read the log after its cursor instead (it is
+// behind the batch, or a stream opened for another of the batch's
+// recipients during the read).
+func (h *hub) note(ctx context.Context, n note, broker bool, held map[string][]*row) bool {
 	h.mu.Lock()
 	if cur := h.cursor.Load(); cur >= n.head || cur != n.before {
 		h.mu.Unlock()
+		if broker && cur < n.head {
+			h.metrics.FanoutBatches.WithLabelValues("read").Inc()
+		}
 		return cur >= n.head
 	}
 	want := h.matching(n.hashes)
 	if len(want) == 0 {
 		h.cursor.Store(n.head)
 		h.mu.Unlock()
-		h.metrics.WakesSkipped.Inc()
+		if broker {
+			h.metrics.FanoutBatches.WithLabelValues("skipped").Inc()
+		} else {
+			h.metrics.WakesSkipped.Inc()
+		}
 		return true
+	}
+	if broker {
+		if batch, ok := heldFor(want, held); ok {
+			h.fanOut(ctx, batch)
+			h.cursor.Store(n.head)
+			h.mu.Unlock()
+			h.metrics.FanoutBatches.WithLabelValues("pushed").Inc()
+			return true
+		}
+		h.metrics.FanoutBatches.WithLabelValues("read").Inc()
 	}
 	h.mu.Unlock()
 	tenants, types, ids := make([]string, len(want)), make([]string, len(want)), make([]string, len(want))
@@ -513,7 +533,7 @@ func (h *hub) takeHeads(ctx context.Context) bool {
 			break
 		}
 		delete(h.ahead, m.Before)
-		if !h.head(ctx, m) {
+		if !h.note(ctx, note{head: m.Head, before: m.Before, hashes: m.Hashes}, true, h.held[m.Head]) {
 			return false
 		}
 	}
@@ -530,34 +550,16 @@ func (h *hub) takeHeads(ctx context.Context) bool {
 	return false
 }
 
-// head takes a batch's head that follows the cursor: its events are pushed
-// from what is held when every recipient with a stream here that it names
-// has its events held; it is passed over when it names none; otherwise the
-// hub reads those recipients' entries of the batch, as for a NOTIFY that
-// names them (note).
-func (h *hub) head(ctx context.Context, m fanout.Message) bool {
-	held := h.held[m.Head]
-	h.mu.Lock()
-	if cur := h.cursor.Load(); cur != m.Before {
-		h.mu.Unlock()
-		return cur >= m.Head
-	}
-	want := h.matching(m.Hashes)
-	if len(want) == 0 {
-		h.cursor.Store(m.Head)
-		h.mu.Unlock()
-		h.metrics.FanoutBatches.WithLabelValues("skipped").Inc()
-		return true
-	}
+// heldFor gathers, in seq order, the held events of the hashes of want;
+// false when one of them has none held.
+func heldFor(want []bellhoptype.Recipient, held map[string][]*row) ([]*row, bool) {
 	var batch []*row
 	seen := map[string]bool{}
 	for _, r := range want {
 		x := recipientHash(r)
 		rows, ok := held[x]
 		if !ok {
-			h.mu.Unlock()
-			h.metrics.FanoutBatches.WithLabelValues("read").Inc()
-			return h.note(ctx, note{head: m.Head, before: m.Before, hashes: m.Hashes})
+			return nil, false
 		}
 		if !seen[x] {
 			seen[x] = true
@@ -565,11 +567,7 @@ func (h *hub) head(ctx context.Context, m fanout.Message) bool {
 		}
 	}
 	slices.SortFunc(batch, func(a, b *row) int { return cmp.Compare(a.Seq, b.Seq) })
-	h.fanOut(ctx, batch)
-	h.cursor.Store(m.Head)
-	h.mu.Unlock()
-	h.metrics.FanoutBatches.WithLabelValues("pushed").Inc()
-	return true
+	return batch, true
 }
 
 // forget drops the held events and waiting heads of batches the cursor
