@@ -186,15 +186,8 @@ func scrape(t *testing.T, base string) string {
 func TestMetricsMove(t *testing.T) {
 	t.Parallel()
 	ctx, b := setup(t)
-	cfg := b.relayConfig()
-	cfg.NoWorker = true
-	r, err := relay.New(ctx, cfg, nil)
-	require.NoError(t, err)
-	require.NoError(t, r.Start(ctx))
-	hs := httptest.NewServer(r.Handler())
-	t.Cleanup(hs.Close)
-	t.Cleanup(func() { _ = r.Stop(context.Background()) })
-	srv := hs.URL
+	noWorker := b.startReplica(t)
+	r, srv := noWorker.Relay, noWorker.URL
 
 	page := scrape(t, srv)
 	require.Equal(t, 0.0, seriesValue(t, page, "bellhop_backlog_rows"))
