@@ -185,7 +185,7 @@ func (w *relayWorker) work(ctx context.Context) error {
 			r.handedOver.Store(true)
 			return nil
 		}
-		if r.cfg.WakeMode != WakeAdaptive {
+		if !r.adaptive() {
 			return r.idle(ctx)
 		}
 		more, err := r.arm(ctx)
@@ -212,6 +212,7 @@ func (w *relayWorker) work(ctx context.Context) error {
 // with it costs one round trip.
 func (r *Worker) drain(ctx context.Context, deadline time.Time) (busy bool, err error) {
 	idleSince := time.Time{}
+	cause := "poll"
 	for {
 		if time.Now().After(deadline) {
 			return true, nil
@@ -220,7 +221,7 @@ func (r *Worker) drain(ctx context.Context, deadline time.Time) (busy bool, err 
 		// stamping: a stamp is three statements in a transaction, HasPending
 		// one read-only statement; the rows a look finds wait one round
 		// trip more.
-		n := 0
+		n, began := 0, time.Now()
 		if !idleSince.IsZero() && r.cfg.LookBeforeStamp {
 			pending, err := r.hasPending(ctx)
 			if err != nil {
@@ -234,6 +235,12 @@ func (r *Worker) drain(ctx context.Context, deadline time.Time) (busy bool, err 
 		} else if n, err = r.stamp(ctx); err != nil {
 			return false, err
 		}
+		result := "rows"
+		if n == 0 {
+			result = "empty"
+		}
+		r.metrics.Stamps.WithLabelValues(cause, result).Inc()
+		cause = "poll"
 		if n == r.cfg.BatchSize {
 			continue // a backlog: no pause
 		}
@@ -247,11 +254,60 @@ func (r *Worker) drain(ctx context.Context, deadline time.Time) (busy bool, err 
 		} else if time.Since(idleSince) >= r.cfg.Linger {
 			return false, nil
 		}
+		decoded, err := r.pause(ctx, began, n > 0)
+		if err != nil {
+			return false, err
+		}
+		if decoded {
+			cause = "decoded"
+		}
+	}
+}
+
+// logicalPoll is how often a busy drain that follows commits (WakeLogical)
+// stamps when none is decoded: a commit is decoded once its WAL is flushed,
+// a moment before its rows are visible, so a stamp it wakes may miss them.
+const logicalPoll = 5 * time.Millisecond
+
+// pause waits between two stamps of a drain, the last of which began at
+// began and found rows or not: BusyPoll; or, following commits after a
+// stamp that found none, until one is decoded (but no sooner than BusyPoll
+// after began) or logicalPoll has passed. While rows keep coming, a stamp
+// every BusyPoll takes them in batches either way; what the stream saves
+// is the polls in between, and the wait for the first row after a pause.
+// It reports whether a decoded commit ended it.
+func (r *Worker) pause(ctx context.Context, began time.Time, found bool) (decoded bool, err error) {
+	wait := r.cfg.BusyPoll
+	if found {
+		// The stamp to come takes what the commits decoded meanwhile
+		// announced.
+		select {
+		case <-r.kick:
+		default:
+		}
+	} else if r.following() {
+		t := time.NewTimer(logicalPoll)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return false, ctx.Err()
-		case <-time.After(r.cfg.BusyPoll):
+		case <-t.C:
+			return false, nil
+		case <-r.kick:
+			t.Stop()
 		}
+		decoded = true
+		if wait = time.Until(began.Add(r.cfg.BusyPoll)); wait <= 0 {
+			return true, nil
+		}
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-t.C:
+		return decoded, nil
 	}
 }
 

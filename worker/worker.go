@@ -24,6 +24,9 @@
 //     load pay nothing for NOTIFY's commit-time lock.
 //   - notify: the flag stays up; every writing transaction NOTIFYs.
 //   - poll: the flag stays down; the relay polls for unseen rows.
+//   - logical: the flag stays down; the relay follows the commits that write
+//     notification rows by logical decoding (logical.go) and stamps when one
+//     is decoded, adaptive meanwhile whenever its stream is not running.
 package worker
 
 import (
@@ -63,6 +66,12 @@ const (
 	WakeAdaptive WakeMode = "adaptive"
 	WakeNotify   WakeMode = "notify"
 	WakePoll     WakeMode = "poll"
+	// WakeLogical follows the commits that write notification rows by
+	// logical decoding (see logical.go): no NOTIFY for writers, no poll
+	// waiting for a row. It needs wal_level = logical and a role with the
+	// REPLICATION attribute; while its stream is down the worker runs as in
+	// WakeAdaptive.
+	WakeLogical WakeMode = "logical"
 )
 
 // queue is the River queue of the relay job; the prune job shares it.
@@ -192,9 +201,9 @@ func (c *Config) validate() error {
 	switch c.WakeMode {
 	case "":
 		c.WakeMode = WakeAdaptive
-	case WakeAdaptive, WakeNotify, WakePoll:
+	case WakeAdaptive, WakeNotify, WakePoll, WakeLogical:
 	default:
-		return fmt.Errorf("Config.WakeMode=%q is not one of adaptive, notify, poll", c.WakeMode)
+		return fmt.Errorf("Config.WakeMode=%q is not one of adaptive, notify, poll, logical", c.WakeMode)
 	}
 	set := func(d *time.Duration, def time.Duration) {
 		if *d <= 0 {
@@ -307,10 +316,13 @@ type StampObserver interface {
 // Worker runs River with the relay's job workers (stamping and pruning) and
 // the waker that turns the pending channel, or a timer, into relay jobs.
 type Worker struct {
-	cfg            Config
-	pool           *pgxpool.Pool
-	river          *river.Client[pgx.Tx]
-	listener       *listen.Listener // nil in poll mode
+	cfg      Config
+	pool     *pgxpool.Pool
+	river    *river.Client[pgx.Tx]
+	listener *listen.Listener // nil in poll mode
+	commits  *commitStream    // WakeLogical only
+	// kick ends a busy drain's pause when a commit is decoded.
+	kick           chan struct{}
 	metrics        *metrics.Worker
 	tracer         trace.Tracer
 	log            *slog.Logger
@@ -379,6 +391,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 		log:            cfg.Logger,
 		relayedChannel: sqlq.Channel(cfg.Schema, "relayed"),
 		wakeSeq:        pgx.Identifier{cfg.Schema, "relay_wake"}.Sanitize(),
+		kick:           make(chan struct{}, 1),
 	}
 	r.q.hasPending = set.Get("HasPending")
 	r.q.lock = set.Get("Lock")
@@ -449,6 +462,22 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 	if cfg.WakeMode != WakePoll {
 		r.listener = listen.New(pool, sqlq.Channel(cfg.Schema, "pending"), cfg.Logger)
 		r.listener.OnReconnect = func() { r.metrics.ListenerReconnects.WithLabelValues("pending").Inc() }
+	}
+	if cfg.WakeMode == WakeLogical {
+		r.commits = newCommitStream(pool, cfg.Schema, cfg.Logger)
+		r.commits.OnUp = func(ctx context.Context) {
+			// Every commit from now on is decoded: writers stop paying for
+			// NOTIFY.
+			if err := r.setWake(ctx, false); err != nil {
+				r.log.Warn("lower wake flag", "err", err)
+			}
+		}
+		r.commits.OnDown = func(ctx context.Context) {
+			// Adaptive again: a drain ends by raising the flag (arm).
+			if r.busy.Load() == 0 {
+				r.enqueue(ctx)
+			}
+		}
 	}
 	return r, nil
 }
@@ -528,13 +557,19 @@ func (r *Worker) wake(ctx context.Context) {
 		}
 	}
 	go r.listener.Run(ctx)
+	var commits chan struct{} // nil, never ready, but in logical mode
+	if r.commits != nil {
+		commits = r.commits.Commits
+		go r.commits.Run(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.listener.Wake:
-			if r.cfg.WakeMode == WakeAdaptive {
-				// Busy from here: writers stop paying for NOTIFY.
+			if r.cfg.WakeMode != WakeNotify {
+				// Busy from here (or following commits): writers stop
+				// paying for NOTIFY.
 				if err := r.setWake(ctx, false); err != nil {
 					r.log.Warn("lower wake flag", "err", err)
 				}
@@ -542,8 +577,30 @@ func (r *Worker) wake(ctx context.Context) {
 			if r.busy.Load() == 0 && !r.leasedElsewhere() {
 				r.enqueue(ctx)
 			}
+		case <-commits:
+			r.metrics.DecodedCommits.Inc()
+			if r.busy.Load() > 0 {
+				select {
+				case r.kick <- struct{}{}:
+				default:
+				}
+			} else if !r.recentlyQueued() && !r.leasedElsewhere() {
+				// One job for the commits decoded until it starts (a
+				// River insert is a transaction of its own).
+				r.enqueue(ctx)
+			}
 		}
 	}
+}
+
+// following reports whether the worker learns of commits from its
+// logical decoding stream (WakeLogical, stream up); otherwise it drains as
+// in its mode, WakeLogical as WakeAdaptive.
+func (r *Worker) following() bool { return r.commits != nil && r.commits.Up() }
+
+// adaptive reports whether a drain that goes idle raises the wake flag.
+func (r *Worker) adaptive() bool {
+	return r.cfg.WakeMode == WakeAdaptive || (r.cfg.WakeMode == WakeLogical && !r.following())
 }
 
 // recentlyQueued reports whether this process inserted a relay job that has

@@ -86,6 +86,7 @@ var scenarios = []scenario{
 	{"6", "Resume", (*bench).resume},
 	{"7", "Large open transaction", (*bench).openTransaction},
 	{"8", "Database cost per notification", (*bench).dbCost},
+	{"9", "Wake modes: polling against logical decoding", (*bench).wakeModes},
 	{"replicas", "Scale-out: 1-8 replicas", (*bench).replicas},
 	{"fanout", "Scale-out through a broker: 1-8 replicas, NATS and Redis", (*bench).fanoutReplicas},
 	{"idle", "50,000 idle streams", (*bench).idle},

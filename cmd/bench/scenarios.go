@@ -65,6 +65,12 @@ const scenarioDoc = `1. **Commit-to-event latency.** 1,000 SSE streams (one per 
    divided by the rows. So the notification's figures include the trigger, the relay's stamps, polls, NOTIFYs
    and sweeps, and the ratio to a bare insert is the database-side price of the relay, independent of how fast
    the machine is.
+9. **Wake modes.** ` + "`BELLHOP_WAKE_MODE=logical`" + ` (the relay learns of commits by logical decoding) against
+   ` + "`adaptive`" + ` (the default: polls every millisecond while rows come): scenario 1's probe (1,000 streams, 100/s
+   and 1,000/s, 5 s each) on a throwaway cluster of its own with ` + "`wal_level = logical`" + ` and fsync on, the two modes
+   alternating run by run, with PostgreSQL's CPU (walsender included) and the relay process's CPU per notification
+   over each measured stretch, from ` + "`/proc`" + ` as in scenario 8. Figures from this cluster are comparable with each
+   other, not with scenario 1's (another server, another disk's flush).
 
 The smoke run (` + "`make bench-smoke`" + `) runs every scenario once at small sizes (fewer streams, rows and seconds).
 `
@@ -225,16 +231,7 @@ func (b *bench) latency(ctx context.Context) error {
 
 	d := b.dur(5*time.Second, 500*time.Millisecond)
 	for _, rate := range []int{100, 1000} {
-		run := func(d time.Duration) ([]delivery, error) {
-			l := newLedger()
-			err := paced(ctx, rate, d, 8, func() error {
-				return b.sendOne(ctx, ob, users[rand.IntN(len(users))], l)
-			})
-			if err != nil {
-				return nil, err
-			}
-			return b.deliver(s, f, l, 30*time.Second), nil
-		}
+		run := func(d time.Duration) ([]delivery, error) { return b.pacedRun(ctx, s, ob, users, f, rate, d) }
 		if _, err := run(b.dur(500*time.Millisecond, 200*time.Millisecond)); err != nil { // warm-up, verified, not counted
 			return err
 		}
@@ -268,6 +265,20 @@ func (b *bench) latency(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// pacedRun is scenario 1's probe: one-row transactions at rate for d,
+// each to one of users at random, 8 writers; it returns the deliveries,
+// checked against what committed.
+func (b *bench) pacedRun(ctx context.Context, s string, ob *outbox.Outbox, users []string, f *fleet, rate int, d time.Duration) ([]delivery, error) {
+	l := newLedger()
+	err := paced(ctx, rate, d, 8, func() error {
+		return b.sendOne(ctx, ob, users[rand.IntN(len(users))], l)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b.deliver(s, f, l, 30*time.Second), nil
 }
 
 const latencyLimit = "From COMMIT sent, an event waits for the writer's own commit (its WAL flush: see the anchor, a bare " +
@@ -340,7 +351,12 @@ func (b *bench) pgNotifyRTT(ctx context.Context, n int) (fromDone, fromSent []ti
 // relayWithStreams starts an adaptive relay on a fresh schema and connects
 // one stream for each of 1,000 recipients (200 in smoke runs).
 func (b *bench) relayWithStreams(ctx context.Context) (*relayProc, *outbox.Outbox, []string, *fleet, error) {
-	p, err := b.startRelay(ctx, "", "adaptive")
+	return b.relayWithStreamsIn(ctx, "adaptive")
+}
+
+// relayWithStreamsIn is relayWithStreams with the relay in wake mode mode.
+func (b *bench) relayWithStreamsIn(ctx context.Context, mode string) (*relayProc, *outbox.Outbox, []string, *fleet, error) {
+	p, err := b.startRelay(ctx, "", mode)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

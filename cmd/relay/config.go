@@ -147,9 +147,9 @@ func checkConfig(cfg envConfig) error {
 		return fmt.Errorf("BELLHOP_SCHEMA: %w", err)
 	}
 	switch cfg.WakeMode {
-	case "adaptive", "notify", "poll":
+	case "adaptive", "notify", "poll", "logical":
 	default:
-		return fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll", cfg.WakeMode)
+		return fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll, logical", cfg.WakeMode)
 	}
 	if cfg.JWTMaxLifetime <= 0 {
 		return fmt.Errorf("BELLHOP_JWT_MAX_LIFETIME=%s must be positive, e.g. 1h (the default is 24h)", cfg.JWTMaxLifetime)

@@ -81,9 +81,9 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) (err err
 		return err
 	}
 	switch env.WakeMode {
-	case "adaptive", "notify", "poll":
+	case "adaptive", "notify", "poll", "logical":
 	default:
-		return fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll", env.WakeMode)
+		return fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll, logical", env.WakeMode)
 	}
 	cfg := env.relayConfig()
 	log := newLogger(stderr)

@@ -598,11 +598,11 @@ func TestPprofHandlerServesProfiles(t *testing.T) {
 // the variables that set them.
 func TestEnvErrorNamesVariables(t *testing.T) {
 	for in, want := range map[string]string{
-		"worker: Config.WakeMode=\"x\" is not one of adaptive, notify, poll": "worker: BELLHOP_WAKE_MODE=\"x\" is not one of adaptive, notify, poll",
-		"Config.JWTAudience is required with Config.JWKSURL":                 "BELLHOP_JWT_AUDIENCE is required with BELLHOP_JWKS_URL",
-		"Config.Worker.Schema: bad":                                          "BELLHOP_SCHEMA: bad",
-		"Config.DatabaseURL or Config.Pool is required":                      "DATABASE_URL or Config.Pool is required",
-		"Config.Unknown stays":                                               "Config.Unknown stays",
+		"worker: Config.WakeMode=\"x\" is not one of adaptive, notify, poll, logical": "worker: BELLHOP_WAKE_MODE=\"x\" is not one of adaptive, notify, poll, logical",
+		"Config.JWTAudience is required with Config.JWKSURL":                          "BELLHOP_JWT_AUDIENCE is required with BELLHOP_JWKS_URL",
+		"Config.Worker.Schema: bad":                                                   "BELLHOP_SCHEMA: bad",
+		"Config.DatabaseURL or Config.Pool is required":                               "DATABASE_URL or Config.Pool is required",
+		"Config.Unknown stays":                                                        "Config.Unknown stays",
 	} {
 		require.Equal(t, want, envError(errors.New(in)).Error())
 	}

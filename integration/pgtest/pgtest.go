@@ -187,13 +187,14 @@ func takeSlot(tb testing.TB, url string) {
 
 // NewServer starts a PostgreSQL cluster of tb's own from local binaries,
 // whatever TEST_DATABASE_URL says, and stops it when tb ends: a server a
-// fault drill may restart (Server.Restart) without disturbing other tests.
+// fault drill may restart (Server.Restart) without disturbing other tests,
+// or one with settings of its own ("wal_level=logical").
 // Get a schema on it with NewOn(tb, srv.URL).
-func NewServer(tb testing.TB) *pgserver.Server {
+func NewServer(tb testing.TB, settings ...string) *pgserver.Server {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := pgserver.StartLocal(ctx)
+	srv, err := pgserver.StartLocal(ctx, settings...)
 	if err != nil {
 		tb.Fatalf("start a local PostgreSQL cluster (needs initdb and pg_ctl on PATH or under /usr/lib/postgresql/*/bin): %v", err)
 	}
@@ -248,12 +249,18 @@ func openURL(ctx context.Context, url string) (*DB, error) {
 	return &DB{Pool: pool, Schema: schema, URL: url}, nil
 }
 
-// Close drops db's schema and its writer role, and closes its pool.
+// Close drops db's schema, its publication and its writer role, and closes
+// its pool.
 func (db *DB) Close() error {
 	_, err := db.Pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{db.Schema}.Sanitize()+" CASCADE")
 	if err != nil {
 		db.Pool.Close()
 		return fmt.Errorf("drop schema %s: %w", db.Schema, err)
+	}
+	// Publications too belong to the database (migration 00010).
+	if _, err := db.Pool.Exec(context.Background(), "DROP PUBLICATION IF EXISTS "+pgx.Identifier{db.Schema + "_wake"}.Sanitize()); err != nil {
+		db.Pool.Close()
+		return fmt.Errorf("drop publication: %w", err)
 	}
 	// Roles belong to the whole server, which outlives the test.
 	role := migrations.WriterRole(db.Schema)

@@ -189,6 +189,15 @@ type Worker struct {
 	FanoutPublished *prometheus.CounterVec
 	// LeaseTaken counts relay jobs that found another replica draining.
 	LeaseTaken prometheus.Counter
+	// DecodedCommits counts the wake-ups of the logical decoding stream
+	// (WakeLogical): commits that wrote notification rows, folded while
+	// the worker was busy with one.
+	DecodedCommits prometheus.Counter
+	// Stamps counts a drain's stamps by what started them (poll: its
+	// pause ran out; decoded: a decoded commit ended it) and whether they
+	// found rows or none (empty: a poll that cost a transaction for
+	// nothing).
+	Stamps *prometheus.CounterVec
 }
 
 // NewWorker makes the worker's collectors and registers them with reg, if
@@ -214,6 +223,12 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 		LeaseTaken: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "bellhop_drain_lease_taken_total", Help: "Relay jobs that left their rows to the replica holding the drain lease.",
 		}),
+		DecodedCommits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bellhop_decoded_commits_total", Help: "Wake-ups from the logical decoding stream (BELLHOP_WAKE_MODE=logical): decoded commits that wrote notification rows.",
+		}),
+		Stamps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bellhop_stamps_total", Help: "Stamps of busy relay jobs, by cause (poll, decoded) and result (rows, empty).",
+		}, []string{"cause", "result"}),
 	}
 	if reg == nil {
 		return w, nil
@@ -228,6 +243,12 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	if err := reg.Register(w.FanoutPublished); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if err := reg.Register(w.Stamps); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if err := reg.Register(w.DecodedCommits); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	if err := reg.Register(w.LeaseTaken); err != nil {

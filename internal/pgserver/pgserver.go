@@ -128,8 +128,10 @@ func versionOf(dir string) int {
 
 // StartLocal always starts a throwaway cluster from local binaries, whatever
 // the environment names: a server of the caller's own, which it may restart
-// (see Restart) without disturbing anyone else's. Stop removes it.
-func StartLocal(ctx context.Context) (*Server, error) {
+// (see Restart) without disturbing anyone else's. Stop removes it. Each of
+// settings ("wal_level=logical") is passed as a -c option after the
+// cluster's own (fsync=off), which it may override.
+func StartLocal(ctx context.Context, settings ...string) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -179,6 +181,9 @@ func StartLocal(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=500", port, dir)
+	for _, kv := range settings {
+		opts += " -c " + kv
+	}
 	s := &Server{
 		URL:     fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
 		Source:  "local binaries",

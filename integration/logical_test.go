@@ -1,0 +1,137 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bellhophq/bellhop/integration/pgtest"
+	"github.com/bellhophq/bellhop/outbox"
+	"github.com/bellhophq/bellhop/relay"
+	"github.com/bellhophq/bellhop/worker"
+)
+
+// With BELLHOP_WAKE_MODE=logical on a server with wal_level = logical, the
+// relay learns of each commit from the WAL: the writers send no NOTIFY (the
+// wake flag stays down, idle or not), every commit is decoded, and each
+// committed row is pushed while a rolled back one is not, even with the
+// commits further apart than a drain lingers and no sweep to find them.
+func TestLogicalWakeFollowsCommits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.NewServer(t, "wal_level=logical")
+	db := pgtest.NewOn(t, srv.URL)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
+	require.NoError(t, err)
+	b := &testBundle{db: db, ob: ob}
+	r := b.startRelay(t, func(c *relay.Config) {
+		c.Worker.WakeMode = worker.WakeLogical
+		// Only the stream can wake it in time.
+		c.Worker.SweepInterval = time.Hour
+	})
+	decoded := func() float64 { return metricValue(metrics(t, r.URL), "bellhop_decoded_commits_total") }
+	// The stream signals once as it starts (what committed before it must
+	// be looked for).
+	require.Eventually(t, func() bool { return decoded() >= 1 }, 30*time.Second, 20*time.Millisecond, "the stream never started")
+
+	conn, err := pgx.Connect(ctx, srv.URL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{db.Schema + "_pending"}.Sanitize())
+	require.NoError(t, err)
+
+	s := openStream(t, r.URL, alice, -1)
+	before := decoded()
+	const n = 5
+	for i := range n {
+		// Further apart than the drain's Linger (20 ms): each commit finds
+		// the relay idle, and only its decoding wakes it.
+		time.Sleep(60 * time.Millisecond)
+		id := b.send(t, alice, "logical")
+		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID, "commit %d", i)
+
+		tx, err := db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		_, err = ob.Send(ctx, tx, alice, outbox.Message{Kind: "rolled-back"})
+		require.NoError(t, err)
+		require.NoError(t, tx.Rollback(ctx))
+	}
+	s.quiet(t, 200*time.Millisecond)
+	require.GreaterOrEqual(t, decoded()-before, float64(n), "each commit was decoded")
+
+	var flag int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT last_value FROM "+db.Table("relay_wake")).Scan(&flag))
+	require.Zero(t, flag, "the wake flag stays down: writers do not NOTIFY")
+	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, err = conn.WaitForNotification(wctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a writer sent the pending NOTIFY")
+}
+
+// Where the stream cannot start (here: wal_level below logical), logical
+// mode says why and how to fix it, and runs as adaptive meanwhile: the
+// relay goes idle with the wake flag up, and commits still arrive.
+func TestLogicalWakeFallsBackToAdaptive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.NewServer(t, "wal_level=replica")
+	db := pgtest.NewOn(t, srv.URL)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
+	require.NoError(t, err)
+	b := &testBundle{db: db, ob: ob}
+
+	var logs lockedBuffer
+	cfg := b.relayConfig()
+	cfg.Worker.WakeMode = worker.WakeLogical
+	cfg.Worker.SweepInterval = time.Hour
+	rl, err := relay.New(ctx, cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	require.NoError(t, err)
+	require.NoError(t, rl.Start(ctx))
+	hs := httptest.NewServer(rl.Handler())
+	t.Cleanup(func() {
+		_ = rl.Stop(context.Background())
+		hs.Close()
+	})
+	waitReady(t, hs.URL)
+
+	require.Eventually(t, func() bool { return bytes.Contains(logs.Bytes(), []byte("set wal_level = logical")) },
+		10*time.Second, 20*time.Millisecond, "no warning naming the fix; logs: %s", logs.Bytes())
+	require.Eventually(t, func() bool {
+		var flag int
+		err := db.Pool.QueryRow(ctx, "SELECT last_value FROM "+db.Table("relay_wake")).Scan(&flag)
+		return err == nil && flag == 1
+	}, 10*time.Second, 20*time.Millisecond, "idle without its stream, the relay raises the wake flag (adaptive)")
+
+	s := openStream(t, hs.URL, alice, -1)
+	for range 3 {
+		id := b.send(t, alice, "adaptive")
+		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
+		time.Sleep(60 * time.Millisecond)
+	}
+	require.Zero(t, metricValue(metrics(t, hs.URL), "bellhop_decoded_commits_total"))
+}
+
+// lockedBuffer is a bytes.Buffer for a logger and a test's reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
+}
