@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: test test-clean test-go test-js test-e2e lint generate build demo bench bench-smoke js-pack
+.PHONY: test test-clean test-go test-js test-e2e lint generate build demo bench bench-smoke bench-peer js-pack
 
 # `make test` is the README's test command: Go and JS unit tests.
 test: test-go test-js
@@ -48,6 +48,14 @@ bench:
 
 bench-smoke:
 	$(GO) run ./cmd/bench -smoke
+
+# Bellhop beside its peer, Centrifugo's PostgreSQL outbox consumer: one
+# probe, alternating runs (docs/benchmarks.md, "Beside Centrifugo"). Needs a
+# Centrifugo binary: `GOBIN=/tmp/cfbin go install
+# github.com/centrifugal/centrifugo/v6@v6.9.1`, then
+# `make bench-peer CENTRIFUGO=/tmp/cfbin/centrifugo`.
+bench-peer:
+	$(GO) run ./cmd/peerbench -centrifugo '$(CENTRIFUGO)'
 
 # The demo's database: DATABASE_URL, else TEST_DATABASE_URL, else Docker
 # (testcontainers-go), else local binaries. cmd/demo finds it and runs

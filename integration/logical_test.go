@@ -75,6 +75,44 @@ func TestLogicalWakeFollowsCommits(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded, "a writer sent the pending NOTIFY")
 }
 
+// A stream that dies (its walsender terminated, as in a failover or a
+// server restart) loses nothing: the relay runs as adaptive until a new
+// stream follows the commits, and then lowers the wake flag again.
+func TestLogicalWakeSurvivesAKilledStream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.NewServer(t, "wal_level=logical")
+	db := pgtest.NewOn(t, srv.URL)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
+	require.NoError(t, err)
+	b := &testBundle{db: db, ob: ob}
+	r := b.startRelay(t, func(c *relay.Config) { c.Worker.WakeMode = worker.WakeLogical })
+	decoded := func() float64 { return metricValue(metrics(t, r.URL), "bellhop_decoded_commits_total") }
+	require.Eventually(t, func() bool { return decoded() >= 1 }, 30*time.Second, 20*time.Millisecond, "the stream never started")
+	s := openStream(t, r.URL, alice, -1)
+
+	var killed bool
+	require.NoError(t, db.Pool.QueryRow(ctx,
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name <> 'pgtest'").Scan(&killed))
+	require.True(t, killed)
+	// Meanwhile, commits arrive as in adaptive mode.
+	for range 3 {
+		id := b.send(t, alice, "meanwhile")
+		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
+	}
+	// The stream comes back (it signals as it starts) and takes over.
+	before := decoded()
+	require.Eventually(t, func() bool { return decoded() > before }, 30*time.Second, 20*time.Millisecond, "the stream did not come back")
+	require.Eventually(t, func() bool {
+		var flag int
+		err := db.Pool.QueryRow(ctx, "SELECT last_value FROM "+db.Table("relay_wake")).Scan(&flag)
+		return err == nil && flag == 0
+	}, 10*time.Second, 20*time.Millisecond, "following commits again, the relay lowers the wake flag")
+	time.Sleep(60 * time.Millisecond)
+	id := b.send(t, alice, "followed")
+	require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
+}
+
 // Where the stream cannot start (here: wal_level below logical), logical
 // mode says why and how to fix it, and runs as adaptive meanwhile: the
 // relay goes idle with the wake flag up, and commits still arrive.

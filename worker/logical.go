@@ -148,22 +148,28 @@ func (s *commitStream) session(ctx context.Context) error {
 	}()
 	s.signal()
 
+	// Messages are read without a context (pgconn watches a cancellable
+	// one for every call: a goroutine hand-off per message, four messages
+	// per commit); closing the socket ends a read when ctx ends.
+	stop := context.AfterFunc(ctx, func() { _ = conn.Conn().Close() })
+	defer stop()
 	var received pglogrepl.LSN
 	wrote := false
 	next := time.Now().Add(statusInterval)
 	for {
+		// The position is confirmed at most every statusInterval while
+		// messages come; when none do, the server asks for it (its
+		// keepalive, every half wal_sender_timeout).
 		if time.Now().After(next) {
 			if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: received}); err != nil {
 				return fmt.Errorf("status update: %w", err)
 			}
 			next = time.Now().Add(statusInterval)
 		}
-		rctx, cancel := context.WithDeadline(ctx, next)
-		msg, err := conn.ReceiveMessage(rctx)
-		cancel()
+		msg, err := conn.ReceiveMessage(context.Background())
 		if err != nil {
-			if pgconn.Timeout(err) && ctx.Err() == nil {
-				continue
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
 			return err
 		}
