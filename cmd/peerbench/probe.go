@@ -600,7 +600,7 @@ func (b *bench) report(machine string, results map[string][]*runResult, cfConfig
 		"In this configuration (no channel history, the default) a publication reaches a `uni_sse` stream with no offset and no SSE `id:`, and the handler " +
 		"(`internal/unisse/handler.go`) reads no `Last-Event-ID`: a stream that reconnects gets nothing published while it was away and cannot tell a gap, " +
 		"so there is no order or resume guarantee across reconnects (recovery needs channel history with `force_recovery` and the client sending offset/epoch in `cf_connect`). " +
-		"Bellhop stamps each committed row with a gap-free seq (its SSE `id:`) and replays from `Last-Event-ID`.\n")
+		"Bellhop gives each committed row version a seq that increases in commit order (its SSE `id:`), pushes it only after its own stamp commits, and replays from `Last-Event-ID`.\n")
 	var notes []string
 	for _, s := range systems {
 		for i, r := range results[s] {
