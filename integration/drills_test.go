@@ -61,7 +61,9 @@ func TestDrillListenerKills(t *testing.T) {
 	d := newDrill(t, b, func() []string { return []string{p.URL} })
 	d.start(t)
 
-	channels := []string{sqlq.Channel(b.db.Schema, "relayed"), sqlq.Channel(b.db.Schema, "pending")}
+	// The hub's connection listens on the preferences channel too, before or
+	// after the relayed one: its last query is either LISTEN.
+	channels := []string{sqlq.Channel(b.db.Schema, "relayed"), sqlq.Channel(b.db.Schema, "preferences"), sqlq.Channel(b.db.Schema, "pending")}
 	rounds, killed := 0, 0
 	until := time.Now().Add(span(8*time.Second, 90*time.Second))
 	for time.Now().Before(until) {

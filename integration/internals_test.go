@@ -36,11 +36,19 @@ func (b *testBundle) listenerPIDs(t *testing.T) []uint32 {
 	require.NoError(t, err)
 	sort.Slice(conns, func(i, j int) bool { return conns[i].PID < conns[j].PID })
 	pids := []uint32{0, 0}
-	for i, channel := range []string{b.db.Schema + "_relayed", b.db.Schema + "_pending"} {
-		quoted := pgx.Identifier{channel}.Sanitize()
-		for _, c := range conns {
-			if strings.Contains(c.Query, quoted) || strings.HasSuffix(strings.TrimRight(c.Query, "; "), " "+channel) {
-				pids[i] = uint32(c.PID)
+	// The hub's connection listens on the preferences channel too, after or
+	// before the relayed one (pgxlisten ranges over a map): its last query
+	// is either LISTEN.
+	for i, channels := range [][]string{
+		{b.db.Schema + "_relayed", b.db.Schema + "_preferences"},
+		{b.db.Schema + "_pending"},
+	} {
+		for _, channel := range channels {
+			quoted := pgx.Identifier{channel}.Sanitize()
+			for _, c := range conns {
+				if strings.Contains(c.Query, quoted) || strings.HasSuffix(strings.TrimRight(c.Query, "; "), " "+channel) {
+					pids[i] = uint32(c.PID)
+				}
 			}
 		}
 	}

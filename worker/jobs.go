@@ -311,14 +311,25 @@ func (r *Worker) pause(ctx context.Context, began time.Time, found bool) (decode
 	}
 }
 
-// idle ends a job in notify and poll modes: the waker may skip a wake while
+// idle ends a job in notify, poll and logical modes: the waker may skip a wake while
 // this process is busy, so stop being busy first, then look once more.
+//
+// Following commits, a commit decoded as the drain ended signalled it (kick)
+// rather than queue a job, and may not be visible to the look yet: one more
+// drain then.
 func (r *Worker) idle(ctx context.Context) error {
 	r.busy.Add(-1)
 	defer r.busy.Add(1)
 	pending, err := r.hasPending(ctx)
-	if err != nil || !pending {
+	if err != nil {
 		return err
+	}
+	if !pending {
+		select {
+		case <-r.kick:
+		default:
+			return nil
+		}
 	}
 	_, err = r.drain(ctx, time.Now().Add(maxJobRun))
 	return err
