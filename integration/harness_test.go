@@ -34,6 +34,8 @@ const secret = "integration-test-secret-0123456789abcdef"
 type testBundle struct {
 	db *pgtest.DB
 	ob *outbox.Outbox
+	// logs, if set, gets the warnings of the relays startRelay runs.
+	logs io.Writer
 }
 
 func setup(t *testing.T) (context.Context, *testBundle) {
@@ -74,7 +76,9 @@ func (b *testBundle) startRelay(t *testing.T, mutate ...func(*relay.Config)) *te
 	}
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
+	if b.logs != nil {
+		log = slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	} else if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	r, err := relay.New(ctx, cfg, log)

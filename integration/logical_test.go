@@ -3,8 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"log/slog"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +16,42 @@ import (
 	"github.com/bellhophq/bellhop/worker"
 )
 
+// logicalRelay starts a cluster of the test's own with the wal_level given
+// and a relay in logical wake mode on it, with no sweep to find what the
+// stream misses (SweepInterval an hour). When follows, it returns once the
+// relay's stream follows the commits.
+func logicalRelay(t *testing.T, walLevel string, follows bool, logs *lockedBuffer) (*testBundle, *testRelay) {
+	t.Helper()
+	db := pgtest.NewOn(t, pgtest.NewServer(t, "wal_level="+walLevel).URL)
+	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
+	require.NoError(t, err)
+	b := &testBundle{db: db, ob: ob}
+	if logs != nil {
+		b.logs = logs
+	}
+	r := b.startRelay(t, func(c *relay.Config) {
+		c.Worker.WakeMode = worker.WakeLogical
+		c.Worker.SweepInterval = time.Hour
+	})
+	if follows {
+		// The stream signals once as it starts (what committed before it
+		// must be looked for).
+		require.Eventually(t, func() bool { return decodedCommits(t, r) >= 1 },
+			30*time.Second, 20*time.Millisecond, "the stream never started")
+	}
+	return b, r
+}
+
+func decodedCommits(t *testing.T, r *testRelay) float64 {
+	return metricValue(metrics(t, r.URL), "bellhop_decoded_commits_total")
+}
+
+func wakeFlag(ctx context.Context, db *pgtest.DB) (int, error) {
+	var flag int
+	err := db.Pool.QueryRow(ctx, "SELECT last_value FROM "+db.Table("relay_wake")).Scan(&flag)
+	return flag, err
+}
+
 // With BELLHOP_WAKE_MODE=logical on a server with wal_level = logical, the
 // relay learns of each commit from the WAL: the writers send no NOTIFY (the
 // wake flag stays down, idle or not), every commit is decoded, and each
@@ -26,29 +60,16 @@ import (
 func TestLogicalWakeFollowsCommits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := pgtest.NewServer(t, "wal_level=logical")
-	db := pgtest.NewOn(t, srv.URL)
-	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
-	require.NoError(t, err)
-	b := &testBundle{db: db, ob: ob}
-	r := b.startRelay(t, func(c *relay.Config) {
-		c.Worker.WakeMode = worker.WakeLogical
-		// Only the stream can wake it in time.
-		c.Worker.SweepInterval = time.Hour
-	})
-	decoded := func() float64 { return metricValue(metrics(t, r.URL), "bellhop_decoded_commits_total") }
-	// The stream signals once as it starts (what committed before it must
-	// be looked for).
-	require.Eventually(t, func() bool { return decoded() >= 1 }, 30*time.Second, 20*time.Millisecond, "the stream never started")
+	b, r := logicalRelay(t, "logical", true, nil)
 
-	conn, err := pgx.Connect(ctx, srv.URL)
+	conn, err := pgx.Connect(ctx, b.db.URL)
 	require.NoError(t, err)
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{db.Schema + "_pending"}.Sanitize())
+	_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.db.Schema + "_pending"}.Sanitize())
 	require.NoError(t, err)
 
 	s := openStream(t, r.URL, alice, -1)
-	before := decoded()
+	before := decodedCommits(t, r)
 	const n = 5
 	for i := range n {
 		// Further apart than the drain's Linger (20 ms): each commit finds
@@ -57,17 +78,17 @@ func TestLogicalWakeFollowsCommits(t *testing.T) {
 		id := b.send(t, alice, "logical")
 		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID, "commit %d", i)
 
-		tx, err := db.Pool.Begin(ctx)
+		tx, err := b.db.Pool.Begin(ctx)
 		require.NoError(t, err)
-		_, err = ob.Send(ctx, tx, alice, outbox.Message{Kind: "rolled-back"})
+		_, err = b.ob.Send(ctx, tx, alice, outbox.Message{Kind: "rolled-back"})
 		require.NoError(t, err)
 		require.NoError(t, tx.Rollback(ctx))
 	}
 	s.quiet(t, 200*time.Millisecond)
-	require.GreaterOrEqual(t, decoded()-before, float64(n), "each commit was decoded")
+	require.GreaterOrEqual(t, decodedCommits(t, r)-before, float64(n), "each commit was decoded")
 
-	var flag int
-	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT last_value FROM "+db.Table("relay_wake")).Scan(&flag))
+	flag, err := wakeFlag(ctx, b.db)
+	require.NoError(t, err)
 	require.Zero(t, flag, "the wake flag stays down: writers do not NOTIFY")
 	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
@@ -81,19 +102,12 @@ func TestLogicalWakeFollowsCommits(t *testing.T) {
 func TestLogicalWakeSurvivesAKilledStream(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := pgtest.NewServer(t, "wal_level=logical")
-	db := pgtest.NewOn(t, srv.URL)
-	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
-	require.NoError(t, err)
-	b := &testBundle{db: db, ob: ob}
-	r := b.startRelay(t, func(c *relay.Config) { c.Worker.WakeMode = worker.WakeLogical })
-	decoded := func() float64 { return metricValue(metrics(t, r.URL), "bellhop_decoded_commits_total") }
-	require.Eventually(t, func() bool { return decoded() >= 1 }, 30*time.Second, 20*time.Millisecond, "the stream never started")
+	b, r := logicalRelay(t, "logical", true, nil)
 	s := openStream(t, r.URL, alice, -1)
 
 	var killed bool
-	require.NoError(t, db.Pool.QueryRow(ctx,
-		"SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name <> 'pgtest'").Scan(&killed))
+	require.NoError(t, b.db.Pool.QueryRow(ctx,
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_replication").Scan(&killed))
 	require.True(t, killed)
 	// Meanwhile, commits arrive as in adaptive mode.
 	for range 3 {
@@ -101,11 +115,11 @@ func TestLogicalWakeSurvivesAKilledStream(t *testing.T) {
 		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
 	}
 	// The stream comes back (it signals as it starts) and takes over.
-	before := decoded()
-	require.Eventually(t, func() bool { return decoded() > before }, 30*time.Second, 20*time.Millisecond, "the stream did not come back")
+	before := decodedCommits(t, r)
+	require.Eventually(t, func() bool { return decodedCommits(t, r) > before },
+		30*time.Second, 20*time.Millisecond, "the stream did not come back")
 	require.Eventually(t, func() bool {
-		var flag int
-		err := db.Pool.QueryRow(ctx, "SELECT last_value FROM "+db.Table("relay_wake")).Scan(&flag)
+		flag, err := wakeFlag(ctx, b.db)
 		return err == nil && flag == 0
 	}, 10*time.Second, 20*time.Millisecond, "following commits again, the relay lowers the wake flag")
 	time.Sleep(60 * time.Millisecond)
@@ -119,44 +133,26 @@ func TestLogicalWakeSurvivesAKilledStream(t *testing.T) {
 func TestLogicalWakeFallsBackToAdaptive(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := pgtest.NewServer(t, "wal_level=replica")
-	db := pgtest.NewOn(t, srv.URL)
-	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
-	require.NoError(t, err)
-	b := &testBundle{db: db, ob: ob}
-
 	var logs lockedBuffer
-	cfg := b.relayConfig()
-	cfg.Worker.WakeMode = worker.WakeLogical
-	cfg.Worker.SweepInterval = time.Hour
-	rl, err := relay.New(ctx, cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	require.NoError(t, err)
-	require.NoError(t, rl.Start(ctx))
-	hs := httptest.NewServer(rl.Handler())
-	t.Cleanup(func() {
-		_ = rl.Stop(context.Background())
-		hs.Close()
-	})
-	waitReady(t, hs.URL)
+	b, r := logicalRelay(t, "replica", false, &logs)
 
 	require.Eventually(t, func() bool { return bytes.Contains(logs.Bytes(), []byte("set wal_level = logical")) },
 		10*time.Second, 20*time.Millisecond, "no warning naming the fix; logs: %s", logs.Bytes())
 	require.Eventually(t, func() bool {
-		var flag int
-		err := db.Pool.QueryRow(ctx, "SELECT last_value FROM "+db.Table("relay_wake")).Scan(&flag)
+		flag, err := wakeFlag(ctx, b.db)
 		return err == nil && flag == 1
 	}, 10*time.Second, 20*time.Millisecond, "idle without its stream, the relay raises the wake flag (adaptive)")
 
-	s := openStream(t, hs.URL, alice, -1)
+	s := openStream(t, r.URL, alice, -1)
 	for range 3 {
 		id := b.send(t, alice, "adaptive")
 		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
 		time.Sleep(60 * time.Millisecond)
 	}
-	require.Zero(t, metricValue(metrics(t, hs.URL), "bellhop_decoded_commits_total"))
+	require.Zero(t, decodedCommits(t, r))
 }
 
-// lockedBuffer is a bytes.Buffer for a logger and a test's reads.
+// lockedBuffer is a bytes.Buffer a relay logs to while the test reads it.
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -25,22 +25,13 @@ import (
 // else writes: on a shared server they would count everyone's work.
 func (b *bench) dbCost(ctx context.Context) error {
 	const s = "8. Database cost"
-	pg, err := pgserver.StartLocal(ctx)
+	sub, stop, err := b.onLocalCluster(ctx, 12)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "   skipped: no local PostgreSQL binaries for a cluster of its own: %v\n", err)
+		fmt.Fprintf(os.Stderr, "   skipped: %v\n", err)
 		return nil
 	}
-	defer func() { _ = pg.Stop() }()
-	pcfg, err := pgxpool.ParseConfig(pg.URL)
-	if err != nil {
-		return err
-	}
-	pcfg.MaxConns = 12
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer stop()
+	pg, pool := sub.local, sub.pool
 	// Autovacuum would add work of its own at random moments, and a
 	// checkpoint full-page images of whatever pages come next.
 	for _, q := range []string{"ALTER SYSTEM SET autovacuum = off", "ALTER SYSTEM SET checkpoint_timeout = '1h'",
@@ -49,7 +40,6 @@ func (b *bench) dbCost(ctx context.Context) error {
 			return err
 		}
 	}
-	sub := &bench{dbURL: pg.URL, relayBin: b.relayBin, pool: pool, smoke: b.smoke, runs: b.runs}
 	p, err := sub.startRelay(ctx, "", "adaptive")
 	if err != nil {
 		return err
@@ -271,3 +261,26 @@ func procStat(path string) (stat, error) {
 
 // clockTicks is USER_HZ, 100 on every Linux platform Go supports.
 const clockTicks = 100
+
+// onLocalCluster starts a throwaway cluster of the scenario's own (local
+// binaries; settings as for pgserver.StartLocal) and returns a bench on it,
+// with a pool of maxConns; stop stops both.
+func (b *bench) onLocalCluster(ctx context.Context, maxConns int32, settings ...string) (sub *bench, stop func(), err error) {
+	pg, err := pgserver.StartLocal(ctx, settings...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("no local PostgreSQL binaries for a cluster of its own: %w", err)
+	}
+	pcfg, err := pgxpool.ParseConfig(pg.URL)
+	if err != nil {
+		_ = pg.Stop()
+		return nil, nil, err
+	}
+	pcfg.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		_ = pg.Stop()
+		return nil, nil, err
+	}
+	sub = &bench{dbURL: pg.URL, relayBin: b.relayBin, pool: pool, smoke: b.smoke, runs: b.runs, local: pg}
+	return sub, func() { pool.Close(); _ = pg.Stop() }, nil
+}

@@ -33,6 +33,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bellhophq/bellhop/internal/pgserver"
 	"github.com/bellhophq/bellhop/internal/pgserver/pgcontainer"
 	"github.com/bellhophq/bellhop/internal/relayproc"
 )
@@ -45,6 +46,8 @@ type bench struct {
 	runs     int
 	// brokers are the fanout scenario's: name, URL.
 	brokers [][2]string
+	// local is the cluster a scenario started for itself (onLocalCluster).
+	local *pgserver.Server
 
 	figures  []*figure
 	problems []string

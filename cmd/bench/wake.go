@@ -5,10 +5,6 @@ import (
 	"fmt"
 	"os"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/bellhophq/bellhop/internal/pgserver"
 )
 
 // wakeModes measures BELLHOP_WAKE_MODE=logical against adaptive (the
@@ -19,27 +15,16 @@ import (
 // notification over each measured stretch.
 func (b *bench) wakeModes(ctx context.Context) error {
 	const s = "9. Wake modes"
-	pg, err := pgserver.StartLocal(ctx, "wal_level=logical", "fsync=on", "max_connections=100")
-	if err != nil {
-		return fmt.Errorf("no local PostgreSQL binaries for a cluster with wal_level = logical: %w", err)
-	}
-	defer func() { _ = pg.Stop() }()
-	pcfg, err := pgxpool.ParseConfig(pg.URL)
+	sub, stop, err := b.onLocalCluster(ctx, 24, "wal_level=logical", "fsync=on", "max_connections=100")
 	if err != nil {
 		return err
 	}
-	pcfg.MaxConns = 24
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	sub := &bench{dbURL: pg.URL, relayBin: b.relayBin, pool: pool, smoke: b.smoke, runs: b.runs}
+	defer stop()
 
 	d := b.dur(5*time.Second, 500*time.Millisecond)
 	for range b.runs {
 		for _, mode := range []string{"adaptive", "logical"} {
-			if err := sub.wakeRun(ctx, b, s, pg.DataDir, mode, d); err != nil {
+			if err := sub.wakeRun(ctx, b, s, sub.local.DataDir, mode, d); err != nil {
 				return fmt.Errorf("%s: %w", mode, err)
 			}
 		}
