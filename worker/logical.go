@@ -42,7 +42,6 @@ type commitStream struct {
 	OnUp, OnDown func(ctx context.Context)
 
 	up       atomic.Bool
-	decoded  atomic.Int64
 	failures int
 }
 
@@ -209,7 +208,6 @@ func (s *commitStream) session(ctx context.Context) error {
 					wrote = true
 				case 'C':
 					if wrote {
-						s.decoded.Add(1)
 						s.signal()
 					}
 					wrote = false
