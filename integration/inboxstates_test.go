@@ -219,7 +219,9 @@ func TestExpiry(t *testing.T) {
 	require.Equal(t, "expired", ev.Data.Op)
 	require.Equal(t, id, ev.Data.ID)
 	require.False(t, ev.At.Before(at), "not before its time")
-	require.Less(t, ev.At.Sub(at), 2*time.Second, "within the sweep interval and a stamp")
+	// The sweep runs every 200 ms; River starts it late on a loaded
+	// machine (2.2 s once in CI, with every integration test running).
+	require.Less(t, ev.At.Sub(at), 5*time.Second, "within the sweep interval and a stamp")
 	require.Equal(t, []string{stays}, listIDs(t, r.URL, "?archived=true", alice))
 	require.Equal(t, countAnswer{Count: 1, Unseen: 1}, counts(t, r.URL, alice))
 	for _, path := range []string{"/read", "/unread", "/archive", "/unarchive"} {

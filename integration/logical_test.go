@@ -16,6 +16,10 @@ import (
 	"github.com/bellhophq/bellhop/worker"
 )
 
+// The logical-wake tests do not run in parallel: each starts a cluster of
+// its own, and they run first, apart from the timing-sensitive parallel
+// tests they would slow on a small machine.
+
 // logicalRelay starts a cluster of the test's own with the wal_level given
 // and a relay in logical wake mode on it, with no sweep to find what the
 // stream misses (SweepInterval an hour). When follows, it returns once the
@@ -58,7 +62,6 @@ func wakeFlag(ctx context.Context, db *pgtest.DB) (int, error) {
 // committed row is pushed while a rolled back one is not, even with the
 // commits further apart than a drain lingers and no sweep to find them.
 func TestLogicalWakeFollowsCommits(t *testing.T) {
-	t.Parallel()
 	ctx := context.Background()
 	b, r := logicalRelay(t, "logical", true, nil)
 
@@ -100,7 +103,6 @@ func TestLogicalWakeFollowsCommits(t *testing.T) {
 // server restart) loses nothing: the relay runs as adaptive until a new
 // stream follows the commits, and then lowers the wake flag again.
 func TestLogicalWakeSurvivesAKilledStream(t *testing.T) {
-	t.Parallel()
 	ctx := context.Background()
 	b, r := logicalRelay(t, "logical", true, nil)
 	s := openStream(t, r.URL, alice, -1)
@@ -131,7 +133,6 @@ func TestLogicalWakeSurvivesAKilledStream(t *testing.T) {
 // mode says why and how to fix it, and runs as adaptive meanwhile: the
 // relay goes idle with the wake flag up, and commits still arrive.
 func TestLogicalWakeFallsBackToAdaptive(t *testing.T) {
-	t.Parallel()
 	ctx := context.Background()
 	var logs lockedBuffer
 	b, r := logicalRelay(t, "replica", false, &logs)
