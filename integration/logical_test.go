@@ -21,8 +21,7 @@ import (
 // tests they would slow on a small machine.
 
 // logicalRelay starts a cluster of the test's own with the wal_level given
-// and a relay in logical wake mode on it, with no sweep to find what the
-// stream misses (SweepInterval an hour). When follows, it returns once the
+// and a relay inLogicalMode on it. When follows, it returns once the
 // relay's stream follows the commits.
 func logicalRelay(t *testing.T, walLevel string, follows bool, logs *lockedBuffer) (*testBundle, *testRelay) {
 	t.Helper()
@@ -33,10 +32,7 @@ func logicalRelay(t *testing.T, walLevel string, follows bool, logs *lockedBuffe
 	if logs != nil {
 		b.logs = logs
 	}
-	r := b.startRelay(t, func(c *relay.Config) {
-		c.Worker.WakeMode = worker.WakeLogical
-		c.Worker.SweepInterval = time.Hour
-	})
+	r := b.startRelay(t, inLogicalMode)
 	if follows {
 		// The stream signals once as it starts (what committed before it
 		// must be looked for).
@@ -44,6 +40,13 @@ func logicalRelay(t *testing.T, walLevel string, follows bool, logs *lockedBuffe
 			30*time.Second, 20*time.Millisecond, "the stream never started")
 	}
 	return b, r
+}
+
+// inLogicalMode configures a relay to follow commits by logical decoding,
+// with no sweep to find what the stream misses.
+func inLogicalMode(c *relay.Config) {
+	c.Worker.WakeMode = worker.WakeLogical
+	c.Worker.SweepInterval = time.Hour
 }
 
 func decodedCommits(t *testing.T, r *testRelay) float64 {
@@ -127,6 +130,21 @@ func TestLogicalWakeSurvivesAKilledStream(t *testing.T) {
 	time.Sleep(60 * time.Millisecond)
 	id := b.send(t, alice, "followed")
 	require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
+}
+
+// Two relays in logical mode, both with workers: each follows the commits,
+// one drains at a time (the drain lease), and every row reaches both
+// relays' streams once and in order.
+func TestLogicalWakeTwoRelays(t *testing.T) {
+	ctx := context.Background()
+	b, r1 := logicalRelay(t, "logical", true, nil)
+	r2 := b.startRelay(t, inLogicalMode)
+	require.Eventually(t, func() bool { return decodedCommits(t, r2) >= 1 },
+		30*time.Second, 20*time.Millisecond, "the second relay's stream never started")
+	shareTheWork(t, b, r1, r2)
+	flag, err := wakeFlag(ctx, b.db)
+	require.NoError(t, err)
+	require.Zero(t, flag, "neither relay raised the wake flag")
 }
 
 // Where the stream cannot start (here: wal_level below logical), logical

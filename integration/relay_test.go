@@ -121,9 +121,16 @@ func TestOutOfOrderCommitsAreDelivered(t *testing.T) {
 
 func TestTwoRelaysShareTheWork(t *testing.T) {
 	t.Parallel()
-	ctx, b := setup(t)
-	r1 := b.startRelay(t)
-	r2 := b.startRelay(t)
+	_, b := setup(t)
+	shareTheWork(t, b, b.startRelay(t), b.startRelay(t))
+}
+
+// shareTheWork has four writers send 200 rows while r1 and r2 run: each
+// relay's stream gets all of them, once and in order, and the log has one
+// entry per row, the head its highest seq.
+func shareTheWork(t *testing.T, b *testBundle, r1, r2 *testRelay) {
+	t.Helper()
+	ctx := context.Background()
 	s1 := openStream(t, r1.URL, alice, -1)
 	s2 := openStream(t, r2.URL, alice, -1)
 
