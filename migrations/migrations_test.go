@@ -2,6 +2,7 @@ package migrations_test
 
 import (
 	"context"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -20,12 +21,71 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// dropSchema drops a schema a test migrated beside its own, and the
-// schema's writer role.
+// dropSchema drops a schema a test migrated beside its own, the schema's
+// writer role and its publication.
 func dropSchema(db *pgtest.DB, schema string) {
 	ctx := context.Background()
 	_, _ = db.Pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 	_, _ = db.Pool.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{migrations.WriterRole(schema)}.Sanitize())
+	_, _ = db.Pool.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{schema + "_wake"}.Sanitize())
+}
+
+// Migration 00010 creates the logical wake mode's publication, which takes
+// CREATE on the database. A role without it (applying the files with a
+// tool of its own, in a schema made for it) gets a notice with the
+// statement to run instead of a failed migration; with it, the
+// publication carries the notifications' inserts and updates.
+func TestWakePublicationWithoutCreateOnDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	pub := db.Schema + "_wake"
+	var inserts, updates, deletes bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT pubinsert, pubupdate, pubdelete FROM pg_publication WHERE pubname = $1", pub).
+		Scan(&inserts, &updates, &deletes))
+	require.Equal(t, []bool{true, true, false}, []bool{inserts, updates, deletes})
+	var tables int
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = 'notifications'",
+		pub, db.Schema).Scan(&tables))
+	require.Equal(t, 1, tables)
+
+	owner := db.Schema + "_nocreate"
+	schema := pgx.Identifier{db.Schema}.Sanitize()
+	for _, q := range []string{
+		"DROP PUBLICATION " + pgx.Identifier{pub}.Sanitize(),
+		"CREATE ROLE " + owner + " LOGIN",
+		"ALTER SCHEMA " + schema + " OWNER TO " + owner,
+		"ALTER TABLE " + schema + ".notifications OWNER TO " + owner,
+	} {
+		_, err := db.Pool.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	t.Cleanup(func() {
+		for _, q := range []string{"REASSIGN OWNED BY " + owner + " TO CURRENT_USER", "DROP ROLE " + owner} {
+			_, err := db.Pool.Exec(context.Background(), q)
+			require.NoError(t, err, q)
+		}
+	})
+	cfg := db.Pool.Config().ConnConfig.Copy()
+	cfg.User, cfg.Password = owner, ""
+	cfg.RuntimeParams["search_path"] = db.Schema
+	var notices []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	sql, err := fs.ReadFile(migrations.FS(), "00010_wake_publication.sql")
+	require.NoError(t, err)
+	up, _, ok := strings.Cut(strings.SplitN(string(sql), "-- +goose Up", 2)[1], "-- +goose Down")
+	require.True(t, ok)
+	up = strings.NewReplacer("-- +goose StatementBegin", "", "-- +goose StatementEnd", "").Replace(up)
+	_, err = conn.Exec(ctx, up)
+	require.NoError(t, err)
+	require.Len(t, notices, 1)
+	require.Contains(t, notices[0], "CREATE PUBLICATION "+pub+" FOR TABLE "+db.Schema+".notifications")
+	var exists bool
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", pub).Scan(&exists))
+	require.False(t, exists)
 }
 
 func TestUpIsIdempotent(t *testing.T) {
