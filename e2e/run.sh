@@ -56,6 +56,8 @@ cleanup() {
     psql -X -q -d "$DATABASE_URL" -c "DROP SCHEMA IF EXISTS $BELLHOP_SCHEMA CASCADE" >/dev/null 2>&1 || true
     # relay migrate made the schema's writer role, which is server-wide.
     psql -X -q -d "$DATABASE_URL" -c "DROP ROLE IF EXISTS ${BELLHOP_SCHEMA}_writer" >/dev/null 2>&1 || true
+    # and its publication (migration 00010), the database's.
+    psql -X -q -d "$DATABASE_URL" -c "DROP PUBLICATION IF EXISTS ${BELLHOP_SCHEMA}_wake" >/dev/null 2>&1 || true
   else
     echo "e2e: kept schema $BELLHOP_SCHEMA"
   fi

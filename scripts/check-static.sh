@@ -28,7 +28,8 @@ cleanup() {
   if [ -n "$migrated" ]; then
     psql "$TEST_DATABASE_URL" -q -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning" \
       -c "DROP SCHEMA IF EXISTS \"$schema\" CASCADE" \
-      -c "DROP ROLE IF EXISTS \"${schema}_writer\"" >/dev/null || code=1
+      -c "DROP ROLE IF EXISTS \"${schema}_writer\"" \
+      -c "DROP PUBLICATION IF EXISTS \"${schema}_wake\"" >/dev/null || code=1
   fi
   rm -rf "$tmp"
   exit "$code"

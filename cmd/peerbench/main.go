@@ -553,4 +553,5 @@ func dropSchema(pool *pgxpool.Pool, schema string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, _ = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+	_, _ = pool.Exec(ctx, "DROP PUBLICATION IF EXISTS "+schema+"_wake")
 }

@@ -237,6 +237,8 @@ func TestMainCommandsWorkAgainstTheDatabase(t *testing.T) {
 		require.NoError(t, err)
 		_, err = conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{schema + "_writer"}.Sanitize())
 		require.NoError(t, err)
+		_, err = conn.Exec(context.Background(), "DROP PUBLICATION IF EXISTS "+pgx.Identifier{schema + "_wake"}.Sanitize())
+		require.NoError(t, err)
 		conn.Close(context.Background())
 	})
 	t.Setenv("DATABASE_URL", dbURL)
@@ -405,6 +407,8 @@ func TestDemoIsSafeWithAnApplicationsEnvironment(t *testing.T) {
 	t.Cleanup(func() {
 		_, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{demoSchema}.Sanitize()+" CASCADE")
 		require.NoError(t, err)
+		_, err = conn.Exec(context.Background(), "DROP PUBLICATION IF EXISTS "+pgx.Identifier{demoSchema + "_wake"}.Sanitize())
+		require.NoError(t, err)
 		conn.Close(context.Background())
 	})
 	t.Setenv("DATABASE_URL", dbURL)
@@ -530,6 +534,8 @@ func TestDemoUsesTheConfiguredCookieName(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{demoSchema}.Sanitize()+" CASCADE")
+		require.NoError(t, err)
+		_, err = conn.Exec(context.Background(), "DROP PUBLICATION IF EXISTS "+pgx.Identifier{demoSchema + "_wake"}.Sanitize())
 		require.NoError(t, err)
 		conn.Close(context.Background())
 	})

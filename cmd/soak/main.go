@@ -129,6 +129,7 @@ func (s *soak) run(ctx context.Context, duration time.Duration, nRecipients, nWr
 		defer cancel()
 		_, _ = s.pool.Exec(dctx, "DROP SCHEMA "+pgx.Identifier{s.schema}.Sanitize()+" CASCADE")
 		_, _ = s.pool.Exec(dctx, "DROP ROLE IF EXISTS "+pgx.Identifier{migrations.WriterRole(s.schema)}.Sanitize())
+		_, _ = s.pool.Exec(dctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{s.schema + "_wake"}.Sanitize())
 	}()
 
 	for i := range s.nRelays {
