@@ -1,9 +1,8 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
+	"github.com/bellhophq/bellhop/internal/syncbuf"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
 	"github.com/bellhophq/bellhop/worker"
@@ -23,7 +23,7 @@ import (
 // logicalRelay starts a cluster of the test's own with the wal_level given
 // and a relay inLogicalMode on it. When follows, it returns once the
 // relay's stream follows the commits.
-func logicalRelay(t *testing.T, walLevel string, follows bool, logs *lockedBuffer) (*testBundle, *testRelay) {
+func logicalRelay(t *testing.T, walLevel string, follows bool, logs *syncbuf.Buffer) (*testBundle, *testRelay) {
 	t.Helper()
 	db := pgtest.NewOn(t, pgtest.NewServer(t, "wal_level="+walLevel).URL)
 	ob, err := outbox.New(outbox.Config{Schema: db.Schema})
@@ -152,11 +152,11 @@ func TestLogicalWakeTwoRelays(t *testing.T) {
 // relay goes idle with the wake flag up, and commits still arrive.
 func TestLogicalWakeFallsBackToAdaptive(t *testing.T) {
 	ctx := context.Background()
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	b, r := logicalRelay(t, "replica", false, &logs)
 
-	require.Eventually(t, func() bool { return bytes.Contains(logs.Bytes(), []byte("set wal_level = logical")) },
-		10*time.Second, 20*time.Millisecond, "no warning naming the fix; logs: %s", logs.Bytes())
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "set wal_level = logical") },
+		10*time.Second, 20*time.Millisecond, "no warning naming the fix; logs: %s", logs.String())
 	require.Eventually(t, func() bool {
 		flag, err := wakeFlag(ctx, b.db)
 		return err == nil && flag == 1
@@ -169,22 +169,4 @@ func TestLogicalWakeFallsBackToAdaptive(t *testing.T) {
 		time.Sleep(60 * time.Millisecond)
 	}
 	require.Zero(t, decodedCommits(t, r))
-}
-
-// lockedBuffer is a bytes.Buffer a relay logs to while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
 }

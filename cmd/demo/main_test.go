@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,28 +21,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
+	"github.com/bellhophq/bellhop/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// syncBuffer is a bytes.Buffer a running process writes while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // make demo without DATABASE_URL: cmd/demo finds a server (here the tests'
 // own, from TEST_DATABASE_URL), builds the relay, runs `relay demo` on it,
@@ -89,7 +70,7 @@ func TestMakeDemoFindsADatabaseAndStopsCleanlyOnInterrupt(t *testing.T) {
 		}
 	}
 	demo.Env = env
-	var out syncBuffer
+	var out syncbuf.Buffer
 	demo.Stdout, demo.Stderr = &out, &out
 	// A group of its own, which the test interrupts as a terminal would.
 	demo.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

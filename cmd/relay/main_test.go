@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
+	"github.com/bellhophq/bellhop/internal/syncbuf"
 	"github.com/bellhophq/bellhop/relay"
 	demopage "github.com/bellhophq/bellhop/relay/demo"
 )
@@ -364,25 +364,6 @@ func TestMainCommandsWorkAgainstTheDatabase(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer a running command writes while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestDemoIsSafeWithAnApplicationsEnvironment runs the demo with what a
 // production shell holds (DATABASE_URL, BELLHOP_JWT_SECRET, BELLHOP_SCHEMA):
 // it listens on loopback by default, signs its page's tokens with a secret
@@ -420,7 +401,7 @@ func TestDemoIsSafeWithAnApplicationsEnvironment(t *testing.T) {
 	// URL and the banner.
 	startDemo := func(addr string) (string, string, func()) {
 		dctx, cancel := context.WithCancel(ctx)
-		var stdout, stderr syncBuffer
+		var stdout, stderr syncbuf.Buffer
 		done := make(chan error, 1)
 		go func() { done <- run(dctx, []string{"demo", "--addr", addr, "--schema", demoSchema}, &stdout, &stderr) }()
 		open := regexp.MustCompile(`open (http://\S+)/\n`)
@@ -544,7 +525,7 @@ func TestDemoUsesTheConfiguredCookieName(t *testing.T) {
 	t.Setenv("BELLHOP_LOG_LEVEL", "error")
 
 	dctx, cancel := context.WithCancel(ctx)
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(dctx, []string{"demo", "--addr", "127.0.0.1:0", "--schema", demoSchema}, &stdout, &stderr)
@@ -697,7 +678,7 @@ func TestServeLogHasNoRiverChatter(t *testing.T) {
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve"}, io.Discard, &stderr) }()
 	// River's producer reports every 5 s (not configurable), when the job
