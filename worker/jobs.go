@@ -114,11 +114,10 @@ func (w *relayWorker) leased(ctx context.Context, sweep bool) error {
 			if sweep && r.stuck(ctx) {
 				r.log.Warn("the replica holding the drain lease stamped nothing for a sweep interval; draining without it")
 				r.handedOver.Store(false)
-				err := w.work(ctx)
-				if err == nil && r.handedOver.Load() {
-					_, err = river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, relayArgs{}, nil)
+				if err := w.work(ctx); err != nil || !r.handedOver.Load() {
+					return err
 				}
-				return err
+				return handOver(ctx)
 			}
 			// Nothing for this process to look at again: the holder will.
 			r.again.Store(false)
@@ -135,11 +134,9 @@ func (w *relayWorker) leased(ctx context.Context, sweep bool) error {
 		}
 		conn.Release()
 		if err == nil && r.handedOver.Load() {
-			// Still busy after maxJobRun: a successor job goes on, queued
-			// only now that the lease is free for it, so that it cannot
-			// find it taken and leave (while the wake flag is down).
-			_, err = river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, relayArgs{}, nil)
-			return err
+			// Queued only now that the lease is free for it, so that it
+			// cannot find it taken and leave (while the wake flag is down).
+			return handOver(ctx)
 		}
 		if err != nil || ctx.Err() != nil {
 			return err
@@ -151,6 +148,13 @@ func (w *relayWorker) leased(ctx context.Context, sweep bool) error {
 			return err
 		}
 	}
+}
+
+// handOver queues the successor of a drain that was still busy after
+// maxJobRun (Worker.handedOver): it goes on in a job of its own.
+func handOver(ctx context.Context) error {
+	_, err := river.ClientFromContext[pgx.Tx](ctx).Insert(ctx, relayArgs{}, nil)
+	return err
 }
 
 // stuck reports whether rows are pending and the head has not moved since
