@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
@@ -28,10 +29,13 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 		" (notifiable_id, type) SELECT (i % 100)::text, 'bulk' FROM generate_series(1, 20000) i")
 	require.NoError(t, err)
 
+	// The plan the stamp runs on: the generic one (see Lock), which a
+	// prepared statement shows under the lock's settings.
 	var plan []string
 	b := &pgx.Batch{}
 	b.Queue(r.q.lock, stampLockNamespace, r.cfg.Schema)
-	b.Queue("EXPLAIN "+r.q.stamp, r.cfg.BatchSize, "unused", 0, []string{}).Query(func(rows pgx.Rows) error {
+	b.Queue("PREPARE stamp_plan (int, text, bigint, text[]) AS " + r.q.stamp)
+	b.Queue("EXPLAIN EXECUTE stamp_plan (1000, 'unused', 0, '{}')").Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var line string
 			if err := rows.Scan(&line); err != nil {
@@ -42,6 +46,8 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 		return rows.Err()
 	})
 	require.NoError(t, db.Pool.SendBatch(ctx, b).Close())
+	_, err = db.Pool.Exec(ctx, "DEALLOCATE stamp_plan")
+	require.NoError(t, err)
 	text := strings.Join(plan, "\n")
 	require.Contains(t, text, "notifications_xid_idx", text)
 	require.NotContains(t, text, "Seq Scan on notifications", text)
@@ -79,6 +85,45 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 	var inRound bool
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT next IS NOT NULL FROM "+db.Table("relay_state")).Scan(&inRound))
 	require.False(t, inRound, "the round ended")
+}
+
+// A stamp runs every millisecond while rows come, so it keeps one cached
+// generic plan instead of being planned again each time (see Lock), and
+// that plan stamps what a fresh one would.
+func TestStampKeepsItsPlan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	// One connection: the prepared statement's counts are its session's.
+	cfg := db.Pool.Config()
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	r, err := New(pool, Config{Schema: db.Schema})
+	require.NoError(t, err)
+
+	const stamps = 12
+	logged := 0
+	for i := range stamps {
+		// Stamps that find rows and stamps that find none, on one plan.
+		if i%3 == 0 {
+			_, err := pool.Exec(ctx, "INSERT INTO "+db.Table("notifications")+
+				" (notifiable_id, type) SELECT 'u' || g, 'plan' FROM generate_series(1, $1) AS g", i+1)
+			require.NoError(t, err)
+		}
+		n, err := r.stamp(ctx)
+		require.NoError(t, err)
+		logged += n
+	}
+	require.Equal(t, 1+4+7+10, logged)
+
+	var generic, custom int64
+	require.NoError(t, pool.QueryRow(ctx,
+		"SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1", r.q.stamp).
+		Scan(&generic, &custom))
+	require.Zero(t, custom, "no stamp was planned for its parameters")
+	require.EqualValues(t, stamps, generic)
 }
 
 // stampTx runs one stamp by hand in a transaction, with floor, and reports
