@@ -287,8 +287,9 @@ const latencyLimit = "From COMMIT sent, an event waits for the writer's own comm
 	"the push and the client's read, on 2 cores shared with 1,000 writer commits a second and the load generator's " +
 	"1,000 streams. A p50 of 1 ms from COMMIT sent needs the wake-up without the poll's half millisecond: a NOTIFY " +
 	"per commit costs writers far more (scenario 3, notify mode), so the way there is a cheaper poll run more often " +
-	"(on this machine, quiet, an empty stamp costs its backend about 0.13 ms of CPU and a look with HasPending about " +
-	"0.05 ms: measured from /proc over 2,000 calls each), and cores that are not shared."
+	"(measured from /proc over 3,000 calls each, on the machine of this report's run: an empty stamp costs its " +
+	"backend 0.23-0.40 ms of CPU, more as the table grows, and a look with HasPending about 0.09 ms), and cores " +
+	"that are not shared."
 
 // pgNotifyRTT measures n sequential LISTEN/NOTIFY round trips: NOTIFY in a
 // transaction on one connection, received on another.
@@ -589,10 +590,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id::text`
 }
 
 const costLimit = "The relay's database work competes with the writers for the same 2 cores. While rows keep coming " +
-	"it stamps every BELLHOP_BUSY_POLL (1 ms), each stamp a transaction of its own: on this machine, quiet, a stamp " +
-	"that finds nothing costs its backend about 0.13 ms of CPU and the look with HasPending it makes after one " +
-	"about 0.05 ms (from /proc over 2,000 calls), so polling alone takes 0.05-0.13 of a core at 1,000 polls a " +
-	"second, whatever the writers' rate. pg_stat_statements (a throwaway cluster, scenario 1's 1,000/s): the relay's " +
+	"it stamps every BELLHOP_BUSY_POLL (1 ms), each stamp a transaction of its own: on the machine of this report's " +
+	"run, a stamp that finds nothing costs its backend 0.23-0.40 ms of CPU (from /proc over 3,000 calls; the lock " +
+	"0.05 ms of it, the durability setting 0.03 ms, the rest mostly starting and ending the stamp statement's plan) " +
+	"and a look with HasPending 0.09 ms, so polling alone takes a quarter of a core or more at 1,000 polls a " +
+	"second, whatever the writers' rate. Before the stamp kept one cached plan (2026-12-01), PostgreSQL also " +
+	"planned it afresh, 1 ms each, for up to every poll. pg_stat_statements (a throwaway cluster, scenario 1's 1,000/s): the relay's " +
 	"statements execute in about 100 µs per notification (the stamp 112 µs per call at 1.45 rows a stamp, " +
 	"HasPending 23 µs, the lock 9 µs, the durability setting 6 µs) against 160 µs for the writer's own INSERT; the " +
 	"rest of its cost is per statement and per transaction (protocol, snapshots, commits). Settings that trade for " +
