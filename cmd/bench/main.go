@@ -374,11 +374,11 @@ ticks on a VM); the WAL ratio is stable from run to run.
   3, notify mode) or a cheaper poll run more often, and unshared cores.
   BELLHOP_WAKE_MODE=logical is such a wake-up (logical decoding delivers
   each commit as the writer learns of it): scenario 9 measures it taking
-  0.5 ms off the p50 at 100/s, but on these 2 shared cores the walsender's
+  0.4 ms off the p50 at 100/s, but on these 2 shared cores the walsender's
   decoding costs more at 1,000/s than the poll it replaces.
 - The bulk senders' relay log, measured alone (psql stamping backlogs of
   50,000 rows, 1,000 a stamp, three each way, on 2026-12-01): about 28 µs
   a row with relay_log's recipient index, 22 µs with it dropped. A narrower
-  index would not close a 0.65x gap; parallel stamping would, and needs
+  index would not close a gap of 0.6-0.65x; parallel stamping would, and needs
   seqs handed out apart from the log's write (a design change).
 `
