@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/bellhophq/bellhop/internal/loadgen"
 	"github.com/bellhophq/bellhop/outbox"
 )
 
@@ -128,31 +129,11 @@ func (b *bench) sendMany(ctx context.Context, ob *outbox.Outbox, users []string,
 	return nil
 }
 
-// paced runs op n = rate*d times on an open-loop schedule (op i at
-// start + i/rate), spread over workers.
+// paced runs op rate*d times on an open-loop schedule (op i at start +
+// i/rate), spread over workers (loadgen.Paced).
 func paced(ctx context.Context, rate int, d time.Duration, workers int, op func() error) error {
-	n := int64(float64(rate) * d.Seconds())
-	period := time.Second / time.Duration(rate)
-	start := time.Now()
-	var next atomic.Int64
-	g, ctx := errgroup.WithContext(ctx)
-	for range workers {
-		g.Go(func() error {
-			for {
-				i := next.Add(1) - 1
-				if i >= n || ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if wait := time.Until(start.Add(time.Duration(i) * period)); wait > 0 {
-					time.Sleep(wait)
-				}
-				if err := op(); err != nil {
-					return err
-				}
-			}
-		})
-	}
-	return g.Wait()
+	_, err := loadgen.Paced(ctx, rate, d, workers, func(context.Context, int) error { return op() })
+	return err
 }
 
 // closedLoop runs op on workers goroutines as fast as it goes for d and

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/bellhophq/bellhop/internal/loadgen"
 	"github.com/bellhophq/bellhop/internal/sseclient"
 )
 
@@ -179,36 +180,21 @@ func (b *bench) commitOne(ctx context.Context, sql string, args []any) (sentAt, 
 // i/rate) over 32 workers (enough to hold the rate when commits slow down), recipients round-robin over users, and records
 // each in l. It returns how many committed and over how long.
 func (b *bench) paced(ctx context.Context, sys system, users []string, l *ledger, d time.Duration, measured bool) (int, time.Duration, error) {
-	n := int64(float64(b.rate) * d.Seconds())
-	period := time.Second / time.Duration(b.rate)
 	sql := sys.insert(sys.table())
 	start := time.Now()
-	var next atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	for range 32 {
-		g.Go(func() error {
-			for {
-				i := next.Add(1) - 1
-				if i >= n || gctx.Err() != nil {
-					return gctx.Err()
-				}
-				if wait := time.Until(start.Add(time.Duration(i) * period)); wait > 0 {
-					time.Sleep(wait)
-				}
-				user := users[int(i)%len(users)]
-				pid := nextPID.Add(1)
-				sentAt, doneAt, err := b.commitOne(gctx, sql, sys.args(user, pid))
-				if err != nil {
-					return err
-				}
-				l.mu.Lock()
-				l.m[pid] = sent{user, sentAt, doneAt, measured}
-				l.mu.Unlock()
-			}
-		})
-	}
-	err := g.Wait()
-	return int(n), time.Since(start), err
+	n, err := loadgen.Paced(ctx, b.rate, d, 32, func(ctx context.Context, i int) error {
+		user := users[i%len(users)]
+		pid := nextPID.Add(1)
+		sentAt, doneAt, err := b.commitOne(ctx, sql, sys.args(user, pid))
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		l.m[pid] = sent{user, sentAt, doneAt, measured}
+		l.mu.Unlock()
+		return nil
+	})
+	return n, time.Since(start), err
 }
 
 // closedLoop runs w writers committing single rows into table as fast as

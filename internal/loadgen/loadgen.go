@@ -1,7 +1,8 @@
 // Package loadgen is the write side of the fault drills (integration) and
 // the soak run (cmd/soak): writer transactions that commit, roll back, or
 // roll a savepoint back and commit the rest, each outcome recorded in a
-// Ledger that deliveries are checked against.
+// Ledger that deliveries are checked against; and the open-loop schedule
+// the benchmarks (cmd/bench, cmd/peerbench) write at a given rate with.
 package loadgen
 
 import (
