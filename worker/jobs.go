@@ -179,6 +179,12 @@ func (w *relayWorker) work(ctx context.Context) error {
 	defer r.busy.Add(-1)
 
 	deadline := time.Now().Add(maxJobRun)
+	if r.cfg.WakeMode == WakeAdaptive {
+		// This job drains, polling: writers stop paying for NOTIFY.
+		if err := r.setWake(ctx, false); err != nil {
+			return err
+		}
+	}
 	for {
 		busy, err := r.drain(ctx, deadline)
 		if err != nil {
@@ -196,19 +202,113 @@ func (w *relayWorker) work(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if !more {
-			// A wake-up during arm (its job found this loop running) means
-			// rows came; the waker lowered the flag already.
-			if !r.again.Swap(false) {
-				return nil
+		// A wake-up during arm (its job found this loop running) means
+		// rows came.
+		more = more || r.again.Swap(false)
+		if !more && r.cfg.WakeMode == WakeAdaptive {
+			if more, err = r.park(ctx, deadline); err != nil {
+				return err
 			}
-			continue
 		}
-		// A writer committed while the flag went up: busy again.
+		if !more {
+			return nil
+		}
+		// A writer committed while the flag went up, or commits come fast:
+		// busy again.
 		if err := r.setWake(ctx, false); err != nil {
 			return err
 		}
 	}
+}
+
+// parkBusyCommits is how many commits stamped within Linger send a parked
+// job back to polling: 8 in 20 ms by default, 400 a second.
+const parkBusyCommits = 8
+
+// park is an adaptive drain's idle time, up to deadline: with the wake flag
+// up (arm), it waits for the NOTIFYs of commits and stamps at each, instead
+// of polling every BusyPoll. A relay that writers keep busy a little (100
+// notifications a second, say) polled through every gap between two rows,
+// four or five polls per notification, most finding nothing: now it stamps
+// once per commit, and a row no longer waits for the next poll. Writers
+// pay for a NOTIFY each meanwhile, which only a high rate makes them feel
+// (their commits serialize on PostgreSQL's notify queue lock): once it
+// stamped parkBusyCommits commits within Linger (counted by their xids:
+// NOTIFYs that come while the waker is busy are folded into one), park
+// reports busy, and the drain lowers the flag and polls again.
+//
+// It also looks every SweepInterval (the sweep leaves a parked job's rows
+// to it), and ends at the deadline or on Stop, the flag left up as an idle
+// relay's. A NOTIFY that comes as it ends finds it no longer parked and
+// queues a job, which finds this one draining and asks it to look again
+// (again; see Work), or finds the lease free; and leased looks once more
+// after every drain.
+func (r *Worker) park(ctx context.Context, deadline time.Time) (busy bool, err error) {
+	r.parkMu.Lock()
+	r.parked = true
+	r.parkMu.Unlock()
+	defer func() {
+		r.parkMu.Lock()
+		r.parked = false
+		r.parkMu.Unlock()
+	}()
+	var commits [parkBusyCommits]time.Time // the latest, as a ring from next
+	next := 0
+	look := time.NewTimer(r.cfg.SweepInterval)
+	defer look.Stop()
+	end := time.NewTimer(time.Until(deadline))
+	defer end.Stop()
+	for {
+		cause := "look"
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-r.stopping:
+			return false, nil
+		case <-end.C:
+			return false, nil
+		case <-look.C:
+		case <-r.kick:
+			cause = "notified"
+		}
+		look.Reset(r.cfg.SweepInterval)
+		for {
+			n, c, err := r.stampCommits(ctx)
+			if err != nil {
+				return false, err
+			}
+			result := "rows"
+			if n == 0 {
+				result = "empty"
+			}
+			r.metrics.Stamps.WithLabelValues(cause, result).Inc()
+			now := time.Now()
+			for range min(c, len(commits)) {
+				commits[next], next = now, (next+1)%len(commits)
+			}
+			if oldest := commits[next]; !oldest.IsZero() && now.Sub(oldest) < r.cfg.Linger {
+				return true, nil
+			}
+			if n < r.cfg.BatchSize {
+				break
+			}
+		}
+	}
+}
+
+// kickParked wakes a parked relay job for a NOTIFY, and reports whether
+// there was one.
+func (r *Worker) kickParked() bool {
+	r.parkMu.Lock()
+	defer r.parkMu.Unlock()
+	if !r.parked {
+		return false
+	}
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // drain stamps until nothing has been pending for Linger, or until the

@@ -54,6 +54,13 @@ type stampedEvent struct {
 // so a job exists exactly when the log entry does: never for a row that
 // did not commit, never lost, never enqueued twice.
 func (r *Worker) stamp(ctx context.Context) (int, error) {
+	n, _, err := r.stampCommits(ctx)
+	return n, err
+}
+
+// stampCommits is stamp, and also reports how many transactions wrote the
+// rows it stamped.
+func (r *Worker) stampCommits(ctx context.Context) (rows, commits int, err error) {
 	start := time.Now()
 	var stamped []stampedEvent
 	var floor int64
@@ -82,15 +89,19 @@ func (r *Worker) stamp(ctx context.Context) (int, error) {
 		// The entries are read before the Sync that commits them: nothing
 		// is pushed until Close reports the commit.
 		if err := r.pool.SendBatch(ctx, b).Close(); err != nil {
-			return 0, fmt.Errorf("stamp pending rows: %w", err)
+			return 0, 0, fmt.Errorf("stamp pending rows: %w", err)
 		}
 	} else if err := r.stampWithJobs(ctx, b, &stamped); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if len(stamped) > 0 {
 		logged := make([]bellhoptype.Event, len(stamped))
 		for i, s := range stamped {
 			logged[i] = s.Event
+			// The rows come in (xid, id) order.
+			if i == 0 || s.Xid != stamped[i-1].Xid {
+				commits++
+			}
 		}
 		after := stamped[len(stamped)-1].HeadBefore
 		r.metrics.StampBatch.Observe(float64(len(logged)))
@@ -105,7 +116,7 @@ func (r *Worker) stamp(ctx context.Context) (int, error) {
 		}
 		span.End()
 	}
-	return len(stamped), nil
+	return len(stamped), commits, nil
 }
 
 // publish queues a committed batch for the broker (publisher sends it,

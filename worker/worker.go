@@ -21,7 +21,10 @@
 //   - adaptive (default): the writers' trigger NOTIFYs only while the wake
 //     flag is up, which the relay raises when it goes idle. While busy it
 //     looks for unseen rows every millisecond instead, so writers under
-//     load pay nothing for NOTIFY's commit-time lock.
+//     load pay nothing for NOTIFY's commit-time lock. Between the two, a
+//     relay job that went idle stays parked: the flag up, it stamps as
+//     each NOTIFY comes, and polls again only once commits come fast
+//     (see park in jobs.go).
 //   - notify: the flag stays up; every writing transaction NOTIFYs.
 //   - poll: the flag stays down; the relay polls for unseen rows.
 //   - logical: the flag stays down; the relay follows the commits that write
@@ -39,6 +42,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -321,7 +325,8 @@ type Worker struct {
 	river    *river.Client[pgx.Tx]
 	listener *listen.Listener // nil in poll mode
 	commits  *commitStream    // WakeLogical only
-	// kick ends a busy drain's pause when a commit is decoded.
+	// kick ends a busy drain's pause when a commit is decoded, and wakes a
+	// parked job when a NOTIFY comes (see park).
 	kick           chan struct{}
 	metrics        *metrics.Worker
 	tracer         trace.Tracer
@@ -355,9 +360,18 @@ type Worker struct {
 	leaseSeen atomic.Int64
 	// handedOver: the drain loop ran maxJobRun; its job queues a successor.
 	handedOver atomic.Bool
-	running    atomic.Bool
-	cancel     context.CancelFunc
-	done       chan struct{}
+	// parked is up while a relay job of this process waits, the wake flag
+	// up, for the NOTIFYs of commits (see park); the waker then kicks it.
+	// Under parkMu, so that a NOTIFY that finds it down is one the job
+	// will look for (see leased).
+	parkMu  sync.Mutex
+	parked  bool
+	running atomic.Bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+	// stopping is closed by Stop: a parked job ends.
+	stopping chan struct{}
+	stopOnce sync.Once
 	// published carries committed stamps to publisher, in order, with a
 	// broker (Config.Fanout); Stop closes pubStop, and pubDone is closed
 	// when the publisher has ended.
@@ -487,6 +501,7 @@ func (r *Worker) Start(ctx context.Context) error {
 	if err := r.setWake(ctx, r.cfg.WakeMode == WakeNotify); err != nil {
 		return err
 	}
+	r.stopping = make(chan struct{})
 	if err := r.river.Start(ctx); err != nil {
 		return fmt.Errorf("worker: start river: %w", err)
 	}
@@ -512,6 +527,7 @@ func (r *Worker) Stop(ctx context.Context) error {
 	r.cancel()
 	<-r.done
 	r.running.Store(false)
+	r.stopOnce.Do(func() { close(r.stopping) })
 	err := r.river.Stop(ctx)
 	if r.pubStop != nil {
 		close(r.pubStop)
@@ -567,9 +583,14 @@ func (r *Worker) wake(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.listener.Wake:
-			if r.cfg.WakeMode != WakeNotify {
-				// Busy from here (or following commits): writers stop
-				// paying for NOTIFY.
+			if r.kickParked() {
+				continue
+			}
+			if r.cfg.WakeMode == WakeLogical {
+				// Following commits (or busy from here): writers stop
+				// paying for NOTIFY. In adaptive mode the job lowers the
+				// flag once it holds the drain lease: the replica that
+				// holds it may be parked, waiting for NOTIFYs.
 				if err := r.setWake(ctx, false); err != nil {
 					r.log.Warn("lower wake flag", "err", err)
 				}

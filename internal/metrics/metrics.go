@@ -194,9 +194,10 @@ type Worker struct {
 	// the worker was busy with one.
 	DecodedCommits prometheus.Counter
 	// Stamps counts a drain's stamps by what started them (poll: its
-	// pause ran out; decoded: a decoded commit ended it) and whether they
-	// found rows or none (empty: a poll that cost a transaction for
-	// nothing).
+	// pause ran out; decoded: a decoded commit ended it; notified: a
+	// NOTIFY woke a parked job; look: a parked job's periodic look) and
+	// whether they found rows or none (empty: a stamp that cost a
+	// transaction for nothing).
 	Stamps *prometheus.CounterVec
 }
 
@@ -227,7 +228,7 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 			Name: "bellhop_decoded_commits_total", Help: "Wake-ups from the logical decoding stream (BELLHOP_WAKE_MODE=logical): decoded commits that wrote notification rows.",
 		}),
 		Stamps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bellhop_stamps_total", Help: "Stamps of busy relay jobs, by cause (poll, decoded) and result (rows, empty).",
+			Name: "bellhop_stamps_total", Help: "Stamps of relay jobs, by cause (poll, decoded, notified, look) and result (rows, empty).",
 		}, []string{"cause", "result"}),
 	}
 	if reg == nil {

@@ -1,0 +1,118 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bellhophq/bellhop/relay"
+)
+
+// stamps reads a relay's bellhop_stamps_total for one cause, rows and
+// empty together.
+func stamps(t *testing.T, r *testRelay, cause string) float64 {
+	t.Helper()
+	page := metrics(t, r.URL)
+	return metricValue(page, `bellhop_stamps_total{cause="`+cause+`",result="rows"}`) +
+		metricValue(page, `bellhop_stamps_total{cause="`+cause+`",result="empty"}`)
+}
+
+// armed waits until the relay's drain went idle: the wake flag up.
+func armed(t *testing.T, b *testBundle) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		flag, err := wakeFlag(context.Background(), b.db)
+		require.NoError(t, err)
+		return flag == 1
+	}, 5*time.Second, 5*time.Millisecond, "the drain never raised the wake flag")
+}
+
+// In adaptive mode, a relay that went idle stays parked: commits further
+// apart than its Linger are stamped as their NOTIFYs come, one stamp each,
+// without the drain's polling between them, and the wake flag stays up.
+func TestAdaptiveParksBetweenCommits(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	r := b.startRelay(t)
+	s := openStream(t, r.URL, alice, -1)
+
+	// The first row starts a relay job; once it lingered and raised the
+	// flag, it is parked.
+	require.Equal(t, b.send(t, alice, "first"), s.next(t, 5*time.Second).Data.ID)
+	armed(t, b)
+
+	polls, notified := stamps(t, r, "poll"), stamps(t, r, "notified")
+	const n = 8
+	for i := range n {
+		time.Sleep(30 * time.Millisecond) // further apart than Linger (20 ms)
+		id := b.send(t, alice, "spaced")
+		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID, "commit %d", i)
+	}
+	require.Equal(t, polls, stamps(t, r, "poll"), "the parked job polled")
+	require.GreaterOrEqual(t, stamps(t, r, "notified")-notified, float64(n), "a stamp per NOTIFY")
+	flag, err := wakeFlag(ctx, b.db)
+	require.NoError(t, err)
+	require.Equal(t, 1, flag, "the wake flag went down")
+}
+
+// Commits that come fast send a parked job back to polling, and each is
+// pushed once, in order.
+func TestParkedJobPollsWhenCommitsComeFast(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	r := b.startRelay(t)
+	s := openStream(t, r.URL, alice, -1)
+	require.Equal(t, b.send(t, alice, "first"), s.next(t, 5*time.Second).Data.ID)
+	armed(t, b)
+
+	// 200 transactions in one pipeline, committing without waiting for
+	// their flush: far more than parkBusyKicks within Linger.
+	polls := stamps(t, r, "poll")
+	conn, err := b.db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, "SET synchronous_commit = off")
+	require.NoError(t, err)
+	batch := &pgx.Batch{}
+	ids := make([]string, 200)
+	for i := range ids {
+		batch.Queue("BEGIN")
+		batch.Queue("INSERT INTO " + b.db.Table("notifications") + " (notifiable_id, type) VALUES ('alice', 'burst') RETURNING id::text").
+			QueryRow(func(row pgx.Row) error { return row.Scan(&ids[i]) })
+		batch.Queue("COMMIT")
+	}
+	require.NoError(t, conn.SendBatch(ctx, batch).Close())
+	s.inOrder(t, ids)
+	require.Greater(t, stamps(t, r, "poll"), polls, "the drain did not poll again")
+}
+
+// With two replicas, the one that does not hold the drain lease leaves
+// the wake flag alone when a NOTIFY comes: the holder may be parked,
+// waiting for the next. (If it lowered the flag, the next commits would
+// send no NOTIFY and wait for a sweep, here far off.)
+func TestParkedReplicaKeepsGettingNotifies(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	slowSweep := func(c *relay.Config) { c.Worker.SweepInterval = time.Minute }
+	r1 := b.startRelay(t, slowSweep)
+	r2 := b.startRelay(t, slowSweep)
+	s1 := openStream(t, r1.URL, alice, -1)
+	s2 := openStream(t, r2.URL, alice, -1)
+	id := b.send(t, alice, "first")
+	require.Equal(t, id, s1.next(t, 5*time.Second).Data.ID)
+	require.Equal(t, id, s2.next(t, 5*time.Second).Data.ID)
+	armed(t, b)
+
+	for i := range 8 {
+		time.Sleep(30 * time.Millisecond)
+		id := b.send(t, alice, "spaced")
+		require.Equal(t, id, s1.next(t, 3*time.Second).Data.ID, "commit %d", i)
+		require.Equal(t, id, s2.next(t, 3*time.Second).Data.ID, "commit %d", i)
+	}
+	flag, err := wakeFlag(ctx, b.db)
+	require.NoError(t, err)
+	require.Equal(t, 1, flag, "the wake flag went down")
+}
