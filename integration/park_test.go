@@ -116,3 +116,21 @@ func TestParkedReplicaKeepsGettingNotifies(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, flag, "the wake flag went down")
 }
+
+// With parking off (BELLHOP_PARK_RATE=0), an idle relay job ends as it
+// raises the wake flag, and each later commit starts a drain that polls.
+func TestParkingOff(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	r := b.startRelay(t, func(c *relay.Config) { c.Worker.ParkRate = -1 })
+	s := openStream(t, r.URL, alice, -1)
+	require.Equal(t, b.send(t, alice, "first"), s.next(t, 5*time.Second).Data.ID)
+	armed(t, b)
+	polls := stamps(t, r, "poll")
+	for i := range 3 {
+		time.Sleep(30 * time.Millisecond)
+		require.Equal(t, b.send(t, alice, "spaced"), s.next(t, 5*time.Second).Data.ID, "commit %d", i)
+	}
+	require.Zero(t, stamps(t, r, "notified"), "a job parked")
+	require.Greater(t, stamps(t, r, "poll"), polls)
+}

@@ -205,7 +205,7 @@ func (w *relayWorker) work(ctx context.Context) error {
 		// A wake-up during arm (its job found this loop running) means
 		// rows came.
 		more = more || r.again.Swap(false)
-		if !more && r.cfg.WakeMode == WakeAdaptive {
+		if !more && r.cfg.WakeMode == WakeAdaptive && r.cfg.ParkRate > 0 {
 			if more, err = r.park(ctx, deadline); err != nil {
 				return err
 			}
@@ -221,10 +221,6 @@ func (w *relayWorker) work(ctx context.Context) error {
 	}
 }
 
-// parkBusyCommits is how many commits stamped within Linger send a parked
-// job back to polling: 8 in 20 ms by default, 400 a second.
-const parkBusyCommits = 8
-
 // park is an adaptive drain's idle time, up to deadline: with the wake flag
 // up (arm), it waits for the NOTIFYs of commits and stamps at each, instead
 // of polling every BusyPoll. A relay that writers keep busy a little (100
@@ -233,9 +229,10 @@ const parkBusyCommits = 8
 // once per commit, and a row no longer waits for the next poll. Writers
 // pay for a NOTIFY each meanwhile, which only a high rate makes them feel
 // (their commits serialize on PostgreSQL's notify queue lock): once it
-// stamped parkBusyCommits commits within Linger (counted by their xids:
-// NOTIFYs that come while the waker is busy are folded into one), park
-// reports busy, and the drain lowers the flag and polls again.
+// stamped commits at Config.ParkRate or faster (ParkRate x Linger of them
+// within Linger, 8 in 20 ms by default, counted by their xids: NOTIFYs
+// that come while the waker is busy are folded into one), park reports
+// busy, and the drain lowers the flag and polls again.
 //
 // It also looks every SweepInterval (the sweep leaves a parked job's rows
 // to it), and ends at the deadline or on Stop, the flag left up as an idle
@@ -252,7 +249,8 @@ func (r *Worker) park(ctx context.Context, deadline time.Time) (busy bool, err e
 		r.parked = false
 		r.parkMu.Unlock()
 	}()
-	var commits [parkBusyCommits]time.Time // the latest, as a ring from next
+	// The latest commits' times, as a ring from next.
+	commits := make([]time.Time, max(1, int(float64(r.cfg.ParkRate)*r.cfg.Linger.Seconds())))
 	next := 0
 	look := time.NewTimer(r.cfg.SweepInterval)
 	defer look.Stop()

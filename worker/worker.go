@@ -149,6 +149,16 @@ type Config struct {
 	// outlasts the runs' spread in database CPU or writer throughput
 	// (docs/benchmarks.md). Defaults to false: stamp on every poll.
 	LookBeforeStamp bool
+	// ParkRate is the commit rate (per second) under which an adaptive
+	// relay job that went idle stays parked, the wake flag up, stamping as
+	// each NOTIFY comes (see park in jobs.go), instead of ending: once it
+	// stamps commits faster (ParkRate x Linger of them within Linger), it
+	// lowers the flag and polls again. Higher keeps more rates parked:
+	// lower latency and fewer polls, but writers pay for a NOTIFY per
+	// transaction up to that rate, and notifying commits serialize.
+	// Defaults to 400; negative turns parking off (the job ends when it
+	// goes idle).
+	ParkRate int
 	// TracerProvider gets a span for every stamp that stamped rows
 	// ("bellhop.stamp"), linked to the spans the rows were written in (their
 	// traceparent column); the Pusher's push is its child. Pass
@@ -217,6 +227,9 @@ func (c *Config) validate() error {
 	set(&c.PollInterval, 5*time.Millisecond)
 	set(&c.BusyPoll, time.Millisecond)
 	set(&c.Linger, 20*time.Millisecond)
+	if c.ParkRate == 0 {
+		c.ParkRate = 400
+	}
 	set(&c.SweepInterval, time.Second)
 	set(&c.Retention, 90*24*time.Hour)
 	set(&c.ReplayWindow, 24*time.Hour)

@@ -62,6 +62,7 @@ type envConfig struct {
 	BusyPoll      time.Duration `env:"BELLHOP_BUSY_POLL, default=1ms"`
 	DurableStamps bool          `env:"BELLHOP_DURABLE_STAMPS"`
 	LookBefore    bool          `env:"BELLHOP_LOOK_BEFORE_STAMP, default=false"`
+	ParkRate      int           `env:"BELLHOP_PARK_RATE, default=400"`
 	SweepInterval time.Duration `env:"BELLHOP_SWEEP_INTERVAL, default=1s"`
 	Retention     time.Duration `env:"BELLHOP_RETENTION, default=2160h"`
 	ReplayWindow  time.Duration `env:"BELLHOP_REPLAY_WINDOW, default=24h"`
@@ -111,6 +112,7 @@ func (e envConfig) relayConfig() relay.Config {
 			BusyPoll:        e.BusyPoll,
 			DurableStamps:   e.DurableStamps,
 			LookBeforeStamp: e.LookBefore,
+			ParkRate:        parkRate(e.ParkRate),
 			SweepInterval:   e.SweepInterval,
 			Retention:       e.Retention,
 			ReplayWindow:    e.ReplayWindow,
@@ -150,6 +152,9 @@ func checkConfig(cfg envConfig) error {
 	case "adaptive", "notify", "poll", "logical":
 	default:
 		return fmt.Errorf("BELLHOP_WAKE_MODE=%q is not one of adaptive (the default), notify, poll, logical", cfg.WakeMode)
+	}
+	if cfg.ParkRate < 0 {
+		return fmt.Errorf("BELLHOP_PARK_RATE=%d must be a rate of commits a second, such as 400 (the default), or 0 to turn parking off", cfg.ParkRate)
 	}
 	if cfg.JWTMaxLifetime <= 0 {
 		return fmt.Errorf("BELLHOP_JWT_MAX_LIFETIME=%s must be positive, e.g. 1h (the default is 24h)", cfg.JWTMaxLifetime)
@@ -223,4 +228,13 @@ func pprofHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// parkRate is BELLHOP_PARK_RATE as worker.Config.ParkRate: 0 there is the
+// default, and here turns parking off.
+func parkRate(v int) int {
+	if v == 0 {
+		return -1
+	}
+	return v
 }

@@ -129,6 +129,8 @@ func TestConfigIsCheckedAtStart(t *testing.T) {
 			[]string{"--ttl 48h0m0s", "BELLHOP_JWT_MAX_LIFETIME (24h0m0s)"}},
 		{"bogus wake mode", []string{"serve"}, map[string]string{"BELLHOP_WAKE_MODE": "bogus"},
 			[]string{"BELLHOP_WAKE_MODE", `"bogus"`, "adaptive", "notify", "poll"}},
+		{"negative park rate", []string{"serve"}, map[string]string{"BELLHOP_PARK_RATE": "-1"},
+			[]string{"BELLHOP_PARK_RATE=-1", "0 to turn parking off"}},
 		{"schema with capitals", []string{"serve"}, map[string]string{"BELLHOP_SCHEMA": "Bad-Name"},
 			[]string{"BELLHOP_SCHEMA", "lower-case letters, digits or underscores"}},
 		{"schema injection", []string{"serve"}, map[string]string{"BELLHOP_SCHEMA": `x"; drop`},
@@ -594,6 +596,20 @@ func TestEnvErrorNamesVariables(t *testing.T) {
 		require.Equal(t, want, envError(errors.New(in)).Error())
 	}
 	require.NoError(t, envError(nil))
+}
+
+// BELLHOP_PARK_RATE=0 turns parking off (worker.Config.ParkRate < 0);
+// unset, the worker parks below 400 commits a second.
+func TestParkRateZeroTurnsParkingOff(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://127.0.0.1:1/none")
+	t.Setenv("BELLHOP_JWT_SECRET", testSecret)
+	cfg, err := loadConfig(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 400, cfg.relayConfig().Worker.ParkRate)
+	t.Setenv("BELLHOP_PARK_RATE", "0")
+	cfg, err = loadConfig(context.Background())
+	require.NoError(t, err)
+	require.Negative(t, cfg.relayConfig().Worker.ParkRate)
 }
 
 // closedAddr is a loopback address nothing listens on.
