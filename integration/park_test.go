@@ -58,6 +58,23 @@ func TestAdaptiveParksBetweenCommits(t *testing.T) {
 	require.Equal(t, 1, flag, "the wake flag went down")
 }
 
+// Rows that come evenly, closer than the linger but far below the park
+// rate (10 ms apart: 100 a second), never leave the drain a gap of its
+// linger: it parks all the same, on their rate.
+func TestAdaptiveParksWhenRowsComeEvenly(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	r := b.startRelay(t)
+	s := openStream(t, r.URL, alice, -1)
+	notified := stamps(t, r, "notified")
+	for i := range 40 {
+		time.Sleep(10 * time.Millisecond)
+		id := b.send(t, alice, "even")
+		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID, "commit %d", i)
+	}
+	require.Greater(t, stamps(t, r, "notified"), notified+10, "the drain did not park")
+}
+
 // Commits that come fast send a parked job back to polling, and each is
 // pushed once, in order.
 func TestParkedJobPollsWhenCommitsComeFast(t *testing.T) {

@@ -205,7 +205,7 @@ func (w *relayWorker) work(ctx context.Context) error {
 		// A wake-up during arm (its job found this loop running) means
 		// rows came.
 		more = more || r.again.Swap(false)
-		if !more && r.cfg.WakeMode == WakeAdaptive && r.cfg.ParkRate > 0 {
+		if !more && r.parks() {
 			if more, err = r.park(ctx, deadline); err != nil {
 				return err
 			}
@@ -225,7 +225,7 @@ func (w *relayWorker) work(ctx context.Context) error {
 // up (arm), it waits for the NOTIFYs of commits and stamps at each, instead
 // of polling every BusyPoll. A relay that writers keep busy a little (100
 // notifications a second, say) polled through every gap between two rows,
-// four or five polls per notification, most finding nothing: now it stamps
+// about four polls per notification, most finding nothing: now it stamps
 // once per commit, and a row no longer waits for the next poll. Writers
 // pay for a NOTIFY each meanwhile, which only a high rate makes them feel
 // (their commits serialize on PostgreSQL's notify queue lock): once it
@@ -249,9 +249,7 @@ func (r *Worker) park(ctx context.Context, deadline time.Time) (busy bool, err e
 		r.parked = false
 		r.parkMu.Unlock()
 	}()
-	// The latest commits' times, as a ring from next.
-	commits := make([]time.Time, max(1, int(float64(r.cfg.ParkRate)*r.cfg.Linger.Seconds())))
-	next := 0
+	commits := r.newCommitTimes()
 	look := time.NewTimer(r.cfg.SweepInterval)
 	defer look.Stop()
 	end := time.NewTimer(time.Until(deadline))
@@ -281,10 +279,8 @@ func (r *Worker) park(ctx context.Context, deadline time.Time) (busy bool, err e
 			}
 			r.metrics.Stamps.WithLabelValues(cause, result).Inc()
 			now := time.Now()
-			for range min(c, len(commits)) {
-				commits[next], next = now, (next+1)%len(commits)
-			}
-			if oldest := commits[next]; !oldest.IsZero() && now.Sub(oldest) < r.cfg.Linger {
+			commits.add(now, c)
+			if commits.atLeast(len(commits.t), now, r.cfg.Linger) {
 				return true, nil
 			}
 			if n < r.cfg.BatchSize {
@@ -292,6 +288,35 @@ func (r *Worker) park(ctx context.Context, deadline time.Time) (busy bool, err e
 			}
 		}
 	}
+}
+
+// parks reports whether a drain that goes idle parks (see park).
+func (r *Worker) parks() bool { return r.cfg.WakeMode == WakeAdaptive && r.cfg.ParkRate > 0 }
+
+// commitTimes holds the times of the latest commits a drain or a parked job
+// stamped, as a ring from next: ParkRate x Linger of them, the most that
+// come within Linger at ParkRate.
+type commitTimes struct {
+	t    []time.Time
+	next int
+}
+
+func (r *Worker) newCommitTimes() commitTimes {
+	return commitTimes{t: make([]time.Time, max(1, int(float64(r.cfg.ParkRate)*r.cfg.Linger.Seconds())))}
+}
+
+// add records n commits stamped at now.
+func (c *commitTimes) add(now time.Time, n int) {
+	for range min(n, len(c.t)) {
+		c.t[c.next], c.next = now, (c.next+1)%len(c.t)
+	}
+}
+
+// atLeast reports whether k commits (1 <= k <= len(c.t)) were stamped within
+// d before now.
+func (c *commitTimes) atLeast(k int, now time.Time, d time.Duration) bool {
+	t := c.t[(c.next-k+len(c.t))%len(c.t)]
+	return !t.IsZero() && now.Sub(t) < d
 }
 
 // kickParked wakes a parked relay job for a NOTIFY, and reports whether
@@ -311,10 +336,15 @@ func (r *Worker) kickParked() bool {
 
 // drain stamps until nothing has been pending for Linger, or until the
 // deadline (then it reports busy). An empty stamp writes nothing, so polling
-// with it costs one round trip.
+// with it costs one round trip. A drain that parks when it goes idle (see
+// park) also goes idle, after its first Linger, once it stamps fewer than
+// half the commits ParkRate would bring within Linger: rows that come
+// evenly, 10 ms apart say, never leave a gap of Linger, and their drain
+// would poll through every one.
 func (r *Worker) drain(ctx context.Context, deadline time.Time) (busy bool, err error) {
 	idleSince := time.Time{}
 	cause := "poll"
+	started, commits := time.Now(), r.newCommitTimes()
 	for {
 		if time.Now().After(deadline) {
 			return true, nil
@@ -323,18 +353,18 @@ func (r *Worker) drain(ctx context.Context, deadline time.Time) (busy bool, err 
 		// stamping: a stamp is three statements in a transaction, HasPending
 		// one read-only statement; the rows a look finds wait one round
 		// trip more.
-		n, began := 0, time.Now()
+		n, c, began := 0, 0, time.Now()
 		if !idleSince.IsZero() && r.cfg.LookBeforeStamp {
 			pending, err := r.hasPending(ctx)
 			if err != nil {
 				return false, err
 			}
 			if pending {
-				if n, err = r.stamp(ctx); err != nil {
+				if n, c, err = r.stampCommits(ctx); err != nil {
 					return false, err
 				}
 			}
-		} else if n, err = r.stamp(ctx); err != nil {
+		} else if n, c, err = r.stampCommits(ctx); err != nil {
 			return false, err
 		}
 		result := "rows"
@@ -345,6 +375,11 @@ func (r *Worker) drain(ctx context.Context, deadline time.Time) (busy bool, err 
 		cause = "poll"
 		if n == r.cfg.BatchSize {
 			continue // a backlog: no pause
+		}
+		now := time.Now()
+		commits.add(now, c)
+		if r.parks() && now.Sub(started) >= r.cfg.Linger && !commits.atLeast(max(1, len(commits.t)/2), now, r.cfg.Linger) {
+			return false, nil
 		}
 		// Otherwise pause BusyPoll even after finding rows: each stamp is a
 		// commit with its own WAL flush, and stamping right after every
