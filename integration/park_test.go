@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
 )
 
@@ -150,4 +151,30 @@ func TestParkingOff(t *testing.T) {
 	}
 	require.Zero(t, stamps(t, r, "notified"), "a job parked")
 	require.Greater(t, stamps(t, r, "poll"), polls)
+}
+
+// A commit that sends no NOTIFY while the relay is parked (a 2PC writer's,
+// with bellhop.no_wake on; or one whose NOTIFY the listener lost) is found
+// by the parked job's own look, every sweep interval: the sweep leaves a
+// draining job alone.
+func TestParkedJobLooksForSilentCommits(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	r := b.startRelay(t, func(c *relay.Config) { c.Worker.SweepInterval = 200 * time.Millisecond })
+	s := openStream(t, r.URL, alice, -1)
+	require.Equal(t, b.send(t, alice, "first"), s.next(t, 5*time.Second).Data.ID)
+	armed(t, b)
+
+	looks := metricValue(metrics(t, r.URL), `bellhop_stamps_total{cause="look",result="rows"}`)
+	tx, err := b.db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, "SET LOCAL bellhop.no_wake = on")
+	require.NoError(t, err)
+	id, err := b.ob.Send(ctx, tx, alice, outbox.Message{Kind: "silent"})
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
+	require.Greater(t, metricValue(metrics(t, r.URL), `bellhop_stamps_total{cause="look",result="rows"}`), looks,
+		"the row came another way than the parked job's look")
 }

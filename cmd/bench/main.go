@@ -372,10 +372,12 @@ ticks on a VM); the WAL ratio is stable from run to run.
   too (the anchor). It needs a wake-up per commit that costs writers nothing
   (a NOTIFY per commit serializes them on PostgreSQL's notify lock: scenario
   3, notify mode) or a cheaper poll run more often, and unshared cores.
-  BELLHOP_WAKE_MODE=logical is such a wake-up (logical decoding delivers
-  each commit as the writer learns of it): scenario 9 measures it taking
-  0.4 ms off the p50 at 100/s, but on these 2 shared cores the walsender's
-  decoding costs more at 1,000/s than the poll it replaces.
+  Below BELLHOP_PARK_RATE (400 commits a second) a parked relay gets such
+  a wake-up, a NOTIFY per commit, which writers barely feel at that rate;
+  BELLHOP_WAKE_MODE=logical is another (logical decoding delivers each
+  commit as the writer learns of it), which on these 2 shared cores costs
+  more than it saves (scenario 9). At 1,000/s neither applies: the poll's
+  half millisecond stays.
 - The bulk senders' relay log, measured alone (psql stamping backlogs of
   50,000 rows, 1,000 a stamp, three each way, on 2026-12-01): about 28 µs
   a row with relay_log's recipient index, 22 µs with it dropped. A narrower

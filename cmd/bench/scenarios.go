@@ -67,7 +67,8 @@ const scenarioDoc = `1. **Commit-to-event latency.** 1,000 SSE streams (one per 
    and sweeps, and the ratio to a bare insert is the database-side price of the relay, independent of how fast
    the machine is.
 9. **Wake modes.** ` + "`BELLHOP_WAKE_MODE=logical`" + ` (the relay learns of commits by logical decoding) against
-   ` + "`adaptive`" + ` (the default: polls every millisecond while rows come): scenario 1's probe (1,000 streams, 100/s
+   ` + "`adaptive`" + ` (the default: polls every millisecond while rows come fast, parks between them below
+   ` + "`BELLHOP_PARK_RATE`" + `): scenario 1's probe (1,000 streams, 100/s
    and 1,000/s, 5 s each) on a throwaway cluster of its own with ` + "`wal_level = logical`" + ` and fsync on, the two modes
    alternating run by run, with PostgreSQL's CPU (walsender included) and the relay process's CPU per notification
    over each measured stretch, from ` + "`/proc`" + ` as in scenario 8. Figures from this cluster are comparable with each
