@@ -153,7 +153,9 @@ type Config struct {
 	// relay job that went idle stays parked, the wake flag up, stamping as
 	// each NOTIFY comes (see park in jobs.go), instead of ending: once it
 	// stamps commits faster (ParkRate x Linger of them within Linger), it
-	// lowers the flag and polls again. Higher keeps more rates parked:
+	// lowers the flag and polls again; a polling drain goes idle, and
+	// parks, once it stamps under half that rate (or after Linger with
+	// nothing pending, as always). Higher keeps more rates parked:
 	// lower latency and fewer polls, but writers pay for a NOTIFY per
 	// transaction up to that rate, and notifying commits serialize.
 	// Defaults to 400; negative turns parking off (the job ends when it
