@@ -26,9 +26,59 @@ func armed(t *testing.T, b *testBundle) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		flag, err := wakeFlag(context.Background(), b.db)
-		require.NoError(t, err)
-		return flag == 1
+		return err == nil && flag == 1
 	}, 5*time.Second, 5*time.Millisecond, "the drain never raised the wake flag")
+}
+
+// flagUp asserts that the wake flag is up: writers NOTIFY.
+func flagUp(t *testing.T, b *testBundle) {
+	t.Helper()
+	flag, err := wakeFlag(context.Background(), b.db)
+	require.NoError(t, err)
+	require.Equal(t, 1, flag, "the wake flag went down")
+}
+
+// idleRelay starts a relay, opens alice's stream, lets one row through and
+// waits until the drain went idle (the wake flag up): from there the job is
+// parked or, with parking off, has ended.
+func idleRelay(t *testing.T, mutate ...func(*relay.Config)) (context.Context, *testBundle, *testRelay, *stream) {
+	t.Helper()
+	ctx, b := setup(t)
+	r := b.startRelay(t, mutate...)
+	s := openStream(t, r.URL, alice, -1)
+	require.Equal(t, b.send(t, alice, "first"), s.next(t, 5*time.Second).Data.ID)
+	armed(t, b)
+	return ctx, b, r, s
+}
+
+// fastLook makes a parked job look every 200 ms (the sweep interval).
+func fastLook(c *relay.Config) { c.Worker.SweepInterval = 200 * time.Millisecond }
+
+// parked waits for a parked job's next look: the wake flag goes up before
+// arm's last look for rows, which may still find one, but a look comes only
+// from a parked job.
+func parked(t *testing.T, r *testRelay) {
+	t.Helper()
+	looks := stamps(t, r, "look")
+	require.Eventually(t, func() bool { return stamps(t, r, "look") > looks }, 5*time.Second, 5*time.Millisecond,
+		"the relay job did not park")
+}
+
+// whileParked runs try while the relay job is parked, up to three times:
+// a job runs at most 5 s (maxJobRun), and on a loaded machine one may end
+// during try; its successor drains, polling, before it parks again. try
+// reports whether the job stayed parked throughout.
+func whileParked(t *testing.T, r *testRelay, try func() bool) {
+	t.Helper()
+	for range 3 {
+		parked(t, r)
+		polls := stamps(t, r, "poll")
+		if try() {
+			return
+		}
+		require.Greater(t, stamps(t, r, "poll"), polls, "the try failed with no new relay job")
+	}
+	t.Fatal("the relay job left park during each of three tries")
 }
 
 // In adaptive mode, a relay that went idle stays parked: commits further
@@ -36,27 +86,24 @@ func armed(t *testing.T, b *testBundle) {
 // without the drain's polling between them, and the wake flag stays up.
 func TestAdaptiveParksBetweenCommits(t *testing.T) {
 	t.Parallel()
-	ctx, b := setup(t)
-	r := b.startRelay(t)
-	s := openStream(t, r.URL, alice, -1)
-
-	// The first row starts a relay job; once it lingered and raised the
-	// flag, it is parked.
-	require.Equal(t, b.send(t, alice, "first"), s.next(t, 5*time.Second).Data.ID)
-	armed(t, b)
-
-	polls, notified := stamps(t, r, "poll"), stamps(t, r, "notified")
-	const n = 8
-	for i := range n {
-		time.Sleep(30 * time.Millisecond) // further apart than Linger (20 ms)
-		id := b.send(t, alice, "spaced")
-		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID, "commit %d", i)
-	}
-	require.Equal(t, polls, stamps(t, r, "poll"), "the parked job polled")
-	require.GreaterOrEqual(t, stamps(t, r, "notified")-notified, float64(n), "a stamp per NOTIFY")
-	flag, err := wakeFlag(ctx, b.db)
-	require.NoError(t, err)
-	require.Equal(t, 1, flag, "the wake flag went down")
+	_, b, r, s := idleRelay(t, fastLook)
+	whileParked(t, r, func() bool {
+		polls, notified := stamps(t, r, "poll"), stamps(t, r, "notified")
+		const n = 8
+		for i := range n {
+			time.Sleep(30 * time.Millisecond) // further apart than Linger (20 ms)
+			id := b.send(t, alice, "spaced")
+			require.Equal(t, id, s.next(t, 5*time.Second).Data.ID, "commit %d", i)
+		}
+		if stamps(t, r, "poll") != polls {
+			return false
+		}
+		// A stamp's events are pushed before it is counted.
+		require.Eventually(t, func() bool { return stamps(t, r, "notified")-notified >= n }, time.Second, time.Millisecond,
+			"a stamp per NOTIFY")
+		flagUp(t, b)
+		return true
+	})
 }
 
 // Rows that come evenly, closer than the linger but far below the park
@@ -80,14 +127,10 @@ func TestAdaptiveParksWhenRowsComeEvenly(t *testing.T) {
 // pushed once, in order.
 func TestParkedJobPollsWhenCommitsComeFast(t *testing.T) {
 	t.Parallel()
-	ctx, b := setup(t)
-	r := b.startRelay(t)
-	s := openStream(t, r.URL, alice, -1)
-	require.Equal(t, b.send(t, alice, "first"), s.next(t, 5*time.Second).Data.ID)
-	armed(t, b)
+	ctx, b, r, s := idleRelay(t)
 
 	// 200 transactions in one pipeline, committing without waiting for
-	// their flush: far more than parkBusyKicks within Linger.
+	// their flush: far more than the park rate within Linger.
 	polls := stamps(t, r, "poll")
 	conn, err := b.db.Pool.Acquire(ctx)
 	require.NoError(t, err)
@@ -104,7 +147,8 @@ func TestParkedJobPollsWhenCommitsComeFast(t *testing.T) {
 	}
 	require.NoError(t, conn.SendBatch(ctx, batch).Close())
 	s.inOrder(t, ids)
-	require.Greater(t, stamps(t, r, "poll"), polls, "the drain did not poll again")
+	require.Eventually(t, func() bool { return stamps(t, r, "poll") > polls }, time.Second, time.Millisecond,
+		"the drain did not poll again")
 }
 
 // With two replicas, the one that does not hold the drain lease leaves
@@ -113,7 +157,7 @@ func TestParkedJobPollsWhenCommitsComeFast(t *testing.T) {
 // send no NOTIFY and wait for a sweep, here far off.)
 func TestParkedReplicaKeepsGettingNotifies(t *testing.T) {
 	t.Parallel()
-	ctx, b := setup(t)
+	_, b := setup(t)
 	slowSweep := func(c *relay.Config) { c.Worker.SweepInterval = time.Minute }
 	r1 := b.startRelay(t, slowSweep)
 	r2 := b.startRelay(t, slowSweep)
@@ -130,20 +174,18 @@ func TestParkedReplicaKeepsGettingNotifies(t *testing.T) {
 		require.Equal(t, id, s1.next(t, 3*time.Second).Data.ID, "commit %d", i)
 		require.Equal(t, id, s2.next(t, 3*time.Second).Data.ID, "commit %d", i)
 	}
-	flag, err := wakeFlag(ctx, b.db)
-	require.NoError(t, err)
-	require.Equal(t, 1, flag, "the wake flag went down")
+	// Up again, if a drain that caught a row around arm lowered it.
+	require.Eventually(t, func() bool {
+		flag, err := wakeFlag(context.Background(), b.db)
+		return err == nil && flag == 1
+	}, 5*time.Second, 5*time.Millisecond, "the wake flag stayed down")
 }
 
 // With parking off (BELLHOP_PARK_RATE=0), an idle relay job ends as it
 // raises the wake flag, and each later commit starts a drain that polls.
 func TestParkingOff(t *testing.T) {
 	t.Parallel()
-	_, b := setup(t)
-	r := b.startRelay(t, func(c *relay.Config) { c.Worker.ParkRate = -1 })
-	s := openStream(t, r.URL, alice, -1)
-	require.Equal(t, b.send(t, alice, "first"), s.next(t, 5*time.Second).Data.ID)
-	armed(t, b)
+	_, b, r, s := idleRelay(t, func(c *relay.Config) { c.Worker.ParkRate = -1 })
 	polls := stamps(t, r, "poll")
 	for i := range 3 {
 		time.Sleep(30 * time.Millisecond)
@@ -159,22 +201,29 @@ func TestParkingOff(t *testing.T) {
 // draining job alone.
 func TestParkedJobLooksForSilentCommits(t *testing.T) {
 	t.Parallel()
-	ctx, b := setup(t)
-	r := b.startRelay(t, func(c *relay.Config) { c.Worker.SweepInterval = 200 * time.Millisecond })
-	s := openStream(t, r.URL, alice, -1)
-	require.Equal(t, b.send(t, alice, "first"), s.next(t, 5*time.Second).Data.ID)
-	armed(t, b)
-
-	looks := metricValue(metrics(t, r.URL), `bellhop_stamps_total{cause="look",result="rows"}`)
-	tx, err := b.db.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer func() { _ = tx.Rollback(ctx) }()
-	_, err = tx.Exec(ctx, "SET LOCAL bellhop.no_wake = on")
-	require.NoError(t, err)
-	id, err := b.ob.Send(ctx, tx, alice, outbox.Message{Kind: "silent"})
-	require.NoError(t, err)
-	require.NoError(t, tx.Commit(ctx))
-	require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
-	require.Greater(t, metricValue(metrics(t, r.URL), `bellhop_stamps_total{cause="look",result="rows"}`), looks,
-		"the row came another way than the parked job's look")
+	ctx, b, r, s := idleRelay(t, fastLook)
+	lookRows := func() float64 {
+		return metricValue(metrics(t, r.URL), `bellhop_stamps_total{cause="look",result="rows"}`)
+	}
+	whileParked(t, r, func() bool {
+		looks := lookRows()
+		tx, err := b.db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		_, err = tx.Exec(ctx, "SET LOCAL bellhop.no_wake = on")
+		require.NoError(t, err)
+		id, err := b.ob.Send(ctx, tx, alice, outbox.Message{Kind: "silent"})
+		require.NoError(t, err)
+		require.NoError(t, tx.Commit(ctx))
+		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
+		// A stamp's events are pushed before it is counted.
+		deadline := time.Now().Add(time.Second)
+		for lookRows() <= looks {
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return true
+	})
 }
