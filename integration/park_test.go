@@ -175,10 +175,7 @@ func TestParkedReplicaKeepsGettingNotifies(t *testing.T) {
 		require.Equal(t, id, s2.next(t, 3*time.Second).Data.ID, "commit %d", i)
 	}
 	// Up again, if a drain that caught a row around arm lowered it.
-	require.Eventually(t, func() bool {
-		flag, err := wakeFlag(context.Background(), b.db)
-		return err == nil && flag == 1
-	}, 5*time.Second, 5*time.Millisecond, "the wake flag stayed down")
+	armed(t, b)
 }
 
 // With parking off (BELLHOP_PARK_RATE=0), an idle relay job ends as it
