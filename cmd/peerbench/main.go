@@ -79,7 +79,7 @@ func main() {
 	db := flag.String("db", "", "PostgreSQL URL of a server to use (default TEST_DATABASE_URL, DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres); the run creates and drops database "+dbName+" on it")
 	runs := flag.Int("runs", 3, "runs per system, alternating (medians and min-max are reported)")
 	quick := flag.Bool("quick", false, "a smoke pass: 1 run per system (unless -runs is given), short phases")
-	out := flag.String("out", "", "also write the markdown report to this file")
+	out := flag.String("out", "", `also write the markdown report to this file ("-" for none: it is printed anyway)`)
 	flag.Parse()
 
 	p := params{runs: *runs, streams: 1000, rate: 1000, warmup: 2 * time.Second, duration: 10 * time.Second,
@@ -180,7 +180,7 @@ func run(ctx context.Context, p params, cfPath, adminURL, out string) (int, erro
 	}
 	report := b.report(machine, results, cfConfig, time.Since(start))
 	fmt.Print(report)
-	if out != "" {
+	if out != "" && out != "-" {
 		if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
 			return 1, err
 		}
