@@ -334,7 +334,8 @@ func (b *bench) writeDoc(w io.Writer, machine, table string, ran []scenario, ela
 const nextStep = `
 ## What the misses have in common, and what it would take
 
-All three come down to the relay's database work on the CPU the writers use.
+All three come down to the relay's database work: on the CPU the writers
+use, and, for the writers, the stamps' own transactions.
 Scenario 8 counts it where it does not depend on the machine: each
 notification writes its row and then a relay_log entry with two index
 entries (about 280-350 WAL bytes more than a bare insert of the same row,
@@ -349,18 +350,29 @@ has two cores for PostgreSQL, the relay, the writers and the load
 generator. PostgreSQL CPU per notification is the noisiest figure here (CPU
 ticks on a VM); the WAL ratio is stable from run to run.
 
-- Writer ratio (0.90 at 1, 4 and 16 writers): needs the relay's per-poll
-  cost down, not just its per-row cost: fewer statements per stamp (three
-  and a commit today), or fewer polls (BELLHOP_BUSY_POLL, which the latency
-  target forbids raising). One cost is gone: the stamp was planned afresh
-  (1 ms each) for up to every poll, and now keeps one cached plan. What is
-  left, measured apart with pgbench (4 writers, 10 s): the relay's backend
-  84 µs and the relay process 57 µs of CPU per notification, beside the
-  writers' 3,300 single-row transactions a second, which make 4,400 with
-  the relay stopped. Durable stamps under sustained load (the flush
-  joins the writers' group commit) measured better for writers at 4
-  (0.76-0.80 against 0.62-0.65, pgbench on 2026-11-27) and cost about a
-  millisecond of latency.
+- Writer ratio (0.90 at 1, 4 and 16 writers): two costs, both measured
+  with scenario 3. The relay's CPU: with the relay and its backends on a
+  core of their own (the "relay on its own core" rows), the writers keep
+  more than on shared cores, not all (this report's rows; on 2026-12-01
+  at 19:20-19:40 UTC, 0.87-0.90 / 0.84-0.85 / 0.74-0.80 at 1 / 4 / 16
+  writers). And the number of stamps: a stamp that finds rows is a write
+  transaction of its own, and writers feel it inside PostgreSQL even from
+  another core. With the relay pinned and BELLHOP_BUSY_POLL=10ms (stamps
+  of ten times the rows), writers kept 0.98 / 0.93 / 0.93 (medians of 3,
+  2026-12-01 19:40 UTC, ` + "`BENCH_RELAY_ENV=BELLHOP_BUSY_POLL=10ms go run ./cmd/bench -scenarios 3`" + `);
+  on the shared cores at 10 ms, 0.81 / 0.87 / 0.73. So the ratio is
+  reachable with cores the writers do not share and a longer poll, and
+  the longer poll is what the latency target forbids
+  (each millisecond adds about half a millisecond to the median): on this
+  design the two targets pull the poll interval opposite ways. Which part
+  of a stamp's transaction the writers feel (its xid and commit, its
+  NOTIFY, its reads of the index pages they insert into) was not measured
+  apart. The stamp was planned afresh (1 ms each) for up to every poll
+  before it kept one cached plan; that cost is gone. Durable stamps under
+  sustained load (the flush joins the writers' group commit, which also
+  spaces the stamps out) measured better for writers at 4 (0.76-0.80
+  against 0.62-0.65, pgbench on 2026-11-27) and cost about a millisecond
+  of latency.
 - Bulk senders (keep up, lag p99 < 250 ms): stamps are serialized by design
   (seqs follow commit order), so one backend must log what four insert; it
   does 1,000 rows in 15-25 ms alone and about 34 ms beside the writers here.
