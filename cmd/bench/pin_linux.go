@@ -5,35 +5,47 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// pinning splits the machine's first two CPUs for scenario 3's pass that asks
-// what the writers keep when the relay does not share their cores: the
-// writers (this process, whose goroutines run them, and their PostgreSQL
-// backends) on CPU 0, the relay (its process and its backends) on CPU 1.
-// PostgreSQL's own processes (WAL writer, checkpointer, autovacuum) stay
-// free.
+// pinning splits two CPUs for scenario 3's pass that asks what the writers
+// keep when the relay does not share their cores: the writers (this
+// process, whose goroutines run them, and their PostgreSQL backends) on the
+// first CPU this process may use, the relay (its process and its backends)
+// on the second. PostgreSQL's own processes (WAL writer, checkpointer,
+// autovacuum) stay free.
 type pinning struct {
 	b        *bench
 	relayApp string // application_name of the relay's connections
 	relayPid int
+	writers  *unix.CPUSet
+	relay    *unix.CPUSet
+	// orig is each pinned process's CPUs before, for unpin.
+	orig map[int]unix.CPUSet
 }
-
-// pinCPUs are the two CPUs of the split: writers, relay.
-var pinCPUs = [2]int{0, 1}
 
 // newPinning checks that the split can be made: two CPUs, and backends that
 // are processes of this machine this process may pin (a server in a
 // container or elsewhere is not).
 func (b *bench) newPinning(ctx context.Context, relayApp string, relayPid int) (*pinning, error) {
-	if runtime.NumCPU() < 2 {
-		return nil, fmt.Errorf("%d CPU: nothing to split", runtime.NumCPU())
+	var mine unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &mine); err != nil {
+		return nil, err
 	}
+	var cpus []int
+	for c := 0; c < len(mine)*64 && len(cpus) < 2; c++ {
+		if mine.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) < 2 {
+		return nil, fmt.Errorf("%d CPU to run on: nothing to split", mine.Count())
+	}
+	p := &pinning{b: b, relayApp: relayApp, relayPid: relayPid,
+		writers: cpuSet(cpus[0]), relay: cpuSet(cpus[1]), orig: map[int]unix.CPUSet{}}
 	var pid int
 	if err := b.pool.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		return nil, err
@@ -42,40 +54,69 @@ func (b *bench) newPinning(ctx context.Context, relayApp string, relayPid int) (
 	if err != nil || !strings.Contains(string(cmd), "postgres") {
 		return nil, fmt.Errorf("backend %d is not a process of this machine (a server in a container or elsewhere)", pid)
 	}
-	if err := setAffinity(pid, allCPUs()); err != nil {
+	// A trial on this backend: its server may not let it run there, or this
+	// process may not pin it.
+	if err = p.set(pid, p.writers); err == nil {
+		err = p.set(pid, p.relay)
+	}
+	if o, ok := p.orig[pid]; ok {
+		if e := setAffinity(pid, &o); err == nil {
+			err = e
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("backend %d: %w (run as root or as the server's user)", pid, err)
 	}
-	return &pinning{b: b, relayApp: relayApp, relayPid: relayPid}, nil
+	return p, nil
 }
 
 // pin puts every client backend of the database and both processes where
 // they belong. Run it before each measured slice: the pools open
 // connections as they need them.
 func (p *pinning) pin(ctx context.Context) error {
-	writers, relay := cpuSet(pinCPUs[0]), cpuSet(pinCPUs[1])
-	if err := setAffinity(os.Getpid(), writers); err != nil {
+	if err := p.set(os.Getpid(), p.writers); err != nil {
 		return err
 	}
-	if err := setAffinity(p.relayPid, relay); err != nil {
+	if err := p.set(p.relayPid, p.relay); err != nil {
 		return err
 	}
 	return p.backends(ctx, func(app string) *unix.CPUSet {
 		if app == p.relayApp {
-			return relay
+			return p.relay
 		}
-		return writers
+		return p.writers
 	})
 }
 
-// unpin frees everything pin pinned.
-func (p *pinning) unpin(ctx context.Context) error {
-	all := allCPUs()
-	err := setAffinity(os.Getpid(), all)
-	_ = setAffinity(p.relayPid, all)
-	if e := p.backends(ctx, func(string) *unix.CPUSet { return all }); err == nil {
-		err = e
+// unpin gives every process pin pinned its CPUs back.
+func (p *pinning) unpin(context.Context) error {
+	var err error
+	for pid, s := range p.orig {
+		// A backend or a relay that ended meanwhile is no matter.
+		if e := setAffinity(pid, &s); e != nil && !os.IsNotExist(e) && err == nil {
+			err = fmt.Errorf("process %d: %w", pid, e)
+		}
 	}
 	return err
+}
+
+// set pins process pid to s (nil: only records its CPUs), recording its
+// CPUs first.
+func (p *pinning) set(pid int, s *unix.CPUSet) error {
+	if _, ok := p.orig[pid]; !ok {
+		var o unix.CPUSet
+		if err := unix.SchedGetaffinity(pid, &o); err != nil {
+			if err == unix.ESRCH {
+				return os.ErrNotExist
+			}
+			return err
+		}
+		p.orig[pid] = o
+	}
+	if s == nil {
+		return nil
+	}
+	return setAffinity(pid, s)
 }
 
 func (p *pinning) backends(ctx context.Context, set func(app string) *unix.CPUSet) error {
@@ -92,7 +133,7 @@ WHERE datname = current_database() AND backend_type = 'client backend'`)
 			return err
 		}
 		// A backend that ended meanwhile is no matter.
-		if err := setAffinity(pid, set(app)); err != nil && !os.IsNotExist(err) {
+		if err := p.set(pid, set(app)); err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("backend %d: %w", pid, err)
 		}
 	}
@@ -102,14 +143,6 @@ WHERE datname = current_database() AND backend_type = 'client backend'`)
 func cpuSet(cpus ...int) *unix.CPUSet {
 	var s unix.CPUSet
 	for _, c := range cpus {
-		s.Set(c)
-	}
-	return &s
-}
-
-func allCPUs() *unix.CPUSet {
-	var s unix.CPUSet
-	for c := range runtime.NumCPU() {
 		s.Set(c)
 	}
 	return &s
