@@ -468,10 +468,14 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 		// runs again after RescueAfter; River wants its JobTimeout below.
 		RescueStuckJobsAfter: cfg.RescueAfter,
 		JobTimeout:           min(time.Minute, cfg.RescueAfter),
-		// River's defaults (100 ms, 1 s) are tuned for throughput; a relay
-		// job must start within a millisecond or two of its insert.
+		// River's default cooldown (100 ms) is tuned for throughput; a
+		// relay job must start within a millisecond or two of its insert,
+		// which River announces by NOTIFY. Its poll is only the fallback
+		// when a NOTIFY is lost, and stays at River's default (1 s, the
+		// sweep's interval): at 50 ms it was half of an idle relay's
+		// queries and CPU.
 		FetchCooldown:     time.Millisecond,
-		FetchPollInterval: 50 * time.Millisecond,
+		FetchPollInterval: time.Second,
 		// Relay jobs are bookkeeping, thousands an hour; nothing in them is
 		// worth keeping for a day.
 		CompletedJobRetentionPeriod: time.Minute,
