@@ -351,30 +351,28 @@ generator. PostgreSQL CPU per notification is the noisiest figure here (CPU
 ticks on a VM); the WAL ratio is stable from run to run.
 
 - Writer ratio (0.90 at 1, 4 and 16 writers): two costs, both measured
-  with scenario 3. The relay's CPU: with the relay and its backends on a
-  core of their own (the "relay on its own core" rows), the writers keep
-  more than on shared cores, not all (this report's rows; on 2026-12-01
-  at 19:20-19:40 UTC, 0.87-0.90 / 0.84-0.85 / 0.74-0.80 at 1 / 4 / 16
-  writers). And the number of stamps: a stamp that finds rows is a write
-  transaction of its own, and writers feel it inside PostgreSQL even from
-  another core. With the relay pinned and BELLHOP_BUSY_POLL=10ms (stamps
-  of ten times the rows), writers kept 0.98 / 0.93 / 0.93 (medians of 3,
-  2026-12-01 19:40 UTC, ` + "`BENCH_RELAY_ENV=BELLHOP_BUSY_POLL=10ms go run ./cmd/bench -scenarios 3`" + `);
-  on the shared cores at 10 ms, 0.81 / 0.87 / 0.73. So the ratio is
-  reachable with cores the writers do not share and a longer poll, and
-  the longer poll is what the latency target forbids
-  (each millisecond adds about half a millisecond to the median): on this
-  design the two targets pull the poll interval opposite ways. The stamp's
-  NOTIFY for the other replicas is a few points of it at 4 and 16 writers
-  (measured by leaving it out: "What writers keep when the relay has a
-  core of its own"); the rest of a stamp's transaction (its xid and
-  commit, its reads of the index pages the writers insert into) was not
-  measured apart. The stamp was planned afresh (1 ms each) for up to every poll
-  before it kept one cached plan; that cost is gone. Durable stamps under
-  sustained load (the flush joins the writers' group commit, which also
-  spaces the stamps out) measured better for writers at 4 (0.76-0.80
-  against 0.62-0.65, pgbench on 2026-11-27) and cost about a millisecond
-  of latency.
+  with scenario 3. The relay's CPU, the larger: with the relay and its
+  backends on a core of their own (the "relay on its own core" rows), the
+  writers keep more in every run (2026-12-01, 19:20-20:49 UTC: 0.87-0.97
+  at 1 writer, 0.82-0.95 at 4, 0.73-0.94 at 16; see "What writers keep
+  when the relay has a core of its own"). And the number of stamps: a
+  stamp that finds rows is a write transaction of its own, and writers
+  feel it inside PostgreSQL even from another core. With the relay pinned
+  and BELLHOP_BUSY_POLL=10ms (stamps of ten times the rows), writers kept
+  0.98 / 0.93 / 0.93 (medians of 3, 19:40 UTC); on the shared cores at 10
+  ms, 0.81 / 0.87 / 0.73. The stamp's NOTIFY for the other replicas is a
+  few points of it at 4 and 16 writers (measured by leaving it out); the
+  rest of a stamp's transaction (its xid and commit, its reads of the
+  index pages the writers insert into) was not measured apart. So the
+  ratio is reachable on this design with cores the writers do not share
+  (and, in the noisier runs, a longer poll, which costs the latency
+  target: each millisecond adds about half a millisecond to the median);
+  on 2 shared cores it is not. The stamp was planned afresh (1 ms each)
+  for up to every poll before it kept one cached plan; that cost is gone.
+  Durable stamps under sustained load (the flush joins the writers' group
+  commit, which also spaces the stamps out) measured better for writers
+  at 4 (0.76-0.80 against 0.62-0.65, pgbench on 2026-11-27) and cost
+  about a millisecond of latency.
 - Bulk senders (keep up, lag p99 < 250 ms): stamps are serialized by design
   (seqs follow commit order), so one backend must log what four insert; it
   does 1,000 rows in 15-25 ms alone and about 34 ms beside the writers here.
