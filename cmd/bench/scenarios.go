@@ -47,7 +47,8 @@ const scenarioDoc = `1. **Commit-to-event latency.** 1,000 SSE streams (one per 
    notification rows/s would give adaptive. Last, "relay on its own core": adaptive again with the writers (this
    process and their backends) pinned to the first CPU it may use and the relay (its process and backends) to the
    second (sched_setaffinity, re-applied before each slice; PostgreSQL's own processes stay free); skipped where
-   there is one CPU, or the backends are not processes of this machine this process may pin. It asks what the writers keep when the relay does not take their CPU.
+   there is one CPU, or the backends are not processes of this machine this process may pin. It asks what the
+   writers keep when the relay does not take their CPU.
 4. **Connections.** 10,000 idle SSE streams (raw HTTP/1.1 clients, one per recipient) on a fresh relay with
    ` + "`BELLHOP_MAX_STREAMS=100000`" + `. RSS is VmRSS of the relay process from ` + "`/proc/<pid>/status`" + ` before connecting and
    2 s after the last stream connected; per stream = the difference / 10,000. Then one ` + "`SendMany`" + ` to all 10,000
