@@ -22,6 +22,7 @@ import (
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
 	"github.com/bellhophq/bellhop/internal/syncbuf"
+	"github.com/bellhophq/bellhop/migrations"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -48,9 +49,19 @@ func TestMakeDemoFindsADatabaseAndStopsCleanlyOnInterrupt(t *testing.T) {
 	require.NoError(t, err)
 	_, err = admin.Exec(context.Background(), "CREATE DATABASE "+dbName)
 	require.NoError(t, err)
+	// The demo's writer role belongs to the server: dropped afterwards
+	// unless it was there before (another database's demo).
+	writer := migrations.WriterRole("bellhop_demo") // the demo's schema (cmd/relay/demo.go)
+	var hadWriter bool
+	require.NoError(t, admin.QueryRow(context.Background(),
+		"SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", writer).Scan(&hadWriter))
 	t.Cleanup(func() {
 		_, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)")
 		require.NoError(t, err)
+		if !hadWriter {
+			_, err = admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{writer}.Sanitize())
+			require.NoError(t, err)
+		}
 		admin.Close(context.Background())
 	})
 	dbURL := *server

@@ -28,6 +28,7 @@ import (
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
 	"github.com/bellhophq/bellhop/internal/syncbuf"
+	"github.com/bellhophq/bellhop/migrations"
 	"github.com/bellhophq/bellhop/relay"
 	demopage "github.com/bellhophq/bellhop/relay/demo"
 )
@@ -67,6 +68,23 @@ func cleanEnv(t *testing.T) string {
 		require.NoError(t, os.Unsetenv(k))
 	}
 	return url
+}
+
+// dropSchema removes what `relay migrate` made for schema: the schema, its
+// writer role and its publication (both server- or database-wide), and
+// closes conn.
+func dropSchema(t *testing.T, conn *pgx.Conn, schema string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, q := range []string{
+		"DROP SCHEMA IF EXISTS " + pgx.Identifier{schema}.Sanitize() + " CASCADE",
+		"DROP ROLE IF EXISTS " + pgx.Identifier{migrations.WriterRole(schema)}.Sanitize(),
+		"DROP PUBLICATION IF EXISTS " + pgx.Identifier{schema + "_wake"}.Sanitize(),
+	} {
+		_, err := conn.Exec(ctx, q)
+		require.NoError(t, err)
+	}
+	require.NoError(t, conn.Close(ctx))
 }
 
 // runCmd runs the binary's run() with a deadline, so a configuration that is
@@ -234,15 +252,7 @@ func TestMainCommandsWorkAgainstTheDatabase(t *testing.T) {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dbURL)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-		require.NoError(t, err)
-		_, err = conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{schema + "_writer"}.Sanitize())
-		require.NoError(t, err)
-		_, err = conn.Exec(context.Background(), "DROP PUBLICATION IF EXISTS "+pgx.Identifier{schema + "_wake"}.Sanitize())
-		require.NoError(t, err)
-		conn.Close(context.Background())
-	})
+	t.Cleanup(func() { dropSchema(t, conn, schema) })
 	t.Setenv("DATABASE_URL", dbURL)
 	t.Setenv("BELLHOP_SCHEMA", schema)
 	t.Setenv("BELLHOP_JWT_SECRET", testSecret)
@@ -387,13 +397,7 @@ func TestDemoIsSafeWithAnApplicationsEnvironment(t *testing.T) {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dbURL)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{demoSchema}.Sanitize()+" CASCADE")
-		require.NoError(t, err)
-		_, err = conn.Exec(context.Background(), "DROP PUBLICATION IF EXISTS "+pgx.Identifier{demoSchema + "_wake"}.Sanitize())
-		require.NoError(t, err)
-		conn.Close(context.Background())
-	})
+	t.Cleanup(func() { dropSchema(t, conn, demoSchema) })
 	t.Setenv("DATABASE_URL", dbURL)
 	t.Setenv("BELLHOP_JWT_SECRET", testSecret)
 	t.Setenv("BELLHOP_SCHEMA", "bellhop")
@@ -515,13 +519,7 @@ func TestDemoUsesTheConfiguredCookieName(t *testing.T) {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dbURL)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, err := conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{demoSchema}.Sanitize()+" CASCADE")
-		require.NoError(t, err)
-		_, err = conn.Exec(context.Background(), "DROP PUBLICATION IF EXISTS "+pgx.Identifier{demoSchema + "_wake"}.Sanitize())
-		require.NoError(t, err)
-		conn.Close(context.Background())
-	})
+	t.Cleanup(func() { dropSchema(t, conn, demoSchema) })
 	t.Setenv("DATABASE_URL", dbURL)
 	t.Setenv("BELLHOP_COOKIE_NAME", "app_session")
 	t.Setenv("BELLHOP_LOG_LEVEL", "error")
