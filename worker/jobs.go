@@ -269,7 +269,7 @@ func (r *Worker) park(ctx context.Context, deadline time.Time) (busy bool, err e
 		}
 		look.Reset(r.cfg.SweepInterval)
 		for {
-			n, c, err := r.stampCommits(ctx)
+			n, c, err := r.stamp(ctx)
 			if err != nil {
 				return false, err
 			}
@@ -360,11 +360,11 @@ func (r *Worker) drain(ctx context.Context, deadline time.Time) (busy bool, err 
 				return false, err
 			}
 			if pending {
-				if n, c, err = r.stampCommits(ctx); err != nil {
+				if n, c, err = r.stamp(ctx); err != nil {
 					return false, err
 				}
 			}
-		} else if n, c, err = r.stampCommits(ctx); err != nil {
+		} else if n, c, err = r.stamp(ctx); err != nil {
 			return false, err
 		}
 		result := "rows"

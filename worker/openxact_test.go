@@ -52,7 +52,7 @@ func TestProbesSkipLargeOpenTransactions(t *testing.T) {
 	}
 	drain := func() {
 		for {
-			n, err := r.stamp(ctx)
+			n, _, err := r.stamp(ctx)
 			require.NoError(t, err)
 			if n == 0 {
 				return
@@ -92,7 +92,7 @@ func TestProbesSkipLargeOpenTransactions(t *testing.T) {
 	// The cursor has moved past it: running at its snapshot.
 	send()
 	check("open transaction in the cursor's xip")
-	n, err := r.stamp(ctx)
+	n, _, err := r.stamp(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "the other writer's row, and not one of the open transaction's")
 	require.NoError(t, db.Pool.QueryRow(ctx, r.q.hasPending).Scan(&pending))

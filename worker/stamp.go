@@ -39,8 +39,8 @@ type stampedEvent struct {
 
 // stamp stamps up to batch newly committed rows (relay_log entries) in one short
 // transaction, serialized across replicas, and announces the new head on the
-// relayed channel. It returns how many rows it stamped. The notification rows
-// themselves are only read.
+// relayed channel. It returns how many rows it stamped, and how many
+// transactions wrote them. The notification rows themselves are only read.
 //
 // The statements go in one batch: one round trip, and, with no BEGIN, one
 // implicit transaction that ends at the batch's Sync, so the advisory lock is
@@ -53,14 +53,7 @@ type stampedEvent struct {
 // and escalation jobs of its rows are inserted in it (River's InsertManyFastTx: COPY),
 // so a job exists exactly when the log entry does: never for a row that
 // did not commit, never lost, never enqueued twice.
-func (r *Worker) stamp(ctx context.Context) (int, error) {
-	n, _, err := r.stampCommits(ctx)
-	return n, err
-}
-
-// stampCommits is stamp, and also reports how many transactions wrote the
-// rows it stamped.
-func (r *Worker) stampCommits(ctx context.Context) (rows, commits int, err error) {
+func (r *Worker) stamp(ctx context.Context) (rows, commits int, err error) {
 	start := time.Now()
 	var stamped []stampedEvent
 	var floor int64

@@ -53,7 +53,7 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 	require.NotContains(t, text, "Seq Scan on notifications", text)
 	require.NotContains(t, text, "Bitmap", text)
 
-	n, err := r.stamp(ctx)
+	n, _, err := r.stamp(ctx)
 	require.NoError(t, err)
 	require.Equal(t, r.cfg.BatchSize, n)
 	var first, last int64
@@ -62,7 +62,7 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 
 	// The rest of the round, then the round's end: every row once, no gap.
 	for {
-		n, err := r.stamp(ctx)
+		n, _, err := r.stamp(ctx)
 		require.NoError(t, err)
 		if n == 0 {
 			break
@@ -112,7 +112,7 @@ func TestStampKeepsItsPlan(t *testing.T) {
 				" (notifiable_id, type) SELECT 'u' || g, 'plan' FROM generate_series(1, $1) AS g", i+1)
 			require.NoError(t, err)
 		}
-		n, err := r.stamp(ctx)
+		n, _, err := r.stamp(ctx)
 		require.NoError(t, err)
 		logged += n
 	}
@@ -293,7 +293,7 @@ func TestPruneAgesTheLog(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Pool.Exec(ctx, "INSERT INTO "+db.Table("notifications")+" (notifiable_id, type) SELECT 'u', 'p' FROM generate_series(1, 3)")
 	require.NoError(t, err)
-	n, err := r.stamp(ctx)
+	n, _, err := r.stamp(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 3, n)
 	rows, err := db.Pool.Query(ctx, "SELECT seq FROM "+db.Table("relay_log")+" ORDER BY seq")
