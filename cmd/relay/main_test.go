@@ -28,7 +28,6 @@ import (
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
 	"github.com/bellhophq/bellhop/internal/syncbuf"
-	"github.com/bellhophq/bellhop/migrations"
 	"github.com/bellhophq/bellhop/relay"
 	demopage "github.com/bellhophq/bellhop/relay/demo"
 )
@@ -70,21 +69,12 @@ func cleanEnv(t *testing.T) string {
 	return url
 }
 
-// dropSchema removes what `relay migrate` made for schema: the schema, its
-// writer role and its publication (both server- or database-wide), and
-// closes conn.
+// dropSchema removes what `relay migrate` made for schema (see
+// pgtest.DropSchema) and closes conn.
 func dropSchema(t *testing.T, conn *pgx.Conn, schema string) {
 	t.Helper()
-	ctx := context.Background()
-	for _, q := range []string{
-		"DROP SCHEMA IF EXISTS " + pgx.Identifier{schema}.Sanitize() + " CASCADE",
-		"DROP ROLE IF EXISTS " + pgx.Identifier{migrations.WriterRole(schema)}.Sanitize(),
-		"DROP PUBLICATION IF EXISTS " + pgx.Identifier{schema + "_wake"}.Sanitize(),
-	} {
-		_, err := conn.Exec(ctx, q)
-		require.NoError(t, err)
-	}
-	require.NoError(t, conn.Close(ctx))
+	require.NoError(t, pgtest.DropSchema(context.Background(), conn, schema))
+	require.NoError(t, conn.Close(context.Background()))
 }
 
 // runCmd runs the binary's run() with a deadline, so a configuration that is

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/bellhophq/bellhop/internal/pgserver"
@@ -252,22 +253,26 @@ func openURL(ctx context.Context, url string) (*DB, error) {
 // Close drops db's schema, its publication and its writer role, and closes
 // its pool.
 func (db *DB) Close() error {
-	_, err := db.Pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{db.Schema}.Sanitize()+" CASCADE")
-	if err != nil {
-		db.Pool.Close()
-		return fmt.Errorf("drop schema %s: %w", db.Schema, err)
-	}
-	// Publications too belong to the database (migration 00010).
-	if _, err := db.Pool.Exec(context.Background(), "DROP PUBLICATION IF EXISTS "+pgx.Identifier{db.Schema + "_wake"}.Sanitize()); err != nil {
-		db.Pool.Close()
-		return fmt.Errorf("drop publication: %w", err)
-	}
-	// Roles belong to the whole server, which outlives the test.
-	role := migrations.WriterRole(db.Schema)
-	_, err = db.Pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize())
+	err := DropSchema(context.Background(), db.Pool, db.Schema)
 	db.Pool.Close()
-	if err != nil {
-		return fmt.Errorf("drop role %s: %w", role, err)
+	return err
+}
+
+// DropSchema drops schema and what its migrations made outside it: its
+// publication (the database's) and its writer role (the server's, which
+// outlives the test). The schema must exist; the other two need not.
+func DropSchema(ctx context.Context, db interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}, schema string) error {
+	for _, q := range []string{
+		"DROP SCHEMA " + pgx.Identifier{schema}.Sanitize() + " CASCADE",
+		// Publications belong to the database (migration 00010).
+		"DROP PUBLICATION IF EXISTS " + pgx.Identifier{schema + "_wake"}.Sanitize(),
+		"DROP ROLE IF EXISTS " + pgx.Identifier{migrations.WriterRole(schema)}.Sanitize(),
+	} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			return fmt.Errorf("drop schema %s: %s: %w", schema, q, err)
+		}
 	}
 	return nil
 }
