@@ -93,6 +93,16 @@ func TestDrillListenerKills(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return len(listenerPIDs(t, ctx, b.db.Pool, channels)) == 2 },
 		10*time.Second, 20*time.Millisecond, "both listeners are connected again")
+	// The hub's new connection registered as a listener again (stamps of
+	// other replicas are announced to it: sqlq.ListenerLock).
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+			WHERE locktype = 'advisory' AND classid = $1::int4::oid AND objid = hashtext($2)::oid
+			  AND objsubid = 2 AND granted AND pid = ANY ($3)`,
+			sqlq.ListenerLock, b.db.Schema, listenerPIDs(t, ctx, b.db.Pool, channels)).Scan(&n))
+		return n == 1
+	}, 10*time.Second, 20*time.Millisecond, "the hub's LISTEN connection holds the listener lock")
 	d.verify(t)
 }
 

@@ -150,10 +150,16 @@ func TestFanoutCarriesBatches(t *testing.T) {
 			require.Positive(t, fanoutBatches(t, replica, "skipped"))
 			require.Positive(t, metricValue(scrape(t, stamper.URL), `bellhop_fanout_published_total{result="ok"}`))
 
+			// Nothing but a hub's hello as it connects (relay's joinedNote).
 			wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 			defer cancel()
-			n, err := conn.Conn().WaitForNotification(wctx)
-			require.Error(t, err, "the stamps were announced through PostgreSQL: %+v", n)
+			for {
+				n, err := conn.Conn().WaitForNotification(wctx)
+				if err != nil {
+					break
+				}
+				require.Equal(t, "listening", n.Payload, "the stamps were announced through PostgreSQL")
+			}
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/outbox"
@@ -174,4 +175,89 @@ func TestStampingRelayReadsNothingBack(t *testing.T) {
 	tail, rec, _ := reads(t, r)
 	require.Zero(t, rec-rec0, "recipient reads")
 	require.LessOrEqual(t, tail-tail0, time.Since(start).Seconds()+1, "tail reads: the backstop's only")
+}
+
+// A relay alone announces its stamps to no one: its own hub pushes them,
+// and a NOTIFY would only wake its LISTEN connection for news it has. A
+// connection that LISTENs on the relayed channel without registering (as
+// a replica's hub does, see sqlq.ListenerLock) hears nothing; once a
+// replica listens, the stamps are announced again, and when it has gone,
+// no longer.
+func TestScaleOutLoneRelayAnnouncesNothing(t *testing.T) {
+	t.Parallel()
+	ctx, b := setup(t)
+	stamper := b.startRelay(t)
+	bob := outbox.User("bob")
+	s := openStream(t, stamper.URL, bob, -1)
+
+	conn, err := b.db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.db.Schema + "_relayed"}.Sanitize())
+	require.NoError(t, err)
+	// heard reports whether a stamp's NOTIFY came within d (not a hub's
+	// hello as it connects, relay's joinedNote); drain takes those that
+	// came so far.
+	heard := func(d time.Duration) bool {
+		wctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		for {
+			n, err := conn.Conn().WaitForNotification(wctx)
+			if err != nil {
+				return false
+			}
+			if n.Payload != "listening" {
+				return true
+			}
+		}
+	}
+	drain := func() {
+		for heard(300 * time.Millisecond) {
+		}
+	}
+	listeners := func(r *testRelay) float64 {
+		return metricValue(scrape(t, r.URL), "bellhop_relayed_listeners")
+	}
+
+	// Stamps announce until the first look has answered, after a stamp.
+	require.Equal(t, b.send(t, bob, "first"), s.next(t, 5*time.Second).Data.ID)
+	drain()
+	var ids []string
+	for range 5 {
+		ids = append(ids, b.send(t, bob, "alone"))
+	}
+	s.inOrder(t, ids)
+	require.False(t, heard(300*time.Millisecond), "a lone relay's stamps were announced")
+	require.Zero(t, listeners(stamper))
+
+	// A replica: announced again, and its streams get their events.
+	replica := b.startReplica(t)
+	carol := outbox.User("carol")
+	rs := openStream(t, replica.URL, carol, -1)
+	require.Eventually(t, func() bool {
+		id := b.send(t, carol, "replica")
+		require.Equal(t, id, rs.next(t, 5*time.Second).Data.ID)
+		return heard(200 * time.Millisecond)
+	}, 10*time.Second, time.Millisecond, "stamps are announced while a replica listens")
+	require.Eventually(t, func() bool {
+		b.send(t, bob, "counted")
+		s.next(t, 5*time.Second)
+		return listeners(stamper) == 1
+	}, 10*time.Second, 50*time.Millisecond)
+
+	// The replica gone (its LISTEN connection with it): unannounced again
+	// once a look (every 250 ms while stamping) finds no one.
+	require.NoError(t, replica.Stop(ctx))
+	require.Eventually(t, func() bool {
+		b.send(t, bob, "after")
+		s.next(t, 5*time.Second)
+		return listeners(stamper) == 0
+	}, 10*time.Second, 50*time.Millisecond)
+	drain()
+	ids = ids[:0]
+	for range 5 {
+		ids = append(ids, b.send(t, bob, "alone again"))
+	}
+	s.inOrder(t, ids)
+	require.False(t, heard(300*time.Millisecond), "stamps were announced after the replica left")
 }

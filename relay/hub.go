@@ -81,6 +81,10 @@ type hub struct {
 	wakeDeferred  bool
 	deferredSince time.Time
 
+	// joined, if set, hears that a process began to listen on the relayed
+	// channel (joinedNote): the worker of this process then NOTIFYs again.
+	joined func()
+
 	closed chan struct{} // closed by close: streams end, clients reconnect
 	once   sync.Once
 }
@@ -129,6 +133,12 @@ func newHub(pool *pgxpool.Pool, channel, prefsChannel string, q *queries, buffer
 	// has it already (see stamped) and need not read it back. When it
 	// names the batch's recipients too, run handles it (see note).
 	h.listener.Stale = func(payload string) bool {
+		if payload == joinedNote {
+			if h.joined != nil {
+				h.joined()
+			}
+			return true
+		}
 		n, ok := parseNote(payload)
 		if !ok {
 			return false
@@ -355,6 +365,11 @@ type note struct {
 	head, before int64
 	hashes       []string // nil: not named
 }
+
+// joinedNote is the relayed NOTIFY of a hub that has just begun to
+// listen (RegisterListener in sql/relay.sql): no batch, a hello to the
+// stamping process.
+const joinedNote = "listening"
 
 func parseNote(payload string) (note, bool) {
 	f := strings.Fields(payload)

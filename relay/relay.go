@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
@@ -193,7 +194,7 @@ func (c *Config) validate() error {
 
 // queries are the hub's and the stream's SQL.
 type queries struct {
-	head, resume, tail, recipients, replay, backlogPlan, backlog string
+	head, resume, tail, recipients, replay, backlogPlan, backlog, register string
 }
 
 //go:embed sql/*.sql
@@ -320,13 +321,22 @@ func build(pool *pgxpool.Pool, cfg Config, auth *authenticator, log *slog.Logger
 	r := &Relay{cfg: cfg, pool: pool, inbox: in, auth: auth, metrics: m, log: log,
 		tracer: tracing.Tracer(cfg.TracerProvider, "github.com/bellhophq/bellhop/relay")}
 	r.q = queries{head: set.Get("Head"), resume: set.Get("Resume"), tail: set.Get("Tail"), recipients: set.Get("Recipients"), replay: set.Get("Replay"),
-		backlogPlan: set.Get("BacklogPlan"), backlog: set.Get("Backlog")}
+		backlogPlan: set.Get("BacklogPlan"), backlog: set.Get("Backlog"), register: set.Get("RegisterListener")}
 	if err := set.Err(); err != nil {
 		return nil, err
 	}
 	m.RegisterBacklog(r.backlog, log)
 	r.hub = newHub(pool, sqlq.Channel(cfg.Schema, "relayed"), inbox.PreferencesChannel(cfg.Schema), &r.q, cfg.StreamBuffer, m, r.tracer, log)
 	r.hub.fanout = cfg.Fanout
+	r.hub.listener.OnConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, r.q.register, sqlq.ListenerLock, cfg.Schema, sqlq.Channel(cfg.Schema, "relayed"), joinedNote)
+		return err
+	}
+	r.hub.joined = func() {
+		if w, ok := r.worker.(interface{ ListenerJoined() }); ok {
+			w.ListenerJoined()
+		}
+	}
 	if r.handler, err = r.routes(); err != nil {
 		return nil, err
 	}
@@ -359,6 +369,11 @@ func (r *Relay) StampStarted() { r.hub.stampStarted() }
 
 // StampEnded: see StampStarted.
 func (r *Relay) StampEnded() { r.hub.stampEnded() }
+
+// ListenerPID is the server pid of the hub's LISTEN connection, 0 while it
+// has none (worker.Listening): the worker's stamps leave it out when they
+// ask whether another process listens on the relayed channel.
+func (r *Relay) ListenerPID() uint32 { return r.hub.listener.PID() }
 
 // Floor is the highest seq the hub has pushed (worker.Pusher): stamps
 // never hand out a seq at or below it.

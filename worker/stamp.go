@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -65,9 +66,14 @@ func (r *Worker) stamp(ctx context.Context) (rows, commits int, err error) {
 		floor = r.cfg.Pusher.Floor()
 	}
 	// With a broker that is up, the batch is announced there, after the
-	// commit, instead of by NOTIFY.
+	// commit, instead of by NOTIFY; without one, by NOTIFY only while
+	// another process listens.
 	channel, viaBroker := r.relayedChannel, r.cfg.Fanout != nil && r.cfg.Fanout.Up()
-	if viaBroker {
+	notify, look := true, false
+	if r.own != nil && !viaBroker {
+		notify, look = r.audience.heed(start)
+	}
+	if viaBroker || !notify {
 		channel = ""
 	}
 	b := &pgx.Batch{}
@@ -109,7 +115,87 @@ func (r *Worker) stamp(ctx context.Context) (rows, commits int, err error) {
 		}
 		span.End()
 	}
+	if look {
+		r.look(ctx)
+	}
 	return len(stamped), commits, nil
+}
+
+// How often stamps look who listens on the relayed channel, and for how
+// long an answer holds: after one older than audienceStale (an idle
+// relay), stamps NOTIFY until the next answer.
+const (
+	audienceRefresh = 250 * time.Millisecond
+	audienceStale   = 2 * time.Second
+)
+
+// audience is what the last look found (see look): whether a process
+// other than this one listens on the relayed channel. With none, a lone
+// relay, stamps NOTIFY nothing: this process's hub has their events from
+// Stamped, and the NOTIFY would only wake its LISTEN connection's backend,
+// then the hub, for news it has, at every stamp. Only a worker whose
+// Pusher listens itself (Listening) asks; any other always NOTIFYs.
+//
+// A replica that starts listening says so on the relayed channel
+// (RegisterListener in relay/sql), and this process's hub passes it on
+// (ListenerJoined): the next stamp NOTIFYs, and looks. What was stamped
+// before, the replica reads after registering; a stamp that was under way
+// without a NOTIFY, on the next NOTIFY or its one-second backstop.
+type audience struct {
+	mu     sync.Mutex
+	at     time.Time // of the last answer; zero before the first
+	others bool
+	failed bool // the last look failed (logged once until one succeeds)
+	// joins counts ListenerJoined: a look that began before one does not
+	// answer for after it.
+	joins int
+}
+
+// heed reports whether a stamp that starts at now must NOTIFY, and whether
+// it must look again after it.
+func (a *audience) heed(now time.Time) (notify, look bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	age := now.Sub(a.at)
+	return a.at.IsZero() || age >= audienceStale || a.others, a.at.IsZero() || age >= audienceRefresh
+}
+
+// ListenerJoined tells the worker that a process has begun to listen on
+// the relayed channel (relay.Relay calls it when its hub hears one): the
+// stamps NOTIFY again, from the next one, which looks who listens.
+func (r *Worker) ListenerJoined() {
+	r.audience.mu.Lock()
+	r.audience.at = time.Time{}
+	r.audience.joins++
+	r.audience.mu.Unlock()
+}
+
+// look counts the processes other than this one that listen on the
+// relayed channel (Listeners: the LISTEN connections of relay hubs hold a
+// shared lock, see sqlq.ListenerLock), for the stamps that follow. If it
+// fails, they NOTIFY.
+func (r *Worker) look(ctx context.Context) {
+	a := &r.audience
+	a.mu.Lock()
+	joins := a.joins
+	a.mu.Unlock()
+	var n int64
+	err := r.pool.QueryRow(ctx, r.q.listeners, sqlq.ListenerLock, r.cfg.Schema, int32(r.own.ListenerPID())).Scan(&n)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.joins != joins {
+		return
+	}
+	a.at = time.Now()
+	if err != nil {
+		if !a.failed && ctx.Err() == nil {
+			r.log.Warn("look for other processes listening on the relayed channel; stamps NOTIFY it meanwhile", "err", err)
+		}
+		a.failed, a.others = true, true
+		return
+	}
+	a.failed, a.others = false, n > 0
+	r.metrics.RelayedListeners.Set(float64(n))
 }
 
 // publish queues a committed batch for the broker (publisher sends it,

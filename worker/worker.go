@@ -332,6 +332,14 @@ type StampObserver interface {
 	StampEnded()
 }
 
+// Listening is what a Pusher may also implement when it listens on the
+// relayed channel itself (relay.Relay does): the server pid of its LISTEN
+// connection, 0 while it has none. A stamp leaves that connection out when
+// it asks whether another process listens (see sqlq.ListenerLock).
+type Listening interface {
+	ListenerPID() uint32
+}
+
 // Worker runs River with the relay's job workers (stamping and pruning) and
 // the waker that turns the pending channel, or a timer, into relay jobs.
 type Worker struct {
@@ -349,8 +357,12 @@ type Worker struct {
 	relayedChannel string
 	wakeSeq        string
 	q              struct {
-		hasPending, lock, stamp, announce, tryLease, unlease, head, durability, setWake, snapshot, settled, prune, forget, escalation, expire string
+		hasPending, lock, stamp, announce, listeners, tryLease, unlease, head, durability, setWake, snapshot, settled, prune, forget, escalation, expire string
 	}
+	// own is the Pusher if it listens on the relayed channel itself, and
+	// audience whether another process does (see audience in stamp.go).
+	own      Listening
+	audience audience
 	// signer signs webhooks; nil without Config.WebhookURL.
 	signer *standardwebhooks.Webhook
 	events map[string]bool
@@ -411,7 +423,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
+	own, _ := cfg.Pusher.(Listening)
 	r := &Worker{
+		own:            own,
 		escalatedTypes: []string{},
 		cfg:            cfg,
 		pool:           pool,
@@ -426,6 +440,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 	r.q.lock = set.Get("Lock")
 	r.q.stamp = set.Get("Stamp")
 	r.q.announce = set.Get("Announce")
+	r.q.listeners = set.Get("Listeners")
 	r.q.tryLease = set.Get("TryLease")
 	r.q.unlease = set.Get("Unlease")
 	r.q.head = set.Get("Head")

@@ -199,6 +199,10 @@ type Worker struct {
 	// whether they found rows or none (empty: a stamp that cost a
 	// transaction for nothing).
 	Stamps *prometheus.CounterVec
+	// RelayedListeners is how many processes other than this one listened
+	// on the relayed channel when the stamp last looked (see
+	// sqlq.ListenerLock): stamps NOTIFY it only while there is one.
+	RelayedListeners prometheus.Gauge
 }
 
 // NewWorker makes the worker's collectors and registers them with reg, if
@@ -230,6 +234,9 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 		Stamps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bellhop_stamps_total", Help: "Stamps of relay jobs, by cause (poll, decoded, notified, look) and result (rows, empty).",
 		}, []string{"cause", "result"}),
+		RelayedListeners: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bellhop_relayed_listeners", Help: "Processes other than this one listening on the relayed channel when a stamp last looked; stamps NOTIFY it only while there is one.",
+		}),
 	}
 	if reg == nil {
 		return w, nil
@@ -253,6 +260,9 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	if err := reg.Register(w.LeaseTaken); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if err := reg.Register(w.RelayedListeners); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	if err := reg.Register(w.ListenerReconnects); err != nil {

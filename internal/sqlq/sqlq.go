@@ -38,6 +38,13 @@ func CheckSchema(name string) error {
 // ("pending" or "relayed").
 func Channel(schema, purpose string) string { return schema + "_" + purpose }
 
+// ListenerLock is the first key of the advisory lock that every process
+// listening on a schema's relayed channel holds, shared, on its LISTEN
+// connection for as long as that lives (the second key is hashtext of the
+// schema). A stamp NOTIFYs the relayed channel only while a process other
+// than its own holds it: a lone relay pushes its own stamps without one.
+const ListenerLock = 0x6c69_7374 // "list"
+
 // Set is a set of named queries.
 type Set struct {
 	queries map[string]string

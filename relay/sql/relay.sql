@@ -5,6 +5,15 @@
 -- name: Head
 SELECT last_seq FROM bellhop.relay_state;
 
+-- name: RegisterListener
+-- On the hub's LISTEN connection, after each (re)connect and before its
+-- read: a session lock, shared, held until the connection ends. Stamps
+-- NOTIFY the relayed channel only while a process other than the stamping
+-- one holds it (Listeners in worker/sql; $1 is sqlq.ListenerLock). And a
+-- hello on that channel ($3, $4: joinedNote), by which the stamping
+-- process's hub learns of it at once (see audience in worker/stamp.go).
+SELECT pg_advisory_lock_shared($1, hashtext($2)), pg_notify($3, $4);
+
 -- name: Resume
 -- The head, and the recipient's prune horizon: a resume from below it may
 -- have missed one of the recipient's events. The horizon is the recipient's

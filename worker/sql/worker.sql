@@ -246,6 +246,18 @@ SELECT last_seq FROM bellhop.relay_state;
 -- A stamp's new head, when the broker that was to carry it failed.
 SELECT pg_notify($1, $2);
 
+-- name: Listeners
+-- How many processes other than the stamping one listen on the relayed
+-- channel: every relay hub's LISTEN connection holds ($1, hashtext($2))
+-- shared for as long as it lives (RegisterListener in relay/sql); $3 is
+-- the pid of the stamping process's own, 0 if none. pg_locks is the
+-- server's lock table as it is now, read whole: about 0.1 ms, more than an
+-- empty stamp's lock, so a stamp asks at most every few hundred
+-- milliseconds (see audience in stamp.go).
+SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND classid = $1::int4::oid AND objid = hashtext($2)::oid AND objsubid = 2 AND granted AND pid <> $3::int4;
+
 -- name: Durability
 -- Transaction-local, after the stamp: may it commit without waiting for its
 -- WAL flush? Waiting doubles the flushes behind every event (the writer's,
