@@ -353,17 +353,18 @@ ticks on a VM); the WAL ratio is stable from run to run.
 - Writer ratio (0.90 at 1, 4 and 16 writers): two costs, both measured
   with scenario 3. The relay's CPU, the larger: with the relay and its
   backends on a core of their own (the "relay on its own core" rows), the
-  writers keep more in every run (2026-12-01, 19:20-20:49 UTC: 0.87-0.97
-  at 1 writer, 0.82-0.95 at 4, 0.73-0.94 at 16; see "What writers keep
+  writers keep more in every run (2026-12-01, 19:20-22:40 UTC: 0.87-1.02
+  at 1 writer, 0.82-0.99 at 4, 0.73-0.94 at 16; see "What writers keep
   when the relay has a core of its own"). And the number of stamps: a
   stamp that finds rows is a write transaction of its own, and writers
   feel it inside PostgreSQL even from another core. With the relay pinned
   and BELLHOP_BUSY_POLL=10ms (stamps of ten times the rows), writers kept
   0.98 / 0.93 / 0.93 (medians of 3, 19:40 UTC); on the shared cores at 10
-  ms, 0.81 / 0.87 / 0.73. The stamp's NOTIFY for the other replicas is a
-  few points of it at 4 and 16 writers (measured by leaving it out); the
-  rest of a stamp's transaction (its xid and commit, its reads of the
-  index pages the writers insert into) was not measured apart. So the
+  ms, 0.81 / 0.87 / 0.73. The stamp's NOTIFY for the other replicas was
+  a few points of it at 4 and 16 writers, and a relay alone now leaves it
+  out (see "A relay alone announces nothing"); the rest of a stamp's
+  transaction (its xid and commit, its reads of the index pages the
+  writers insert into) was not measured apart. So the
   ratio is reachable on this design with cores the writers do not share
   (and, in the noisier runs, a longer poll, which costs the latency
   target: each millisecond adds about half a millisecond to the median);
@@ -374,11 +375,23 @@ ticks on a VM); the WAL ratio is stable from run to run.
   at 4 (0.76-0.80 against 0.62-0.65, pgbench on 2026-11-27) and cost
   about a millisecond of latency.
 - Bulk senders (keep up, lag p99 < 250 ms): stamps are serialized by design
-  (seqs follow commit order), so one backend must log what four insert; it
-  does 1,000 rows in 15-25 ms alone and about 34 ms beside the writers here.
-  On this machine that is a physical limit for this design: it needs a core
-  that the writers do not take, or a narrower log (a schema change: e.g.
-  relay_log without its recipient index, replay reading by seq).
+  (seqs follow commit order), so one backend must log what four insert.
+  Per row it costs about a quarter of what a writer's backend does:
+  sampled from /proc while the four wrote (2026-12-01, 22:24 UTC), the
+  stamping backend took 16-21 % of a core for about 16,500 rows a second
+  (11 µs a row), each writer's backend 22-26 % for its quarter of 22,000
+  (43 µs a row), the relay process 33-35 % (most of it one socket write
+  per event to each of the 1,000 streams) and the load generator 32-34 %,
+  both cores busy. The stamp falls behind on its share of the CPU: one
+  process of about ten that want the two cores, and idle while its relay
+  takes each batch's events (20-25 % of a backlog's stamp loop). Pushing
+  from a goroutine of its own, so that the next stamp need not wait
+  (tried the same hour, not kept), gave 0.71-0.84 against 0.67-0.78,
+  three runs each way: on two busy cores the push's CPU comes from the
+  same cores. On this machine that is a physical limit for this design:
+  it needs a core the writers do not take (where the push also overlaps
+  the next stamp), or a narrower log (a schema change: e.g. relay_log
+  without its recipient index, replay reading by seq).
 - Latency p50 1 ms from COMMIT sent: half of the budget is the poll's
   average wait (0.5 ms at 1 ms) and the writer's own flush is in the figure
   too (the anchor). It needs a wake-up per commit that costs writers nothing
