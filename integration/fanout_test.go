@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/fanout"
@@ -124,11 +123,7 @@ func TestFanoutCarriesBatches(t *testing.T) {
 			s := openStream(t, replica.URL, bob, -1)
 
 			// A LISTEN of the test's own on the relayed channel.
-			conn, err := b.db.Pool.Acquire(ctx)
-			require.NoError(t, err)
-			defer conn.Release()
-			_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.db.Schema + "_relayed"}.Sanitize())
-			require.NoError(t, err)
+			conn := b.listenRelayed(t, ctx)
 
 			tail0, rec0, _ := reads(t, replica)
 			start := time.Now()
