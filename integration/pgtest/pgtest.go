@@ -261,6 +261,11 @@ func (db *DB) Close() error {
 // DropSchema drops schema and what its migrations made outside it: its
 // publication (the database's) and its writer role (the server's, which
 // outlives the test). The schema must exist; the other two need not.
+//
+// A relay process a test has just killed may leave a backend that has not
+// yet seen its client go, midway through a stamp: DROP SCHEMA CASCADE,
+// locking the schema's tables one by one, can deadlock with it, and
+// PostgreSQL may cancel the drop. Such a drop is tried again.
 func DropSchema(ctx context.Context, db interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }, schema string) error {
@@ -270,8 +275,17 @@ func DropSchema(ctx context.Context, db interface {
 		"DROP PUBLICATION IF EXISTS " + pgx.Identifier{schema + "_wake"}.Sanitize(),
 		"DROP ROLE IF EXISTS " + pgx.Identifier{migrations.WriterRole(schema)}.Sanitize(),
 	} {
-		if _, err := db.Exec(ctx, q); err != nil {
-			return fmt.Errorf("drop schema %s: %s: %w", schema, q, err)
+		for attempt := 1; ; attempt++ {
+			_, err := db.Exec(ctx, q)
+			var pgErr *pgconn.PgError
+			if err != nil && errors.As(err, &pgErr) && pgErr.Code == "40P01" && attempt < 5 {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("drop schema %s: %s: %w", schema, q, err)
+			}
+			break
 		}
 	}
 	return nil
