@@ -177,9 +177,14 @@ func TestKilledListenersLoseNothing(t *testing.T) {
 
 	var want []string
 	for round := range 3 {
-		pids := b.listenerPIDs(t)
+		// Found by their LISTEN, their last statement once connected (the
+		// hub's runs another before it, to register: see listen.OnConnect).
+		var pids []uint32
+		require.Eventually(t, func() bool {
+			pids = b.listenerPIDs(t)
+			return pids[0] != 0 && pids[1] != 0
+		}, 10*time.Second, 10*time.Millisecond, "listeners not connected")
 		for _, pid := range pids {
-			require.NotZero(t, pid, "listener not connected")
 			_, err := b.db.Pool.Exec(ctx, "SELECT pg_terminate_backend($1)", int32(pid))
 			require.NoError(t, err)
 		}
