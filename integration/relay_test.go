@@ -177,8 +177,7 @@ func TestKilledListenersLoseNothing(t *testing.T) {
 
 	var want []string
 	for round := range 3 {
-		// Found by their LISTEN, their last statement once connected (the
-		// hub's runs another before it, to register: see listen.OnConnect).
+		// Found by their LISTEN, their last statement once connected.
 		var pids []uint32
 		require.Eventually(t, func() bool {
 			pids = b.listenerPIDs(t)

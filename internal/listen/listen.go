@@ -31,10 +31,10 @@ type Listener struct {
 	Wake chan struct{}
 	// OnReconnect, if set, is called after every connect but the first.
 	OnReconnect func()
-	// OnConnect, if set, runs on every (re)connect once LISTEN is in
-	// place, before the wake: to register the connection (the relay's hub
+	// OnConnect, if set, runs on every (re)connect before LISTEN and the
+	// wake that follows it: to register the connection (the relay's hub
 	// takes a session lock there, see sqlq.ListenerLock). If it fails,
-	// the connection is dropped and Run connects again.
+	// the connection is closed and Run connects again.
 	OnConnect func(ctx context.Context, conn *pgx.Conn) error
 	// Stale, if set, tells notifications that need no wake by their
 	// payload: news the waiting side already has.
@@ -101,25 +101,17 @@ func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	}
 	c := conn.Hijack()
 	l.pid.Store(c.PgConn().PID())
+	if l.OnConnect != nil {
+		if err := l.OnConnect(ctx, c); err != nil {
+			_ = c.Close(ctx)
+			return nil, fmt.Errorf("register the connection: %w", err)
+		}
+	}
 	return c, nil
 }
 
 // HandleBacklog runs once LISTEN is in place after each (re)connect.
 func (l *Listener) HandleBacklog(ctx context.Context, channel string, conn *pgx.Conn) error {
-	if l.OnConnect != nil {
-		err := l.OnConnect(ctx, conn)
-		if err == nil {
-			// The connection's last statement stays its LISTEN, by which
-			// pg_stat_activity shows it (see alsoHandler).
-			_, err = conn.Exec(ctx, "listen "+pgx.Identifier{l.channel}.Sanitize())
-		}
-		if err != nil {
-			// pgxlisten only logs this; the closed connection makes it
-			// connect again.
-			_ = conn.Close(ctx)
-			return fmt.Errorf("register the connection: %w", err)
-		}
-	}
 	l.failures.Store(0)
 	l.connected.Store(true)
 	if l.connects.Add(1) > 1 && l.OnReconnect != nil {

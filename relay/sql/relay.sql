@@ -6,8 +6,8 @@
 SELECT last_seq FROM bellhop.relay_state;
 
 -- name: RegisterListener
--- On the hub's LISTEN connection, after each (re)connect and before its
--- read: a session lock, shared, held until the connection ends. Stamps
+-- On the hub's LISTEN connection, at each (re)connect, before its LISTEN
+-- and its read: a session lock, shared, held until the connection ends. Stamps
 -- NOTIFY the relayed channel only while a process other than the stamping
 -- one holds it (Listeners in worker/sql; $1 is sqlq.ListenerLock). And a
 -- hello on that channel ($3, $4: joinedNote), by which the stamping
