@@ -203,7 +203,7 @@ func TestParkedJobLooksForSilentCommits(t *testing.T) {
 		return metricValue(metrics(t, r.URL), `bellhop_stamps_total{cause="look",result="rows"}`)
 	}
 	whileParked(t, r, func() bool {
-		looks := lookRows()
+		looks, polls := lookRows(), stamps(t, r, "poll")
 		tx, err := b.db.Pool.Begin(ctx)
 		require.NoError(t, err)
 		defer func() { _ = tx.Rollback(ctx) }()
@@ -213,14 +213,15 @@ func TestParkedJobLooksForSilentCommits(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, tx.Commit(ctx))
 		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
-		// A stamp's events are pushed before it is counted.
-		deadline := time.Now().Add(time.Second)
-		for lookRows() <= looks {
-			if time.Now().After(deadline) {
-				return false
-			}
-			time.Sleep(time.Millisecond)
-		}
-		return true
+		// A stamp's events are pushed before it is counted, so the stamp
+		// that took the row shows up a moment later: a look's, or, if the
+		// job ended meanwhile, its successor's poll (whileParked tries
+		// again). On a loaded machine that moment can be long.
+		var stamped bool
+		require.Eventually(t, func() bool {
+			stamped = lookRows() > looks
+			return stamped || stamps(t, r, "poll") > polls
+		}, 10*time.Second, 5*time.Millisecond, "no look and no poll stamped the row (notified: %v)", stamps(t, r, "notified"))
+		return stamped
 	})
 }
