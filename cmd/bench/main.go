@@ -392,9 +392,17 @@ ticks on a VM); the WAL ratio is stable from run to run.
   it needs a core the writers do not take (where the push also overlaps
   the next stamp), or a narrower log (a schema change: e.g. relay_log
   without its recipient index, replay reading by seq).
-- Latency p50 1 ms from COMMIT sent: half of the budget is the poll's
-  average wait (0.5 ms at 1 ms) and the writer's own flush is in the figure
-  too (the anchor). It needs a wake-up per commit that costs writers nothing
+- Latency p50 1 ms from COMMIT sent: the writer's own COMMIT is in the
+  figure, and under this load it takes most of the budget by itself (the
+  "writer's COMMIT" rows: its WAL flush, sent to return, measured in the
+  same runs; on 2026-12-02 0.68-0.91 ms at the median, against 0.31 ms for
+  a durable commit's NOTIFY on the idle server); half of what is left is
+  the poll's average wait (0.5 ms at 1 ms). A Go execution trace of the
+  relay at 1,000/s (2026-12-02) put a stamp at about 0.45 ms of wall time,
+  0.2 ms of it waiting on PostgreSQL, and a stream's goroutine 0.13 ms on
+  average from the push to running on the two busy cores. So it needs a
+  writer's commit well under a millisecond (a faster flush, cores the
+  writers do not share), and a wake-up per commit that costs writers nothing
   (a NOTIFY per commit serializes them on PostgreSQL's notify lock: scenario
   3, notify mode) or a cheaper poll run more often, and unshared cores.
   Below BELLHOP_PARK_RATE (400 commits a second) a parked relay gets such
