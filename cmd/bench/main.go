@@ -324,7 +324,7 @@ func (b *bench) writeDoc(w io.Writer, machine, table string, ran []scenario, ela
 		fmt.Fprint(w, nextStep)
 	}
 	fmt.Fprintf(w, "\n## Running it\n\n")
-	fmt.Fprint(w, "```sh\nmake bench         # the full run (about 5-8 minutes on 2 cores); rewrites this file\nmake bench-smoke   # seconds: every scenario at small sizes; fails on any lost, duplicated or reordered event\nmake bench-peer CENTRIFUGO=/path/to/centrifugo   # Bellhop beside Centrifugo's PostgreSQL outbox consumer (cmd/peerbench)\ngo run ./cmd/bench -scenarios 1,6 -runs 5 -out -   # some scenarios, more runs, no file\n```\n\n")
+	fmt.Fprint(w, "```sh\nmake bench         # the full run (12-14 minutes on 2 cores); rewrites this file\nmake bench-smoke   # seconds: every scenario at small sizes; fails on any lost, duplicated or reordered event\nmake bench-peer CENTRIFUGO=/path/to/centrifugo   # Bellhop beside Centrifugo's PostgreSQL outbox consumer (cmd/peerbench)\ngo run ./cmd/bench -scenarios 1,6 -runs 5 -out -   # some scenarios, more runs, no file\n```\n\n")
 	fmt.Fprint(w, "Flags: `-smoke`, `-runs N`, `-scenarios 1,2,...`, `-db URL` (default `TEST_DATABASE_URL`, `DATABASE_URL`, else a container when Docker answers, else a throwaway cluster from local binaries), `-out FILE`; `BENCH_RELAY_ENV=\"BELLHOP_BUSY_POLL=5ms ...\"` gives every relay more settings, to measure their effect.\n")
 	fmt.Fprint(w, "The harness builds `bin/relay`, and runs it as a child process on a fresh schema (`bench_<pid>_<n>`, dropped afterwards) per scenario, with `BELLHOP_LOG_LEVEL=warn`.\n")
 }
