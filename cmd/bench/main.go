@@ -393,11 +393,12 @@ ticks on a VM); the WAL ratio is stable from run to run.
   the next stamp), or a narrower log (a schema change: e.g. relay_log
   without its recipient index, replay reading by seq).
 - Latency p50 1 ms from COMMIT sent: the writer's own COMMIT is in the
-  figure, and under this load it takes most of the budget by itself (the
-  "writer's COMMIT" rows: its WAL flush, sent to return, measured in the
-  same runs; on 2026-12-02 0.68-0.91 ms at the median, against 0.31 ms for
-  a durable commit's NOTIFY on the idle server); half of what is left is
-  the poll's average wait (0.5 ms at 1 ms). A Go execution trace of the
+  figure, and under this load it takes most of the budget or all of it by
+  itself (the "writer's COMMIT" rows: its WAL flush, sent to return,
+  measured in the same runs; on 2026-12-02 0.79-1.55 ms at the median at
+  1,000/s over four runs, against 0.31-0.39 ms for a durable commit's
+  NOTIFY on the idle server); the poll's average wait is 0.5 ms more (at
+  1 ms). A Go execution trace of the
   relay at 1,000/s (2026-12-02) put a stamp at about 0.45 ms of wall time,
   0.2 ms of it waiting on PostgreSQL, and a stream's goroutine 0.13 ms on
   average from the push to running on the two busy cores. So it needs a
