@@ -315,10 +315,13 @@ type Pusher interface {
 	// order, once they are committed, and the head before them (after):
 	// a hub whose cursor is below after missed another replica's events
 	// and must read them first. ctx carries the stamp's span, the parent
-	// of the push's; it must not block.
+	// of the push's. It is called from one goroutine of the worker's own
+	// while the worker runs (see pusher), so the next stamp does not wait
+	// for it; it should not block.
 	Stamped(ctx context.Context, after int64, events []bellhoptype.Event)
 	// Floor is the highest seq the hub has pushed: stamps never hand out
-	// a seq at or below it.
+	// a seq at or below it, nor at or below one handed to Stamped and not
+	// yet pushed.
 	Floor() int64
 }
 
@@ -405,6 +408,17 @@ type Worker struct {
 	published chan fanout.Batch
 	pubStop   chan struct{}
 	pubDone   chan struct{}
+	// pushes carries committed stamps to pusher, in order, while the
+	// worker runs (pushing, under pushMu; Stop closes pushes, and pushDone
+	// is closed when the pusher has ended); pending counts those not pushed
+	// yet. handed is the highest seq a stamp handed over: the next stamp's
+	// floor, before the hub has pushed it.
+	pushMu   sync.RWMutex
+	pushing  bool
+	pushes   chan push
+	pushDone chan struct{}
+	pending  atomic.Int32
+	handed   atomic.Int64
 }
 
 //go:embed sql/*.sql
@@ -543,6 +557,7 @@ func (r *Worker) Start(ctx context.Context) error {
 		r.published, r.pubStop, r.pubDone = make(chan fanout.Batch, 1024), make(chan struct{}), make(chan struct{})
 		go r.publisher(context.WithoutCancel(ctx))
 	}
+	r.startPusher()
 	r.running.Store(true)
 	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.done = make(chan struct{})
@@ -563,6 +578,7 @@ func (r *Worker) Stop(ctx context.Context) error {
 	r.running.Store(false)
 	r.stopOnce.Do(func() { close(r.stopping) })
 	err := r.river.Stop(ctx)
+	r.stopPusher()
 	if r.pubStop != nil {
 		close(r.pubStop)
 		<-r.pubDone
