@@ -376,27 +376,33 @@ ticks on a VM); the WAL ratio is stable from run to run.
   about a millisecond of latency.
 - Bulk senders (keep up, lag p99 < 250 ms): stamps are serialized by design
   (seqs follow commit order), so one backend must log what four insert.
-  Per row it costs about a quarter of what a writer's backend does:
-  sampled from /proc while the four wrote (2026-12-01, 22:24 UTC), the
-  stamping backend took 16-21 % of a core for about 16,500 rows a second
-  (11 µs a row), each writer's backend 22-26 % for its quarter of 22,000
-  (43 µs a row), the relay process 33-35 % (most of it one socket write
-  per event to each of the 1,000 streams) and the load generator 32-34 %,
-  both cores busy. The stamp falls behind on its share of the CPU: one
-  process of about ten that want the two cores, and idle while its relay
-  takes each batch's events (20-25 % of a backlog's stamp loop). Pushing
-  from a goroutine of its own, so that the next stamp need not wait
-  (tried the same hour, not kept), gave 0.71-0.84 against 0.67-0.78,
-  three runs each way: on two busy cores the push's CPU comes from the
-  same cores. On this machine that is a physical limit for this design:
-  it needs a core the writers do not take (where the push also overlaps
-  the next stamp), or a narrower log (a schema change: e.g. relay_log
-  without its recipient index, replay reading by seq).
+  Per row it costs a quarter to two-fifths of what a writer's backend
+  does: sampled from /proc while the four wrote (2026-12-01, 22:24 UTC),
+  the stamping backend took 16-21 % of a core for about 16,500 rows a
+  second (11 µs a row), each writer's backend 22-26 % for its quarter of
+  22,000 (43 µs a row), the relay process 33-35 % (most of it one socket
+  write per event to each of the 1,000 streams) and the load generator
+  32-34 %, both cores busy; on 2026-12-02 (04:17 UTC, this code) 26 % for
+  18,300 rows a second (14 µs) against 38 µs a row for the writers. The
+  stamp falls behind on its share of the CPU: one process of about ten
+  that want the two cores, and idle while its relay took each batch's
+  events (20-25 % of a backlog's stamp loop). Since
+  2026-12-02 a goroutine of the worker's pushes while the next stamp runs
+  (README, Fan-out). In alternating rounds of scenario 2, three runs each,
+  the ratio's medians were 0.83 / 0.75 / 0.74 with it against 0.73 / 0.73
+  / 0.72 without, the backlog row's 34,100 / 30,600 / 30,500 against
+  29,200 / 31,400 / 22,300 rows a second (a trial on 2026-12-01 gave
+  0.71-0.84 against 0.67-0.78): a few points, since on two busy cores the
+  push's CPU comes from the same cores. On this machine that is a
+  physical limit for this design: it needs a core the writers do not take
+  (the backlog row: alone, the relay drains faster than the four commit),
+  or a narrower log (a schema change: e.g. relay_log without its
+  recipient index, replay reading by seq).
 - Latency p50 1 ms from COMMIT sent: the writer's own COMMIT is in the
   figure, and under this load it takes most of the budget or all of it by
   itself (the "writer's COMMIT" rows: its WAL flush, sent to return,
-  measured in the same runs; on 2026-12-02 0.79-1.55 ms at the median at
-  1,000/s over four runs, against 0.31-0.39 ms for a durable commit's
+  measured in the same runs; on 2026-12-02 0.79-3.36 ms at the median at
+  1,000/s over nine runs, against 0.31-0.39 ms for a durable commit's
   NOTIFY on the idle server); the poll's average wait is 0.5 ms more (at
   1 ms). A Go execution trace of the
   relay at 1,000/s (2026-12-02) put a stamp at about 0.45 ms of wall time,

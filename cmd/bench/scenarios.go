@@ -554,17 +554,15 @@ func (b *bench) drainBacklog(ctx context.Context, s, schema string, ob *outbox.O
 }
 
 const throughputLimit = "Stamps are serialized (one advisory lock; seqs follow commit order), so one backend logs " +
-	"every row the 4 writers' backends insert. On a quiet server a stamp of 1,000 rows takes its backend about 20 ms " +
-	"(the xid index scan, the 1,000 relay_log entries with their two index entries, about 3,000 WAL records, 300 KB; " +
-	"without the recipient index, 12.5 ms), against about 33 ms for a writer's 1,000-row insert with its five indexes. " +
-	"Here that backend shares 2 cores with the 4 writers' backends, the relay and the load generator, each of them " +
-	"runnable most of the time, so it gets about a fifth of the CPU they get together: the stamp is the one task no " +
-	"other can share. Sampled from /proc during the run: the stamping backend runnable about 80% of the time, the " +
-	"relay's stamp loop waiting on PostgreSQL 80% of its own (Go trace), since the next stamp no longer waits for " +
-	"the last one's push. With no writer running " +
-	"the same relay drains a backlog at the rate in the backlog row. Keeping up with bulk writers on shared cores " +
-	"takes a stamp about a quarter of an insert's cost per row, a log without a per-row index entry (a change of " +
-	"schema), or a core the writers do not share (scenario 3 measures that for single-row writers)."
+	"every row the 4 writers' backends insert. Per row that costs it about 37% of a writer's insert (sampled from " +
+	"/proc on 2026-12-02: 14 against 38 µs of backend CPU a row; the xid index scan, the relay_log entry and its two " +
+	"index entries, the recipient index a third of it). On 2 shared cores with the 4 writers' backends, the relay " +
+	"and the load generator all busy, the stamping backend gets about one writer's share of the CPU (26% of a core " +
+	"against about 22% each), so it keeps up with writers whose rows cost it no more than a quarter of theirs. The " +
+	"relay process is not the limit: its stamp loop waits on PostgreSQL 80% of the time, and the next stamp no " +
+	"longer waits for the last one's push. With no writer running the same relay drains a backlog faster than " +
+	"the writers commit (the backlog row). Keeping up with bulk writers on shared cores takes a log without a " +
+	"per-row index entry (a change of schema), or a core the writers do not share."
 
 // ---------------------------------------------------------------- 3
 
