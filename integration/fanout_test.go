@@ -140,7 +140,14 @@ func TestFanoutCarriesBatches(t *testing.T) {
 			s.quiet(t, 300*time.Millisecond)
 			tail, rec, _ := reads(t, replica)
 			require.Zero(t, rec-rec0, "no batch read by recipient")
-			require.LessOrEqual(t, tail-tail0, time.Since(start).Seconds()+1, "tail reads: the backstop's only")
+			// The backstop reads once a second, and once more on a tick
+			// that finds the broker down. Under a loaded CI run (2026-12-02,
+			// Redis) a replica read twice in 0.94 s: a PING past its
+			// timeout marks the broker down until the next message, which
+			// is the likely cause (not traced). Either way it is not a read
+			// per batch: 111 notifications went by here.
+			require.LessOrEqual(t, tail-tail0, time.Since(start).Seconds()+2,
+				"tail reads: the backstop's only (%v fan-out batches read)", fanoutBatches(t, replica, "read"))
 			require.Positive(t, fanoutBatches(t, replica, "pushed"))
 			require.Positive(t, fanoutBatches(t, replica, "skipped"))
 			require.Positive(t, metricValue(scrape(t, stamper.URL), `bellhop_fanout_published_total{result="ok"}`))
