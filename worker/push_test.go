@@ -61,11 +61,7 @@ func TestStampsDoNotWaitForThePush(t *testing.T) {
 	p := &heldPusher{release: make(chan struct{})}
 	r, err := New(db.Pool, Config{Schema: db.Schema, Pusher: p})
 	require.NoError(t, err)
-	send := func(n int) {
-		_, err := db.Pool.Exec(ctx, "INSERT INTO "+db.Table("notifications")+
-			" (notifiable_id, type) SELECT 'u', 'push' FROM generate_series(1, $1)", n)
-		require.NoError(t, err)
-	}
+	send := func(n int) { sendRows(t, db, "push", n) }
 	stamp := func() int {
 		type result struct {
 			n   int

@@ -151,7 +151,7 @@ type push struct {
 func (r *Worker) hand(p push) {
 	r.pushMu.RLock()
 	defer r.pushMu.RUnlock()
-	if !r.pushing {
+	if r.pushes == nil {
 		r.deliver(p)
 		return
 	}
@@ -167,7 +167,7 @@ func (r *Worker) hand(p push) {
 func (r *Worker) endStamp(o StampObserver) {
 	r.pushMu.RLock()
 	defer r.pushMu.RUnlock()
-	if !r.pushing || r.pending.Load() == 0 {
+	if r.pushes == nil || r.pending.Load() == 0 {
 		o.StampEnded()
 		return
 	}
@@ -194,10 +194,11 @@ func (r *Worker) startPusher() {
 	}
 	r.pushMu.Lock()
 	defer r.pushMu.Unlock()
-	r.pushes, r.pushDone, r.pushing = make(chan push, pushQueue), make(chan struct{}), true
+	pushes, done := make(chan push, pushQueue), make(chan struct{})
+	r.pushes, r.pushDone = pushes, done
 	go func() {
-		defer close(r.pushDone)
-		for p := range r.pushes {
+		defer close(done)
+		for p := range pushes {
 			r.deliver(p)
 			r.pending.Add(-1)
 		}
@@ -208,12 +209,12 @@ func (r *Worker) startPusher() {
 // push at once.
 func (r *Worker) stopPusher() {
 	r.pushMu.Lock()
-	if !r.pushing {
+	if r.pushes == nil {
 		r.pushMu.Unlock()
 		return
 	}
-	r.pushing = false
 	close(r.pushes)
+	r.pushes = nil
 	r.pushMu.Unlock()
 	<-r.pushDone
 }

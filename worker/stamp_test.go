@@ -152,6 +152,15 @@ func stampTx(t *testing.T, r *Worker, db *pgtest.DB, floor int64) (seqs []int64,
 	return seqs, mode == "off"
 }
 
+// sendRows commits n notifications of type typ to recipient u, in one
+// statement.
+func sendRows(t *testing.T, db *pgtest.DB, typ string, n int) {
+	t.Helper()
+	_, err := db.Pool.Exec(context.Background(), "INSERT INTO "+db.Table("notifications")+
+		" (notifiable_id, type) SELECT 'u', $1 FROM generate_series(1, $2)", typ, n)
+	require.NoError(t, err)
+}
+
 // Seqs stay at or below the database clock, in microseconds, while the
 // relay keeps up; only then does a stamp skip its WAL flush. A stamp never
 // hands out a seq at or below the process's floor, the highest it pushed:
@@ -162,11 +171,7 @@ func TestStampSeqsFollowTheClock(t *testing.T) {
 	db := pgtest.New(t)
 	r, err := New(db.Pool, Config{Schema: db.Schema})
 	require.NoError(t, err)
-	send := func(n int) {
-		_, err := db.Pool.Exec(ctx, "INSERT INTO "+db.Table("notifications")+
-			" (notifiable_id, type) SELECT 'u', 'clock' FROM generate_series(1, $1)", n)
-		require.NoError(t, err)
-	}
+	send := func(n int) { sendRows(t, db, "clock", n) }
 	clockUS := func() int64 {
 		var us int64
 		require.NoError(t, db.Pool.QueryRow(ctx, "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint").Scan(&us))

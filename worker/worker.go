@@ -409,12 +409,11 @@ type Worker struct {
 	pubStop   chan struct{}
 	pubDone   chan struct{}
 	// pushes carries committed stamps to pusher, in order, while the
-	// worker runs (pushing, under pushMu; Stop closes pushes, and pushDone
-	// is closed when the pusher has ended); pending counts those not pushed
+	// worker runs (not nil, under pushMu; Stop closes it, and pushDone is
+	// closed when the pusher has ended); pending counts those not pushed
 	// yet. handed is the highest seq a stamp handed over: the next stamp's
 	// floor, before the hub has pushed it.
 	pushMu   sync.RWMutex
-	pushing  bool
 	pushes   chan push
 	pushDone chan struct{}
 	pending  atomic.Int32

@@ -445,12 +445,7 @@ func (b *bench) throughput(ctx context.Context) error {
 			stop := time.Now()
 			committed := l.len()
 			ds := b.deliver(s, f, l, 60*time.Second)
-			var last time.Time
-			for _, x := range ds {
-				if x.recv.After(last) {
-					last = x.recv
-				}
-			}
+			last := lastReceived(ds)
 			done, _ := latencies(ds)
 			return float64(committed) / stop.Sub(start).Seconds(),
 				float64(len(ds)) / last.Sub(start).Seconds(),
@@ -541,16 +536,21 @@ func (b *bench) drainBacklog(ctx context.Context, s, schema string, ob *outbox.O
 	}
 	held = false
 	ds := b.deliver(s, f, l, 60*time.Second)
+	if len(ds) == 0 {
+		return 0, errors.New("nothing delivered")
+	}
+	return float64(len(ds)) / lastReceived(ds).Sub(start).Seconds(), nil
+}
+
+// lastReceived is when the last of ds was received.
+func lastReceived(ds []delivery) time.Time {
 	var last time.Time
 	for _, x := range ds {
 		if x.recv.After(last) {
 			last = x.recv
 		}
 	}
-	if len(ds) == 0 {
-		return 0, errors.New("nothing delivered")
-	}
-	return float64(len(ds)) / last.Sub(start).Seconds(), nil
+	return last
 }
 
 const throughputLimit = "Stamps are serialized (one advisory lock; seqs follow commit order), so one backend logs " +
