@@ -374,30 +374,28 @@ ticks on a VM); the WAL ratio is stable from run to run.
   commit, which also spaces the stamps out) measured better for writers
   at 4 (0.76-0.80 against 0.62-0.65, pgbench on 2026-11-27) and cost
   about a millisecond of latency.
-- Bulk senders (keep up, lag p99 < 250 ms): stamps are serialized by design
-  (seqs follow commit order), so one backend must log what four insert.
-  Per row it costs a quarter to two-fifths of what a writer's backend
-  does: sampled from /proc while the four wrote (2026-12-01, 22:24 UTC),
-  the stamping backend took 16-21 % of a core for about 16,500 rows a
-  second (11 µs a row), each writer's backend 22-26 % for its quarter of
-  22,000 (43 µs a row), the relay process 33-35 % (most of it one socket
-  write per event to each of the 1,000 streams) and the load generator
-  32-34 %, both cores busy; on 2026-12-02 (04:17 UTC, this code) 26 % for
-  18,300 rows a second (14 µs) against 38 µs a row for the writers. The
-  stamp falls behind on its share of the CPU: one process of about ten
-  that want the two cores, and idle while its relay took each batch's
-  events (20-25 % of a backlog's stamp loop). Since
-  2026-12-02 a goroutine of the worker's pushes while the next stamp runs
-  (README, Fan-out). In alternating rounds of scenario 2, three runs each,
-  the ratio's medians were 0.83 / 0.75 / 0.74 with it against 0.73 / 0.73
-  / 0.72 without, the backlog row's 34,100 / 30,600 / 30,500 against
-  29,200 / 31,400 / 22,300 rows a second (a trial on 2026-12-01 gave
-  0.71-0.84 against 0.67-0.78): a few points, since on two busy cores the
-  push's CPU comes from the same cores. On this machine that is a
-  physical limit for this design: it needs a core the writers do not take
-  (the backlog row: alone, the relay drains faster than the four commit),
-  or a narrower log (a schema change: e.g. relay_log without its
-  recipient index, replay reading by seq).
+- Bulk senders (keep up, lag p99 < 250 ms): per row, the relay's side
+  costs more CPU than the writers' side. Scenario 2's CPU rows split it by
+  process; in the full run of 2026-12-02 06:25 UTC: 20 µs a row in the
+  relay's backends (the stamp, serialized by design: seqs follow commit
+  order) and 27 µs in the relay process (41 % of it the socket writes, one
+  per event and stream), against 45 µs in the writers' backends, and 22 µs
+  in the load generator. On two cores that all of them want, the writers'
+  four busy backends outdraw the relay's pipeline (one stamping backend,
+  then the push), and its lag grows; the stamping backend waits on no lock,
+  and for about a third of its time on the relay process. Given one core
+  each (the "relay on its own core" rows), the relay delivered 0.96 of
+  the writers' rate, 0.93-0.99 in four rounds before the run. Tried on
+  2026-12-02, in alternating runs of scenario 2, and not enough: relay_log
+  without its recipient index (0.85 / 0.82 against 0.81 / 0.79: the
+  narrower log the previous report proposed), a stream's queued events
+  gathered into one write, GOGC=400, a push queue of 8 stamps (no change
+  outside the spread). Kept from before: the push out of the stamp's path
+  (0.83 / 0.75 / 0.74 against 0.73 / 0.73 / 0.72). On this machine that is
+  a physical limit for this design: keeping up with bulk writers at their
+  full speed takes a relay with about as much CPU as their backends, cores
+  or a machine of its own, or a far cheaper push per event and stream than
+  a socket write.
 - Latency p50 1 ms from COMMIT sent: the writer's own COMMIT is in the
   figure, and under this load it takes most of the budget or all of it by
   itself (the "writer's COMMIT" rows: its WAL flush, sent to return,
