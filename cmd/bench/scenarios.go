@@ -733,8 +733,9 @@ func bulkLimit(cpu [cpuGroups]*figure, pinnedKeepUp, pinnedLag *figure) string {
 	}
 	return t + " Nothing cheaper closed the gap, each tried with scenario 2 alone, in alternating runs against the code " +
 		"as it stands (2026-12-02): relay_log without its recipient index (a third of a stamp's own cost) 0.85 and " +
-		"0.82 against 0.81 and 0.79 (the delivered rate then counted from the writers' start); a stream's queued events gathered into one write, no change (each stamp gives " +
-		"each stream one event); GOGC=400, and a push queue of 8 stamps instead of 2, no change outside the spread. " +
+		"0.82 against 0.81 and 0.79 (the delivered rate then counted from the writers' start); a stream's queued " +
+		"events gathered into one write, no change (each stamp gives each stream one event); GOGC=400, and a push " +
+		"queue of 8 stamps instead of 2, no change outside the spread. " +
 		"Keeping up with bulk writers at their full speed takes a relay with about as much CPU as the writers' " +
 		"backends: cores of its own, or a machine of its own."
 }
@@ -1144,9 +1145,9 @@ func unreadLimit(http99, query99 float64) string {
 		"scenario 5 alone (8 s, 2026-12-02 06:24 UTC) found it on a quarter of one core; of that CPU, 23 %% was system "+
 		"calls (the request's socket and the query's), 19 %% Go's scheduler looking for work and parking threads "+
 		"between requests, 15 %% checking the JWT (its parse, the JSON of its claims, the signature) and 14 %% the "+
-		"count through pgx: nothing long. The tail is the request crossing two processes more than the query alone "+
-		"(this one to the relay, the relay to PostgreSQL and back), each a wake-up on 2 cores shared with PostgreSQL "+
-		"and the load generator. It moves with the machine: on 2026-12-02 scenario 5 alone met it at 00:51 UTC "+
+		"count through pgx: nothing long. The tail is the two wake-ups of the relay's that the query alone does "+
+		"not have (on the request, and on the query's answer), each on 2 cores shared with PostgreSQL and the load "+
+		"generator. It moves with the machine: on 2026-12-02 scenario 5 alone met it at 00:51 UTC "+
 		"(1.44 ms) and missed it at 06:24 (2.61-4.89 ms per run, the query alone 1.32-3.31 ms). Not measured with "+
 		"the relay on a core of its own.",
 		format(query99, "ms"), format(http99, "ms"))
