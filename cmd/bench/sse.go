@@ -256,6 +256,7 @@ func (l *ledger) len() int {
 type delivery struct {
 	sent
 	recv time.Time
+	seq  int64 // the event id
 }
 
 // verify takes what every client received and checks it against the
@@ -294,7 +295,7 @@ func (f *fleet) verify(l *ledger) ([]delivery, []string) {
 			default:
 				seen[r.id] = true
 				perUser[c.user]++
-				out = append(out, delivery{sent: s, recv: r.t})
+				out = append(out, delivery{sent: s, recv: r.t, seq: r.seq})
 			}
 		}
 	}
