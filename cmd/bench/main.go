@@ -376,16 +376,16 @@ ticks on a VM); the WAL ratio is stable from run to run.
   about a millisecond of latency.
 - Bulk senders (keep up, lag p99 < 250 ms): per row, the relay's side
   costs more CPU than the writers' side. Scenario 2's CPU rows split it by
-  process; in the full run of 2026-12-02 06:25 UTC: 20 µs a row in the
+  process; in the full run of 2026-12-02 07:05 UTC: 19 µs a row in the
   relay's backends (the stamp, serialized by design: seqs follow commit
   order) and 27 µs in the relay process (41 % of it the socket writes, one
-  per event and stream), against 45 µs in the writers' backends, and 22 µs
+  per event and stream), against 41 µs in the writers' backends, and 21 µs
   in the load generator. On two cores that all of them want, the writers'
   four busy backends outdraw the relay's pipeline (one stamping backend,
   then the push), and its lag grows; the stamping backend waits on no lock,
   and for about a third of its time on the relay process. Given one core
-  each (the "relay on its own core" rows), the relay delivered 0.96 of
-  the writers' rate, 0.93-0.99 in four rounds before the run. Tried on
+  each (the "relay on its own core" rows), the relay delivered 0.98 of
+  the writers' rate (0.96 at 06:25, 0.93-0.99 in four rounds before). Tried on
   2026-12-02, in alternating runs of scenario 2, and not enough: relay_log
   without its recipient index (0.85 / 0.82 against 0.81 / 0.79: the
   narrower log the previous report proposed), a stream's queued events
@@ -405,9 +405,13 @@ ticks on a VM); the WAL ratio is stable from run to run.
   1 ms). A Go execution trace of the
   relay at 1,000/s (2026-12-02) put a stamp at about 0.45 ms of wall time,
   0.2 ms of it waiting on PostgreSQL, and a stream's goroutine 0.13 ms on
-  average from the push to running on the two busy cores. So it needs a
-  writer's commit well under a millisecond (a faster flush, cores the
-  writers do not share), and a wake-up per commit that costs writers nothing
+  average from the push to running on the two busy cores. Scenario 1's
+  rows split the relay's part at the stamp (in the full run of 07:05 UTC,
+  1.45 ms to the stamp, 1.63 ms from it to the client's read, at 1,000/s),
+  and its pinned pass gave the relay a core: 1.40 ms in all against 3.29
+  shared, the writer's COMMIT 0.86 ms, 2.45 ms from COMMIT sent. So it
+  needs a writer's commit well under a millisecond (a faster flush, cores
+  the writers do not share), and a wake-up per commit that costs writers nothing
   (a NOTIFY per commit serializes them on PostgreSQL's notify lock: scenario
   3, notify mode) or a cheaper poll run more often, and unshared cores.
   Below BELLHOP_PARK_RATE (400 commits a second) a parked relay gets such

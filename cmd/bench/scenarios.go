@@ -310,21 +310,14 @@ func (b *bench) latency(ctx context.Context) error {
 	// 1,000/s again, with the relay on a core the writers and the streams'
 	// reader do not share: how much of the relay's part is waiting for a
 	// core.
-	pin, err := b.newPinning(ctx, latencyRelayApp, p.Pid())
+	pin, unpin, err := b.pinnedPass(ctx, latencyRelayApp, p.Pid(), 8) // pacedRun's 8 writers
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "   relay on its own core: skipped: %v\n", err)
+		return err
+	}
+	defer unpin()
+	if pin == nil {
 		setLimit(nil)
 		return nil
-	}
-	defer func() {
-		if err := pin.unpin(context.WithoutCancel(ctx)); err != nil {
-			fmt.Fprintf(os.Stderr, "   unpin: %v\n", err)
-		}
-	}()
-	// pacedRun's 8 writers' connections open before the pin: one the pool
-	// opened later would run unpinned.
-	if err := openConns(ctx, b.pool, 8); err != nil {
-		return err
 	}
 	name := func(x string) string { return "1,000/s, relay on its own core: " + x }
 	p50 := b.fig(s, name("p50, from COMMIT return"), "ms")
@@ -632,22 +625,15 @@ func (b *bench) throughput(ctx context.Context) error {
 
 	// The bulk senders again, with the relay on a core the writers do not
 	// share: what keeping up takes.
-	pin, err := b.newPinning(ctx, bulkRelayApp, p.Pid())
+	pin, unpin, err := b.pinnedPass(ctx, bulkRelayApp, p.Pid(), 4)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "   relay on its own core: skipped: %v\n", err)
+		return err
+	}
+	defer unpin()
+	if pin == nil {
 		keepUp.limit = bulkLimit(cpu, nil, nil)
 		bulkLag.limit = keepUp.limit
 		return nil
-	}
-	defer func() {
-		if err := pin.unpin(context.WithoutCancel(ctx)); err != nil {
-			fmt.Fprintf(os.Stderr, "   unpin: %v\n", err)
-		}
-	}()
-	// Every writer's connection open before the pin: one the pool opened
-	// later would run unpinned.
-	if err := openConns(ctx, b.pool, 4); err != nil {
-		return err
 	}
 	label := bulk + ", relay on its own core"
 	commitRow := b.fig(s, label+": writers' max commit rate", "/s")
@@ -848,6 +834,27 @@ func (b *bench) cost(ctx context.Context) error {
 	return nil
 }
 
+// pinnedPass prepares a "relay on its own core" pass for the relay
+// process relayPid, whose connections are named app. Where the split cannot
+// be made it says why and returns a nil pin. Otherwise it first has the
+// pool open conns connections (one the pool opened after a pin would run
+// unpinned); unpin gives every process pinned since its CPUs back.
+func (b *bench) pinnedPass(ctx context.Context, app string, relayPid, conns int) (pin *pinning, unpin func(), err error) {
+	pin, err = b.newPinning(ctx, app, relayPid)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "   relay on its own core: skipped: %v\n", err)
+		return nil, func() {}, nil
+	}
+	if err := openConns(ctx, b.pool, conns); err != nil {
+		return nil, func() {}, err
+	}
+	return pin, func() {
+		if err := pin.unpin(context.WithoutCancel(ctx)); err != nil {
+			fmt.Fprintf(os.Stderr, "   unpin: %v\n", err)
+		}
+	}, nil
+}
+
 // openConns has pool open n connections (it keeps them, idle).
 func openConns(ctx context.Context, pool *pgxpool.Pool, n int) error {
 	conns := make([]*pgxpool.Conn, 0, n)
@@ -884,15 +891,15 @@ func (b *bench) costMode(ctx context.Context, s, mode string, pinned bool, write
 	defer p.stop()
 	var pin *pinning
 	if pinned {
-		if pin, err = b.newPinning(ctx, pinnedRelayApp, p.Pid()); err != nil {
-			fmt.Fprintf(os.Stderr, "   relay on its own core: skipped: %v\n", err)
+		// Each writer count opens its connections before its first pin.
+		var unpin func()
+		if pin, unpin, err = b.pinnedPass(ctx, pinnedRelayApp, p.Pid(), 0); err != nil {
+			return err
+		}
+		defer unpin()
+		if pin == nil {
 			return nil
 		}
-		defer func() {
-			if err := pin.unpin(context.WithoutCancel(ctx)); err != nil {
-				fmt.Fprintf(os.Stderr, "   unpin: %v\n", err)
-			}
-		}()
 	}
 	if _, err := b.pool.Exec(ctx, fmt.Sprintf(
 		"CREATE TABLE %[1]s.bare (LIKE %[1]s.notifications INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)", p.schema)); err != nil {
