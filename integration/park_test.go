@@ -70,13 +70,18 @@ func parked(t *testing.T, r *testRelay) {
 // reports whether the job stayed parked throughout.
 func whileParked(t *testing.T, r *testRelay, try func() bool) {
 	t.Helper()
-	for range 3 {
+	for i := range 3 {
 		parked(t, r)
 		polls := stamps(t, r, "poll")
+		start := time.Now()
 		if try() {
 			return
 		}
 		require.Greater(t, stamps(t, r, "poll"), polls, "the try failed with no new relay job")
+		// What the next look for a cause needs: how long a failed try
+		// took, and what the relay stamped by then.
+		t.Logf("try %d: a new relay job after %v; stamps so far: look %v, poll %v, notified %v", i+1,
+			time.Since(start).Round(time.Millisecond), stamps(t, r, "look"), stamps(t, r, "poll"), stamps(t, r, "notified"))
 	}
 	t.Fatal("the relay job left park during each of three tries")
 }
@@ -98,7 +103,7 @@ func TestAdaptiveParksBetweenCommits(t *testing.T) {
 		if stamps(t, r, "poll") != polls {
 			return false
 		}
-		// A stamp's events are pushed before it is counted.
+		// A stamp is counted once it returns; its events may come first.
 		require.Eventually(t, func() bool { return stamps(t, r, "notified")-notified >= n }, time.Second, time.Millisecond,
 			"a stamp per NOTIFY")
 		flagUp(t, b)
@@ -212,16 +217,20 @@ func TestParkedJobLooksForSilentCommits(t *testing.T) {
 		id, err := b.ob.Send(ctx, tx, alice, outbox.Message{Kind: "silent"})
 		require.NoError(t, err)
 		require.NoError(t, tx.Commit(ctx))
+		committed := time.Now()
 		require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)
-		// A stamp's events are pushed before it is counted, so the stamp
-		// that took the row shows up a moment later: a look's, or, if the
-		// job ended meanwhile, its successor's poll (whileParked tries
-		// again). On a loaded machine that moment can be long.
+		came := time.Since(committed)
+		// The stamp that took the row is counted once it returns, and its
+		// events are pushed apart from it, so the count may come a moment
+		// after them: a look's, or, if the job ended meanwhile, its
+		// successor's poll (whileParked tries again). On a loaded machine
+		// that moment can be long.
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 			if lookRows() > looks {
 				return true
 			}
 			if stamps(t, r, "poll") > polls {
+				t.Logf("the silent row's event came %v after its commit, and a poll counted first", came.Round(time.Millisecond))
 				return false
 			}
 			if time.Now().After(deadline) {
