@@ -68,24 +68,6 @@ func cpuTicks(pid int) int64 {
 
 const tick = 10 * time.Millisecond
 
-// backendTicks is the CPU of the backends named app, by pid.
-func (b *bench) backendTicks(ctx context.Context, app string) (map[int]int64, error) {
-	rows, err := b.pool.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", app)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	m := map[int]int64{}
-	for rows.Next() {
-		var pid int
-		if err := rows.Scan(&pid); err != nil {
-			return nil, err
-		}
-		m[pid] = cpuTicks(pid)
-	}
-	return m, rows.Err()
-}
-
 // metricSum reads series (a name, with its labels if any) from each relay's
 // /metrics and sums them.
 func metricSum(ps []*relayProc, series string) float64 {
@@ -248,18 +230,18 @@ func (b *bench) replicaCount(ctx context.Context, s string, n int, broker string
 	relayCores := b.fig(s, name("relay processes: CPU, % of one core"), "%")
 	p50 := b.fig(s, name("p50, from COMMIT return"), "ms")
 	p99 := b.fig(s, name("p99, from COMMIT return"), "ms")
+	pids := make([]int, len(ps))
+	for i, p := range ps {
+		pids[i] = p.Pid()
+	}
 	for range b.runs {
 		var xact0 int64
 		if err := b.pool.QueryRow(ctx, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").Scan(&xact0); err != nil {
 			return err
 		}
-		back0, err := b.backendTicks(ctx, app)
+		cpu0, err := b.sampleCPU(ctx, app, pids...)
 		if err != nil {
 			return err
-		}
-		var relay0 int64
-		for _, p := range ps {
-			relay0 += cpuTicks(p.Pid())
 		}
 		reads0 := metricSum(ps, `bellhop_hub_log_reads_total{read="tail"}`) + metricSum(ps, `bellhop_hub_log_reads_total{read="recipients"}`)
 		batches0 := metricSum(ps, "bellhop_stamp_batch_rows_count")
@@ -277,14 +259,11 @@ func (b *bench) replicaCount(ctx context.Context, s string, n int, broker string
 		}
 
 		elapsed := time.Since(t)
-		back1, err := b.backendTicks(ctx, app)
+		cpu1, err := b.sampleCPU(ctx, app, pids...)
 		if err != nil {
 			return err
 		}
-		var relay1 int64
-		for _, p := range ps {
-			relay1 += cpuTicks(p.Pid())
-		}
+		cpu := cpu1.since(cpu0) // a backend that came meanwhile counts whole
 		var xact1 int64
 		if err := b.pool.QueryRow(ctx, "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").Scan(&xact1); err != nil {
 			return err
@@ -292,17 +271,11 @@ func (b *bench) replicaCount(ctx context.Context, s string, n int, broker string
 		reads1 := metricSum(ps, `bellhop_hub_log_reads_total{read="tail"}`) + metricSum(ps, `bellhop_hub_log_reads_total{read="recipients"}`)
 		batches1 := metricSum(ps, "bellhop_stamp_batch_rows_count")
 		rows1 := metricSum(ps, `bellhop_hub_log_rows_total{read="tail"}`) + metricSum(ps, `bellhop_hub_log_rows_total{read="recipients"}`)
-		var back int64
-		for pid, v := range back1 {
-			back += v - back0[pid] // a backend that came meanwhile counts from 0
-		}
 		events := float64(len(ds))
 		if events == 0 || batches1 == batches0 {
 			return fmt.Errorf("%d replicas: nothing delivered", n)
 		}
-		perEvent := func(ticks int64) float64 {
-			return float64(time.Duration(ticks)*tick) / float64(time.Microsecond) / events
-		}
+		dbPerEvent, relayPerEvent := cpu[cpuRelayBackends]/events, cpu[cpuRelay]/events
 		if fromLog != nil {
 			fread1, fall1 := fanned()
 			if fall1 == fall0 {
@@ -315,14 +288,14 @@ func (b *bench) replicaCount(ctx context.Context, s string, n int, broker string
 		readRate.add((reads1 - reads0) / elapsed.Seconds())
 		batchRate.add((batches1 - batches0) / elapsed.Seconds())
 		xacts.add((float64(xact1-xact0) - events) / elapsed.Seconds())
-		dbCPU.add(perEvent(back))
-		relayCPU.add(perEvent(relay1 - relay0))
-		relayCores.add(100 * float64(time.Duration(relay1-relay0)*tick) / float64(elapsed))
+		dbCPU.add(dbPerEvent)
+		relayCPU.add(relayPerEvent)
+		relayCores.add(100 * cpu[cpuRelay] / float64(elapsed.Microseconds()))
 		done, _ := latencies(ds)
 		p50.add(pct(done, 50))
 		p99.add(pct(done, 99))
 		fmt.Fprintf(os.Stderr, "   %s%d replicas: %d events, %.0f batches, %.2f entries read/event, %.2f reads/batch, db %.0f µs/event, relays %.0f µs/event, p50 %.2f ms p99 %.2f ms\n",
-			via, n, len(ds), batches1-batches0, (rows1-rows0)/events, (reads1-reads0)/(batches1-batches0), perEvent(back), perEvent(relay1-relay0), pct(done, 50), pct(done, 99))
+			via, n, len(ds), batches1-batches0, (rows1-rows0)/events, (reads1-reads0)/(batches1-batches0), dbPerEvent, relayPerEvent, pct(done, 50), pct(done, 99))
 	}
 	return nil
 }

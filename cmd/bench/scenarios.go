@@ -686,9 +686,9 @@ type procCPU struct {
 }
 
 // sampleCPU reads the CPU time of the database's client backends (the
-// relay's, named app, and everyone else's: the writers', and this
-// process's own reads), of the relay process and of this one.
-func (b *bench) sampleCPU(ctx context.Context, app string, relayPid int) (cpuSample, error) {
+// relays', named app, and everyone else's: the writers', and this
+// process's own reads), of the relay processes and of this one.
+func (b *bench) sampleCPU(ctx context.Context, app string, relayPids ...int) (cpuSample, error) {
 	rows, err := b.pool.Query(ctx, `SELECT pid, application_name = $1 FROM pg_stat_activity
 WHERE datname = current_database() AND backend_type = 'client backend'`, app)
 	if err != nil {
@@ -708,7 +708,9 @@ WHERE datname = current_database() AND backend_type = 'client backend'`, app)
 		}
 		s[pid] = procCPU{g, cpuTicks(pid)}
 	}
-	s[relayPid] = procCPU{cpuRelay, cpuTicks(relayPid)}
+	for _, pid := range relayPids {
+		s[pid] = procCPU{cpuRelay, cpuTicks(pid)}
+	}
 	s[os.Getpid()] = procCPU{cpuSelf, cpuTicks(os.Getpid())}
 	return s, rows.Err()
 }
