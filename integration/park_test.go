@@ -239,3 +239,24 @@ func TestParkedJobLooksForSilentCommits(t *testing.T) {
 		}
 	})
 }
+
+// A sweep with nothing to expire sends no NOTIFY. Its UPDATE would fire the
+// statement-level wake trigger though it touched no row, and so wake a
+// parked job for an empty stamp every sweep interval (in the test above, a
+// stamp before the look it waits for, often enough under load to fail it).
+func TestIdleSweepsWakeNoOne(t *testing.T) {
+	t.Parallel()
+	ctx, b, r, _ := idleRelay(t, fastLook)
+	sweeps := func() int {
+		var n int
+		require.NoError(t, b.db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+b.db.Table("river_job")+
+			" WHERE kind = 'bellhop_relay' AND args->>'sweep' = 'true' AND state = 'completed'").Scan(&n))
+		return n
+	}
+	parked(t, r)
+	notified, swept := stamps(t, r, "notified"), sweeps()
+	require.Eventually(t, func() bool { return sweeps() >= swept+3 }, 10*time.Second, 10*time.Millisecond,
+		"no three sweeps")
+	require.Equal(t, notified, stamps(t, r, "notified"), "a sweep woke the parked job")
+	flagUp(t, b)
+}

@@ -511,8 +511,12 @@ func (r *Worker) arm(ctx context.Context) (bool, error) {
 }
 
 // expire touches the notifications whose expiry has come, a batch at a
-// time (see Expire in sql/worker.sql).
+// time (see Expire in sql/worker.sql), if any has (ExpireDue).
 func (r *Worker) expire(ctx context.Context) error {
+	var due bool
+	if err := r.pool.QueryRow(ctx, r.q.expireDue).Scan(&due); err != nil || !due {
+		return err
+	}
 	for {
 		tag, err := r.pool.Exec(ctx, r.q.expire, r.cfg.BatchSize)
 		if err != nil {

@@ -360,7 +360,7 @@ type Worker struct {
 	relayedChannel string
 	wakeSeq        string
 	q              struct {
-		hasPending, lock, stamp, announce, listeners, tryLease, unlease, head, durability, setWake, snapshot, settled, prune, forget, escalation, expire string
+		hasPending, lock, stamp, announce, listeners, tryLease, unlease, head, durability, setWake, snapshot, settled, prune, forget, escalation, expireDue, expire string
 	}
 	// own is the Pusher if it listens on the relayed channel itself, and
 	// audience whether another process does (see audience in stamp.go).
@@ -464,6 +464,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 	r.q.prune = set.Get("Prune")
 	r.q.forget = set.Get("Forget")
 	r.q.escalation = set.Get("Escalation")
+	r.q.expireDue = set.Get("ExpireDue")
 	r.q.expire = set.Get("Expire")
 	if err := set.Err(); err != nil {
 		return nil, err

@@ -394,6 +394,13 @@ FROM bellhop.notifications
 WHERE id = $1 AND read_at IS NULL AND deleted_at IS NULL AND archived_at IS NULL
   AND (expires_at IS NULL OR expires_at > now()) AND 'database' = ANY (channels);
 
+-- name: ExpireDue
+-- Whether any row's expiry has come that Expire has not touched yet. The
+-- sweep asks first: an UPDATE fires the statement-level wake trigger even
+-- when it touches no row, and would NOTIFY a parked relay every sweep.
+SELECT EXISTS (SELECT 1 FROM bellhop.notifications
+               WHERE expires_at <= now() AND op <> 'expired' AND deleted_at IS NULL);
+
 -- name: Expire
 -- Touches up to $1 rows whose expiry has come and that were not pushed as
 -- expired yet: the update trigger makes them "expired" and pending, and
