@@ -105,3 +105,38 @@ func TestProbesSkipLargeOpenTransactions(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT count(*) FROM "+db.Table("relay_log")).Scan(&logged))
 	require.Equal(t, 100003, logged, "every row once the transaction commits")
 }
+
+// The sweep's check for due expiries reads the expiry index's first entry,
+// however many rows the table holds that each of its conditions alone would
+// match: here half expired already, half deleted, none due.
+func TestExpireDueReadsTheIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	r, err := New(db.Pool, Config{Schema: db.Schema})
+	require.NoError(t, err)
+	insert := func(deleted string, n int) {
+		_, err := db.Pool.Exec(ctx, "INSERT INTO "+db.Table("notifications")+
+			" (notifiable_id, type, expires_at, deleted_at) SELECT 'r', 'old', now() - interval '1 day', "+deleted+
+			" FROM generate_series(1, $1)", n)
+		require.NoError(t, err)
+	}
+	due := func() bool {
+		var ok bool
+		require.NoError(t, db.Pool.QueryRow(ctx, r.q.expireDue).Scan(&ok))
+		return ok
+	}
+	insert("NULL", 20000)
+	require.True(t, due())
+	require.NoError(t, r.expire(ctx))
+	insert("now()", 20000)
+	_, err = db.Pool.Exec(ctx, "ANALYZE "+db.Table("notifications"))
+	require.NoError(t, err)
+
+	require.False(t, due(), "every expiry handled")
+	read := buffers(t, r, db, false, r.q.expireDue)
+	t.Logf("ExpireDue touched %d buffers", read)
+	require.Less(t, read, int64(50), "ExpireDue read more than the index's first pages")
+	insert("NULL", 1)
+	require.True(t, due(), "a new row due")
+}

@@ -398,8 +398,13 @@ WHERE id = $1 AND read_at IS NULL AND deleted_at IS NULL AND archived_at IS NULL
 -- Whether any row's expiry has come that Expire has not touched yet. The
 -- sweep asks first: an UPDATE fires the statement-level wake trigger even
 -- when it touches no row, and would NOTIFY a parked relay every sweep.
-SELECT EXISTS (SELECT 1 FROM bellhop.notifications
-               WHERE expires_at <= now() AND op <> 'expired' AND deleted_at IS NULL);
+-- "The earliest due", not EXISTS, as in HasPending: with many rows expired
+-- long ago, EXISTS planned a sequential scan expecting an early match and
+-- read the whole table (42 ms at 400,000 rows); ordered by expires_at, the
+-- expiry index's first entry answers (0.1 ms).
+SELECT (SELECT expires_at FROM bellhop.notifications
+        WHERE expires_at <= now() AND op <> 'expired' AND deleted_at IS NULL
+        ORDER BY expires_at LIMIT 1) IS NOT NULL;
 
 -- name: Expire
 -- Touches up to $1 rows whose expiry has come and that were not pushed as
