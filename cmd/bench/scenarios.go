@@ -400,47 +400,42 @@ func stampSplit(ds []delivery) (toStamp, fromStamp []time.Duration) {
 }
 
 // pacedRun is scenario 1's probe: one-row transactions at rate for d,
-// each to one of users at random, 8 writers; it returns the deliveries,
+// each to one of users at random (pacedSends); it returns the deliveries,
 // checked against what committed.
 func (b *bench) pacedRun(ctx context.Context, s string, ob *outbox.Outbox, users []string, f *fleet, rate int, d time.Duration) ([]delivery, error) {
-	l := newLedger()
-	err := paced(ctx, rate, d, 8, func() error {
-		return b.sendOne(ctx, ob, users[rand.IntN(len(users))], l)
-	})
+	l, err := b.pacedSends(ctx, ob, users, rate, d)
 	if err != nil {
 		return nil, err
 	}
 	return b.deliver(s, f, l, 30*time.Second), nil
 }
 
-// floorRun is pacedRun's writers (the same rate, workers and outbox
-// statement) into ob's table, a copy of the notifications table without
-// its triggers that no relay reads: each COMMIT, sent to return, with no
-// relay work at all. No event can come sooner after COMMIT sent than the
-// COMMIT returns.
-func (b *bench) floorRun(ctx context.Context, ob *outbox.Outbox, users []string, rate int, d time.Duration) ([]time.Duration, error) {
-	var mu sync.Mutex
-	var commits []time.Duration
+// pacedSends commits one-row transactions at rate for d, each to one of
+// users at random, from 8 writers, and returns what committed.
+func (b *bench) pacedSends(ctx context.Context, ob *outbox.Outbox, users []string, rate int, d time.Duration) (*ledger, error) {
+	l := newLedger()
 	err := paced(ctx, rate, d, 8, func() error {
-		tx, err := b.pool.Begin(ctx)
-		if err != nil {
-			return err
-		}
-		if _, err := ob.Send(ctx, tx, outbox.User(users[rand.IntN(len(users))]), msg); err != nil {
-			_ = tx.Rollback(ctx)
-			return err
-		}
-		at := time.Now()
-		if err := tx.Commit(ctx); err != nil {
-			return err
-		}
-		took := time.Since(at)
-		mu.Lock()
-		commits = append(commits, took)
-		mu.Unlock()
-		return nil
+		return b.sendOne(ctx, ob, users[rand.IntN(len(users))], l)
 	})
-	return commits, err
+	return l, err
+}
+
+// floorRun is pacedRun's writers (pacedSends) into ob's table, a copy of
+// the notifications table without its triggers that no relay reads: each
+// COMMIT, sent to return, with no relay work at all. No event can come
+// sooner after COMMIT sent than the COMMIT returns.
+func (b *bench) floorRun(ctx context.Context, ob *outbox.Outbox, users []string, rate int, d time.Duration) ([]time.Duration, error) {
+	l, err := b.pacedSends(ctx, ob, users, rate, d)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	commits := make([]time.Duration, 0, len(l.m))
+	for _, s := range l.m {
+		commits = append(commits, s.doneAt.Sub(s.commitAt))
+	}
+	return commits, nil
 }
 
 // latencyLimit says what bounds scenario 1's latency at 1,000/s, with the
