@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -311,6 +312,53 @@ func TestHTTPStreamWithAnnouncedBodyStaysOpen(t *testing.T) {
 			require.Contains(t, line, id)
 			return
 		}
+	}
+}
+
+func TestHTTPStreamClientThatKeepsSendingIsCut(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	r := b.startServed(t)
+	u, err := url.Parse(r.URL)
+	require.NoError(t, err)
+	conn, err := net.Dial("tcp", u.Host)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "GET /notifications/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token(t, alice)+"\r\nAccept: text/event-stream\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(15*time.Second)))
+	br := bufio.NewReader(conn)
+	status, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "HTTP/1.1 200 OK\r\n", status)
+
+	// A few stray bytes (a body the request did not announce) are
+	// ignored: the stream stays live.
+	_, err = io.WriteString(conn, "stray")
+	require.NoError(t, err)
+	id := b.send(t, alice, "after.stray.bytes")
+	for {
+		line, err := br.ReadString('\n')
+		require.NoError(t, err, "the stream must stay open")
+		if strings.HasPrefix(line, "data: ") {
+			require.Contains(t, line, id)
+			break
+		}
+	}
+
+	// A client that keeps sending is cut: each read would cost the relay
+	// a system call for as long as it went on.
+	junk := strings.Repeat("x", 1024)
+	for range 8 {
+		if _, err := io.WriteString(conn, junk); err != nil {
+			break // already cut
+		}
+	}
+	// It closes the connection before the read deadline: EOF, or a reset
+	// where the junk it did not read was still queued.
+	_, err = io.Copy(io.Discard, br)
+	if err != nil {
+		require.ErrorIs(t, err, syscall.ECONNRESET, "the relay must close the connection")
 	}
 }
 

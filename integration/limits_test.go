@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,6 +120,34 @@ func TestLimitsStreamsPerRecipient(t *testing.T) {
 	res, body = tryStream(t, r.URL, alice)
 	require.Equal(t, http.StatusTooManyRequests, res.StatusCode, "the new tab took the freed place")
 	requireAPIError(t, body, "too_many_streams", "2 open streams")
+}
+
+func TestLimitsStreamsPerRecipientUnderABurst(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t)
+	const limit, tries = 2, 40
+	r := b.startRelay(t, func(c *relay.Config) { c.MaxStreamsPerRecipient = limit })
+	// Every request at once: the limit is checked where the stream is
+	// counted, so none passes while another is between the two.
+	statuses := make(chan int, tries)
+	var wg sync.WaitGroup
+	for range tries {
+		wg.Go(func() {
+			res, _ := tryStream(t, r.URL, alice)
+			statuses <- res.StatusCode
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	admitted := 0
+	for s := range statuses {
+		if s == http.StatusOK {
+			admitted++
+		} else {
+			require.Equal(t, http.StatusTooManyRequests, s)
+		}
+	}
+	require.Equal(t, limit, admitted)
 }
 
 func TestLimitsMaxStreams(t *testing.T) {

@@ -668,9 +668,18 @@ func (h *hub) fanOut(ctx context.Context, batch []*row) {
 
 var errClosed = errors.New("relay is shutting down")
 
+// The limits a stream may be refused for (subscribe): of the relay's
+// streams, and of one recipient's; zero is none.
+type streamLimits struct{ all, mine int }
+
+var (
+	errTooManyStreams    = errors.New("this relay has reached its limit of open streams")
+	errTooManyOwnStreams = errors.New("this recipient has reached the relay's limit of open streams per recipient")
+)
+
 // subscribe registers a stream for to and returns it with the hub's cursor
 // at that moment: the stream gets every row after it.
-func (h *hub) subscribe(to bellhoptype.Recipient) (*subscriber, int64, error) {
+func (h *hub) subscribe(to bellhoptype.Recipient, limits streamLimits) (*subscriber, int64, error) {
 	s := &subscriber{to: to, ch: make(chan *row, h.buffer), behind: make(chan struct{}, 1), gone: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -678,6 +687,14 @@ func (h *hub) subscribe(to bellhoptype.Recipient) (*subscriber, int64, error) {
 	case <-h.closed:
 		return nil, 0, errClosed
 	default:
+	}
+	// Checked under the lock that registers the stream: checked apart, a
+	// burst of requests could each pass before any of them counted.
+	if limits.all > 0 && h.count >= limits.all {
+		return nil, 0, errTooManyStreams
+	}
+	if limits.mine > 0 && len(h.subs[to]) >= limits.mine {
+		return nil, 0, errTooManyOwnStreams
 	}
 	if h.subs[to] == nil {
 		h.subs[to] = map[*subscriber]struct{}{}
@@ -730,12 +747,6 @@ func (h *hub) unsubscribe(s *subscriber) {
 }
 
 // streams returns the number of open streams, and those of to.
-func (h *hub) streams(to bellhoptype.Recipient) (all, mine int) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.count, len(h.subs[to])
-}
-
 // close ends every stream; their clients reconnect (to another replica).
 func (h *hub) close() {
 	h.once.Do(func() {

@@ -42,18 +42,15 @@ func (r *Relay) stream(w http.ResponseWriter, req *http.Request, to bellhoptype.
 		}
 		lastID = n
 	}
-	all, mine := r.hub.streams(to)
-	if r.cfg.MaxStreams > 0 && all >= r.cfg.MaxStreams {
+	sub, head, err := r.hub.subscribe(to, streamLimits{all: r.cfg.MaxStreams, mine: r.cfg.MaxStreamsPerRecipient})
+	switch {
+	case errors.Is(err, errTooManyStreams):
 		r.refuseStream(w, req, http.StatusServiceUnavailable, "too_many_streams", "this relay has reached its limit of open streams; retry, or connect to another replica", 5*time.Second)
 		return
-	}
-	if r.cfg.MaxStreamsPerRecipient > 0 && mine >= r.cfg.MaxStreamsPerRecipient {
-		r.refuseStream(w, req, http.StatusTooManyRequests, "too_many_streams", fmt.Sprintf("this recipient already has %d open streams, the relay's limit per recipient", mine), 10*time.Second)
+	case errors.Is(err, errTooManyOwnStreams):
+		r.refuseStream(w, req, http.StatusTooManyRequests, "too_many_streams", fmt.Sprintf("this recipient already has %d open streams, the relay's limit per recipient", r.cfg.MaxStreamsPerRecipient), 10*time.Second)
 		return
-	}
-
-	sub, head, err := r.hub.subscribe(to)
-	if err != nil {
+	case err != nil:
 		r.refuseStream(w, req, http.StatusServiceUnavailable, "shutting_down", err.Error(), time.Second)
 		return
 	}
@@ -182,21 +179,32 @@ func (r *Relay) open(w http.ResponseWriter, req *http.Request) (*sink, net.Conn)
 	return &sink{w: w, flush: rc.Flush, setDeadline: rc.SetWriteDeadline, timeout: r.cfg.WriteTimeout}, nil
 }
 
+// streamReadBudget is how many bytes a hijacked stream's client may send
+// after its request before the relay closes the connection: an
+// EventSource sends nothing, and a client that keeps sending would
+// otherwise cost the relay a read per chunk for as long as it likes.
+const streamReadBudget = 4 << 10
+
 // liveConn serves a hijacked stream until the client goes or the hub
-// closes it. The client sends nothing; a read returns only when it is gone.
+// closes it. The client sends nothing; a read returns when it is gone, or
+// with bytes it should not have sent, which end the stream past
+// streamReadBudget.
 func (r *Relay) liveConn(conn net.Conn, out *sink, sub *subscriber, to bellhoptype.Recipient, sent int64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	defer conn.Close()
 	defer r.hub.unsubscribe(sub)
 	go func() {
-		var b [1]byte
-		for {
-			if _, err := conn.Read(b[:]); err != nil {
-				cancel()
+		defer cancel()
+		var b [512]byte
+		for got := 0; got <= streamReadBudget; {
+			n, err := conn.Read(b[:])
+			if err != nil {
 				return
 			}
+			got += n
 		}
+		r.log.Debug("a stream's client sent more than a request; closing its connection")
 	}()
 	r.live(ctx, out, sub, to, sent)
 }
