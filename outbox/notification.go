@@ -52,6 +52,10 @@ type Escalated interface {
 	EscalateAfter() time.Duration
 }
 
+// MaxEscalateAfter is the longest escalation the table takes (its check
+// notifications_escalate_after_max_366_days holds every writer to it).
+const MaxEscalateAfter = 366 * 24 * time.Hour
+
 // Expiring is implemented by a notification that leaves the inbox by
 // itself: from ExpiresAt on it is neither listed nor counted, open tabs get
 // an expired event (within the relay's sweep interval, 1s by default), and

@@ -244,8 +244,8 @@ func encode(n Notification) (encoded, error) {
 	}
 	if x, ok := n.(Escalated); ok {
 		e.escalate = x.EscalateAfter()
-		if e.escalate < 0 || (e.escalate > 0 && e.escalate < time.Microsecond) {
-			return e, invalid("escalate after", "must be positive (or 0 for none), at least a microsecond")
+		if e.escalate < 0 || (e.escalate > 0 && e.escalate < time.Microsecond) || e.escalate > MaxEscalateAfter {
+			return e, invalid("escalate after", "must be positive (or 0 for none), at least a microsecond and at most 366 days")
 		}
 	}
 	if k, ok := n.(Keyed); ok {

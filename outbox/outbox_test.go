@@ -355,4 +355,8 @@ func TestCriticalEscalateAndWebhook(t *testing.T) {
 	}
 	_, err := b.ob.Send(ctx, b.db.Pool, outbox.User("7"), outbox.Message{Kind: "k", Escalate: -time.Second})
 	require.ErrorContains(t, err, "escalate after")
+	_, err = b.ob.Send(ctx, b.db.Pool, outbox.User("7"), outbox.Message{Kind: "k", Escalate: outbox.MaxEscalateAfter + time.Microsecond})
+	require.ErrorContains(t, err, "at most 366 days")
+	_, err = b.ob.Send(ctx, b.db.Pool, outbox.User("7"), outbox.Message{Kind: "k", Escalate: outbox.MaxEscalateAfter})
+	require.NoError(t, err, "the longest the table takes")
 }

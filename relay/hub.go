@@ -3,6 +3,9 @@ package relay
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +61,11 @@ type hub struct {
 	// named: the database hashes recipients as recipientHash does (set
 	// by start); if not, every NOTIFY wakes a full read.
 	named bool
+	// key signs the relayed NOTIFYs that name their batch (notify_key, read
+	// by start; see parseNote); forgedAt is when one whose MAC did not
+	// match was last logged (unix nanoseconds).
+	key      []byte
+	forgedAt atomic.Int64
 
 	// fanout, if not nil, is the broker that carries batches (see
 	// fromBroker); held are the events it brought, by batch head and
@@ -139,7 +147,10 @@ func newHub(pool *pgxpool.Pool, channel, prefsChannel string, q *queries, buffer
 			}
 			return true
 		}
-		n, ok := parseNote(payload)
+		n, ok, forged := parseNote(payload, h.key)
+		if forged {
+			h.warnForged()
+		}
 		if !ok {
 			return false
 		}
@@ -187,7 +198,7 @@ func (h *hub) preferencesChanged(payload string, reconnected bool) {
 // (a stream that wants older events asks with Last-Event-ID).
 func (h *hub) start(ctx context.Context) error {
 	var head int64
-	if err := h.pool.QueryRow(ctx, h.q.head).Scan(&head); err != nil {
+	if err := h.pool.QueryRow(ctx, h.q.head).Scan(&head, &h.key); err != nil {
 		return fmt.Errorf("read relay head: %w", err)
 	}
 	h.cursor.Store(head)
@@ -358,9 +369,9 @@ func (h *hub) tail(ctx context.Context) (int, error) {
 }
 
 // note is a relayed NOTIFY's payload: "head" alone (the batch's recipients
-// did not fit in one), or "head before hash..." for the batch of entries
-// in (before, head], one hash per recipient (see recipientHash and the
-// Stamp statement in worker/sql).
+// did not fit in one), or "head before mac hash..." for the batch of
+// entries in (before, head], one hash per recipient (see recipientHash and
+// the Stamp statement in worker/sql).
 type note struct {
 	head, before int64
 	hashes       []string // nil: not named
@@ -371,23 +382,51 @@ type note struct {
 // stamping process.
 const joinedNote = "listening"
 
-func parseNote(payload string) (note, bool) {
+// parseNote reads a relayed NOTIFY's payload. Any role that may connect
+// can NOTIFY: a named batch counts only with the MAC that key makes of its
+// other fields (see noteMAC). Without it the note names nothing, and is
+// only a wake-up: the hub reads the log after its cursor, as for a note
+// that does not follow it, and never moves its cursor to a head the note
+// gave. forged reports such a note.
+func parseNote(payload string, key []byte) (n note, ok, forged bool) {
 	f := strings.Fields(payload)
-	if len(f) == 0 || len(f) == 2 {
-		return note{}, false
+	if len(f) == 0 || len(f) == 2 || len(f) == 3 {
+		return note{}, false, false
 	}
 	head, err := strconv.ParseInt(f[0], 10, 64)
 	if err != nil {
-		return note{}, false
+		return note{}, false, false
 	}
-	n := note{head: head}
-	if len(f) > 2 {
+	n = note{head: head}
+	if len(f) > 3 {
 		if n.before, err = strconv.ParseInt(f[1], 10, 64); err != nil {
-			return note{}, false
+			return note{}, false, false
 		}
-		n.hashes = f[2:]
+		want := noteMAC(key, f[0]+" "+f[1]+" "+strings.Join(f[3:], " "))
+		if len(key) == 0 || subtle.ConstantTimeCompare([]byte(f[2]), []byte(want)) != 1 {
+			return note{head: head}, true, true
+		}
+		n.hashes = f[3:]
 	}
-	return n, true
+	return n, true, false
+}
+
+// noteMAC is the MAC of a named note's fields: the first 32 hex digits of
+// sha256(key || fields), as the Stamp statement makes it (worker/sql).
+func noteMAC(key []byte, fields string) string {
+	sum := sha256.Sum256(append(append([]byte{}, key...), fields...))
+	return hex.EncodeToString(sum[:16])
+}
+
+// warnForged logs, at most once a minute, a relayed NOTIFY whose MAC did
+// not match: a role other than the relay's sent on its channel (or the
+// schema's notify_key changed under a running relay).
+func (h *hub) warnForged() {
+	now, last := time.Now().UnixNano(), h.forgedAt.Load()
+	if now-last < int64(time.Minute) || !h.forgedAt.CompareAndSwap(last, now) {
+		return
+	}
+	h.log.Warn("a relayed NOTIFY named a batch without this schema's MAC: another role sends on the relayed channel; the hub reads the log instead")
 }
 
 // recipientHash is how the stamp's NOTIFY and the broker name a recipient

@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
-	"github.com/bellhophq/bellhop/internal/sqlq"
 )
 
 // buffers runs query under EXPLAIN (ANALYZE, BUFFERS) in a transaction it
@@ -22,7 +21,7 @@ func buffers(t *testing.T, r *Worker, db *pgtest.DB, lock bool, query string, ar
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck // only measured
 	if lock {
-		_, err = tx.Exec(ctx, r.q.lock, sqlq.StampLock, r.cfg.Schema)
+		_, err = tx.Exec(ctx, r.q.lock)
 		require.NoError(t, err)
 	}
 	var out []byte

@@ -41,7 +41,7 @@ type stampedEvent struct {
 // transactions wrote them. The notification rows themselves are only read.
 //
 // The statements go in one batch: one round trip, and, with no BEGIN, one
-// implicit transaction that ends at the batch's Sync, so the advisory lock is
+// implicit transaction that ends at the batch's Sync, so the stamp lock is
 // held until the stamps commit. Each statement still takes its own snapshot
 // (READ COMMITTED), so the stamp sees every row committed before the lock
 // was granted, and the cursor the previous stamp left.
@@ -82,7 +82,7 @@ func (r *Worker) stamp(ctx context.Context) (rows, commits int, err error) {
 		channel = ""
 	}
 	b := &pgx.Batch{}
-	b.Queue(r.q.lock, sqlq.StampLock, r.cfg.Schema)
+	b.Queue(r.q.lock)
 	b.Queue(r.q.stamp, r.cfg.BatchSize, channel, floor, r.escalatedTypes).Query(func(rows pgx.Rows) error {
 		var err error
 		stamped, err = pgx.CollectRows(rows, sqlq.ScanStruct[stampedEvent])

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
-	"github.com/bellhophq/bellhop/internal/sqlq"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -34,7 +33,7 @@ func TestStampWalksThePendingIndex(t *testing.T) {
 	// prepared statement shows under the lock's settings.
 	var plan []string
 	b := &pgx.Batch{}
-	b.Queue(r.q.lock, sqlq.StampLock, r.cfg.Schema)
+	b.Queue(r.q.lock)
 	b.Queue("PREPARE stamp_plan (int, text, bigint, text[]) AS " + r.q.stamp)
 	b.Queue("EXPLAIN EXECUTE stamp_plan (1000, 'unused', 0, '{}')").Query(func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -136,7 +135,7 @@ func stampTx(t *testing.T, r *Worker, db *pgtest.DB, floor int64) (seqs []int64,
 	tx, err := db.Pool.Begin(ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck // committed below
-	_, err = tx.Exec(ctx, r.q.lock, sqlq.StampLock, r.cfg.Schema)
+	_, err = tx.Exec(ctx, r.q.lock)
 	require.NoError(t, err)
 	rows, err := tx.Query(ctx, r.q.stamp, r.cfg.BatchSize, r.relayedChannel, floor, []string{})
 	require.NoError(t, err)

@@ -22,7 +22,6 @@ import (
 	"github.com/bellhophq/bellhop/bellhoptype"
 	"github.com/bellhophq/bellhop/inbox"
 	"github.com/bellhophq/bellhop/internal/loadgen"
-	"github.com/bellhophq/bellhop/internal/sqlq"
 	"github.com/bellhophq/bellhop/outbox"
 )
 
@@ -811,25 +810,19 @@ func (s cpuSample) since(start cpuSample) [cpuGroups]float64 {
 }
 
 // drainBacklog commits batches × SendMany(users) while it holds the stamp
-// lock (sqlq.StampLock), so the relay stamps none of them, then lets go
-// and returns the rate the relay delivered them at, from the release to
-// the last one received.
+// lock (a transaction that locks stamp_lock as every stamp does, see
+// migration 00011), so the relay stamps none of them, then lets go and
+// returns the rate the relay delivered them at, from the release to the
+// last one received.
 func (b *bench) drainBacklog(ctx context.Context, s, schema string, ob *outbox.Outbox, users []string, f *fleet, batches int) (float64, error) {
-	c, err := b.pool.Acquire(ctx)
+	lock, err := b.pool.Begin(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer c.Release()
-	const lock, unlock = "SELECT pg_advisory_lock($1, hashtext($2))", "SELECT pg_advisory_unlock($1, hashtext($2))"
-	if _, err := c.Exec(ctx, lock, sqlq.StampLock, schema); err != nil {
+	defer func() { _ = lock.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := lock.Exec(ctx, "LOCK TABLE "+pgx.Identifier{schema, "stamp_lock"}.Sanitize()+" IN EXCLUSIVE MODE"); err != nil {
 		return 0, err
 	}
-	held := true
-	defer func() {
-		if held {
-			_, _ = c.Exec(context.WithoutCancel(ctx), unlock, sqlq.StampLock, schema)
-		}
-	}()
 	l := newLedger()
 	for range batches {
 		if err := b.sendMany(ctx, ob, users, l); err != nil {
@@ -837,10 +830,9 @@ func (b *bench) drainBacklog(ctx context.Context, s, schema string, ob *outbox.O
 		}
 	}
 	start := time.Now()
-	if _, err := c.Exec(ctx, unlock, sqlq.StampLock, schema); err != nil {
+	if err := lock.Commit(ctx); err != nil {
 		return 0, err
 	}
-	held = false
 	ds := b.deliver(s, f, l, 60*time.Second)
 	if len(ds) == 0 {
 		return 0, errors.New("nothing delivered")

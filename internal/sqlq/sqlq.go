@@ -38,13 +38,6 @@ func CheckSchema(name string) error {
 // ("pending" or "relayed").
 func Channel(schema, purpose string) string { return schema + "_" + purpose }
 
-// StampLock is the first key of the advisory lock each stamp holds until
-// it commits (the second key is hashtext of the schema): stamps are
-// serialized across every process, so seqs are handed out, and committed,
-// in order. A session that holds it holds every stamp back (cmd/bench
-// does, to build a backlog).
-const StampLock = 0x7265_6c79 // "rely"
-
 // ListenerLock is the first key of the advisory lock that every process
 // listening on a schema's relayed channel holds, shared, on its LISTEN
 // connection for as long as that lives (the second key is hashtext of the

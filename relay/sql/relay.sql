@@ -3,7 +3,8 @@
 -- cursor.
 
 -- name: Head
-SELECT last_seq FROM bellhop.relay_state;
+-- And the key of the relayed NOTIFY's MAC (see 00011).
+SELECT last_seq, notify_key FROM bellhop.relay_state;
 
 -- name: RegisterListener
 -- On the hub's LISTEN connection, at each (re)connect, before its LISTEN

@@ -41,7 +41,9 @@ SELECT EXISTS (
 
 -- name: Lock
 -- Serializes stamping across every relay replica until the transaction ends,
--- so seq is handed out, and committed, in order. And, transaction-local,
+-- so seq is handed out, and committed, in order: lock_stamps locks a table
+-- only the relay's role may lock (see 00011; an advisory lock, which any
+-- role may take, let any role hold every stamp back). And, transaction-local,
 -- the planner settings of the stamp that follows: right after a bulk insert
 -- the table's statistics still say the new set is tiny, and the planner
 -- picks a bitmap or sequential scan and sorts every new row to take one
@@ -64,7 +66,7 @@ SELECT EXISTS (
 -- plan.
 SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true),
        set_config('jit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true),
-       pg_advisory_xact_lock($1, hashtext($2));
+       bellhop.lock_stamps();
 
 -- name: Stamp
 -- Stamps up to $1 rows the cursor has not seen, in (xid, id) order, with
@@ -100,7 +102,7 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
 -- than one batch goes on from (next_xid, next_id) in the next stamp; a row
 -- changed meanwhile has a new xid, not in next, and comes in the next round.
 WITH state AS (
-    SELECT last_seq, seen,
+    SELECT last_seq, seen, notify_key,
            floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS clock_us,
            server_started IS DISTINCT FROM pg_postmaster_start_time() AS new_server,
            coalesce(next, pg_current_snapshot()) AS next,
@@ -109,7 +111,11 @@ WITH state AS (
            -- (xid, id) > (xmax - 1, the greatest uuid) is xid >= xmax, as
            -- a bound on both columns.
            (pg_snapshot_xmax(seen)::text::numeric - 1)::text::xid8 AS below_xmax,
-           'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid AS last_uuid
+           'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid AS last_uuid,
+           -- The floor ($3) is trusted up to a day past the clock: no seq
+           -- a client can hold is further ahead than the failover jumps
+           -- put it, and a corrupt one must not use up bigint.
+           least($3::bigint, floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint + 86400000000) AS floor_seq
     FROM bellhop.relay_state
 ), st AS (
     -- The range branch below starts from one row bound, the later of the
@@ -173,8 +179,8 @@ WITH state AS (
     -- server they jump (600,000,000 µs: ten minutes).
     SELECT count(*) AS n,
            CASE WHEN (SELECT new_server FROM st)
-                THEN greatest((SELECT last_seq FROM st), $3::bigint, (SELECT clock_us FROM st)) + 600000000
-                ELSE greatest((SELECT last_seq FROM st), $3::bigint, (SELECT clock_us FROM st) - count(*))
+                THEN greatest((SELECT last_seq FROM st), (SELECT floor_seq FROM st), (SELECT clock_us FROM st)) + 600000000
+                ELSE greatest((SELECT last_seq FROM st), (SELECT floor_seq FROM st), (SELECT clock_us FROM st) - count(*))
            END AS base
     FROM batch
 ), logged AS (
@@ -202,7 +208,11 @@ SELECT (SELECT base FROM counted) + b.k AS seq, true AS current, b.id::text AS i
        -- worker looks at these only when it has a webhook URL.
        b.xid::text AS xid, b.created_at, 'database' = ANY (b.channels) AS listed,
        'webhook' = ANY (b.channels) AS via_webhook, b.hook_data,
-       (extract(epoch FROM b.escalate_after) * 1000000)::bigint AS escalate_us,
+       -- At most 366 days (00011's check; older rows may hold more, and
+       -- must not overflow bigint here, which would stop every stamp). NULL
+       -- stays NULL: least() would skip it.
+       (extract(epoch FROM CASE WHEN b.escalate_after > interval '366 days' THEN interval '366 days'
+                                ELSE b.escalate_after END) * 1000000)::bigint AS escalate_us,
        -- Whether this is the row's first entry: a row created and changed
        -- again before a stamp (in one transaction, or read at once) is
        -- logged once, with its latest op, and must still count as new.
@@ -217,17 +227,26 @@ SELECT (SELECT base FROM counted) + b.k AS seq, true AS current, b.id::text AS i
             ELSE false END AS first_logged
 FROM batch AS b
 LEFT JOIN LATERAL (
-    -- The payload is the new head; when it fits, then the head before and
-    -- the recipients the batch touches (the first 8 hex digits of the md5
-    -- of tenant, type and id joined by U+001F), so that a replica with no
-    -- stream for them moves its cursor without a read (see relay/hub.go).
-    -- No NOTIFY when $2 is '': a broker carries the batch (fanout/).
-    SELECT pg_notify($2, (SELECT base + n FROM counted)::text
-                         || coalesce((SELECT ' ' || (SELECT last_seq FROM st) || ' ' || string_agg(r.h, ' ')
-                                      FROM (SELECT DISTINCT left(md5(tenant_id || chr(31) || notifiable_type
-                                                                     || chr(31) || notifiable_id), 8) AS h
-                                            FROM batch) AS r
-                                      HAVING count(*) <= 800), ''))
+    -- The payload is the new head; when it fits, then the head before, a
+    -- MAC and the recipients the batch touches (the first 8 hex digits of
+    -- the md5 of tenant, type and id joined by U+001F), so that a replica
+    -- with no stream for them moves its cursor without a read (see
+    -- relay/hub.go). Any role may NOTIFY: the MAC, the first 32 hex digits
+    -- of sha256(notify_key || "head before hashes"), tells the relay's own
+    -- payloads from forged ones (see 00011; the digest, cut in half, leaves
+    -- nothing to extend). No NOTIFY when $2 is '': a broker carries the
+    -- batch (fanout/).
+    SELECT pg_notify($2, p.head::text
+                         || coalesce(' ' || p.before || ' '
+                                     || left(encode(sha256((SELECT notify_key FROM st)
+                                                           || convert_to(p.head || ' ' || p.before || ' ' || p.names, 'UTF8')), 'hex'), 32)
+                                     || ' ' || p.names, ''))
+    FROM (SELECT (SELECT base + n FROM counted) AS head, (SELECT last_seq FROM st) AS before,
+                 (SELECT string_agg(r.h, ' ')
+                  FROM (SELECT DISTINCT left(md5(tenant_id || chr(31) || notifiable_type
+                                                 || chr(31) || notifiable_id), 8) AS h
+                        FROM batch) AS r
+                  HAVING count(*) <= 800) AS names) AS p
     WHERE b.k = 1 AND $2 <> ''
 ) AS announced ON true
 ORDER BY b.k;
