@@ -50,6 +50,10 @@ func TestBadTokensAreRefused(t *testing.T) {
 	noneTok := sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims("alice", "", hour))
 	_, edKey, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
+	critical := jwt.NewWithClaims(jwt.SigningMethodHS256, claims("alice", "", hour))
+	critical.Header["crit"] = []string{"exp.unknown"}
+	critTok, err := critical.SignedString(good)
+	require.NoError(t, err)
 	cases := []struct {
 		name   string
 		header string
@@ -67,6 +71,7 @@ func TestBadTokensAreRefused(t *testing.T) {
 		{"wrong family", "Bearer " + sign(t, jwt.SigningMethodEdDSA, edKey, claims("alice", "", hour)), `algorithm EdDSA is not accepted`},
 		{"no sub", "Bearer " + sign(t, jwt.SigningMethodHS256, good, claims("", "", hour)), "no sub"},
 		{"huge", "Bearer " + strings.Repeat("a", 9000), "too large"},
+		{"critical extension", "Bearer " + critTok, "critical extensions (crit)"},
 	}
 	routes := []struct{ method, path string }{
 		{http.MethodGet, "/notifications/stream"},

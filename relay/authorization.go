@@ -221,6 +221,11 @@ func (a *authenticator) recipient(r *http.Request) (bellhoptype.Recipient, *auth
 		}
 		return bellhoptype.Recipient{}, refuse("invalid_token", desc)
 	}
+	// RFC 7515 4.1.11: a token whose header lists extensions that must be
+	// understood is refused by a verifier that knows none.
+	if _, ok := parsed.Header["crit"]; ok {
+		return bellhoptype.Recipient{}, refuse("invalid_token", "the token's header lists critical extensions (crit); this relay understands none")
+	}
 	if claims.Subject == "" {
 		return bellhoptype.Recipient{}, refuse("invalid_token", "the token has no sub claim")
 	}

@@ -371,11 +371,16 @@ func (r *Relay) checkCookie(req *http.Request) *authError {
 }
 
 // sameOrigin reports whether origin names the host the request was sent
-// to. The scheme is not compared: behind a TLS-terminating proxy the relay
-// sees http for an https page.
+// to. Over plain HTTP the scheme is not compared: behind a TLS-terminating
+// proxy the relay sees http for an https page. Over TLS it is: a page the
+// host serves over http (which anyone on the network path may have
+// written) is not the relay's origin.
 func sameOrigin(origin string, req *http.Request) bool {
 	u, err := url.Parse(origin)
-	return err == nil && u.Host != "" && strings.EqualFold(u.Host, req.Host)
+	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, req.Host) {
+		return false
+	}
+	return req.TLS == nil || u.Scheme == "https"
 }
 
 // checkRecipient refuses a token whose recipient PostgreSQL cannot take as

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,34 +139,52 @@ var (
 		"Age of the oldest change not stamped yet, from its writing transaction's start; 0 when none (read at scrape).", nil, nil)
 )
 
-// backlogCollector reads the backlog when Prometheus scrapes.
+// BacklogFresh is how long a backlog reading serves the scrapes that
+// follow: /metrics may be public (no BELLHOP_OPS_ADDR), and each reading
+// is a query that costs most when the relay is behind; scrapes at any rate
+// cost the database at most one a second.
+const BacklogFresh = time.Second
+
+// backlogCollector reads the backlog when Prometheus scrapes, one scrape
+// at a time, at most once per BacklogFresh.
 type backlogCollector struct {
 	read Backlog
 	log  *slog.Logger
+
+	mu     sync.Mutex
+	at     time.Time // of the last successful reading
+	rows   int64
+	oldest time.Duration
 }
 
-// RegisterBacklog adds the backlog gauges, read by read on every scrape. A
-// failed read is logged and leaves the two gauges out of that scrape (an
-// absent() alert sees it), rather than failing the whole scrape.
+// RegisterBacklog adds the backlog gauges, read by read when scraped (see
+// BacklogFresh). A failed read is logged and leaves the two gauges out of
+// that scrape (an absent() alert sees it), rather than failing the whole
+// scrape.
 func (m *Metrics) RegisterBacklog(read Backlog, log *slog.Logger) {
-	m.Registry.MustRegister(backlogCollector{read: read, log: log})
+	m.Registry.MustRegister(&backlogCollector{read: read, log: log})
 }
 
-func (c backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- backlogRows
 	ch <- backlogAge
 }
 
-func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), backlogTimeout)
-	defer cancel()
-	rows, oldest, err := c.read(ctx)
-	if err != nil {
-		c.log.Warn("read the backlog for /metrics", "err", err)
-		return
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) >= BacklogFresh {
+		ctx, cancel := context.WithTimeout(context.Background(), backlogTimeout)
+		defer cancel()
+		rows, oldest, err := c.read(ctx)
+		if err != nil {
+			c.log.Warn("read the backlog for /metrics", "err", err)
+			return
+		}
+		c.at, c.rows, c.oldest = time.Now(), rows, oldest
 	}
-	ch <- prometheus.MustNewConstMetric(backlogRows, prometheus.GaugeValue, float64(rows))
-	ch <- prometheus.MustNewConstMetric(backlogAge, prometheus.GaugeValue, max(oldest.Seconds(), 0))
+	ch <- prometheus.MustNewConstMetric(backlogRows, prometheus.GaugeValue, float64(c.rows))
+	ch <- prometheus.MustNewConstMetric(backlogAge, prometheus.GaugeValue, max(c.oldest.Seconds(), 0))
 }
 
 func newListenerReconnects() *prometheus.CounterVec {
