@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -488,31 +489,45 @@ func (r *Relay) Ready(ctx context.Context) error {
 
 // ListenAndServe serves the API on cfg.ListenAddr until ctx ends, then shuts
 // down gracefully: streams are told to reconnect, River stops cleanly.
+//
+// It binds both addresses before it starts anything: an address that is
+// taken or malformed is an error naming it, and nothing was started.
 func (r *Relay) ListenAndServe(ctx context.Context) error {
 	srv := r.NewServer(r.cfg.ListenAddr, r.handler)
+	ln, err := net.Listen("tcp", listenAddr(r.cfg.ListenAddr))
+	if err != nil {
+		return fmt.Errorf("listen on Config.ListenAddr %s: %w", r.cfg.ListenAddr, err)
+	}
+	defer ln.Close()
+	var opsLn net.Listener
+	if r.cfg.OpsAddr != "" {
+		if opsLn, err = net.Listen("tcp", listenAddr(r.cfg.OpsAddr)); err != nil {
+			return fmt.Errorf("listen on Config.OpsAddr %s: %w", r.cfg.OpsAddr, err)
+		}
+		defer opsLn.Close()
+	}
 	if err := r.Start(ctx); err != nil {
 		return err
 	}
 	errc := make(chan error, 2)
 	go func() {
 		if r.tls != nil {
-			errc <- srv.ListenAndServeTLS("", "")
+			errc <- srv.ServeTLS(ln, "", "")
 			return
 		}
-		errc <- srv.ListenAndServe()
+		errc <- srv.Serve(ln)
 	}()
-	if r.cfg.OpsAddr != "" {
+	if opsLn != nil {
 		opsSrv := r.NewServer(r.cfg.OpsAddr, r.ops)
 		opsSrv.TLSConfig = nil
 		go func() {
-			if err := opsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := opsSrv.Serve(opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serve Config.OpsAddr %s: %w", r.cfg.OpsAddr, err)
 			}
 		}()
 		defer opsSrv.Close()
 	}
 	r.log.Info("relay serving", "addr", r.cfg.ListenAddr, "tls", r.tls != nil, "ops_addr", r.cfg.OpsAddr, "schema", r.cfg.Schema, "wake_mode", r.cfg.Worker.WakeMode)
-	var err error
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
@@ -530,4 +545,12 @@ func (r *Relay) ListenAndServe(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// listenAddr is addr as net/http's ListenAndServe reads it: empty is ":http".
+func listenAddr(addr string) string {
+	if addr == "" {
+		return ":http"
+	}
+	return addr
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"reflect"
 	"regexp"
 	"strings"
@@ -159,10 +160,71 @@ func checkConfig(cfg envConfig) error {
 	if cfg.JWTMaxLifetime <= 0 {
 		return fmt.Errorf("BELLHOP_JWT_MAX_LIFETIME=%s must be positive, e.g. 1h (the default is 24h)", cfg.JWTMaxLifetime)
 	}
+	if err := checkPositive(cfg); err != nil {
+		return err
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			return fmt.Errorf("BELLHOP_ALLOWED_ORIGINS: %w", err)
+		}
+	}
 	// The worker's own checks, under the variables' names (envError): a
 	// webhook URL without a secret fails every command, not only serve.
 	wcfg := cfg.relayConfig().Worker
 	return envError(worker.CheckConfig(&wcfg))
+}
+
+// mustBePositive are the variables whose value the libraries replace with
+// their default when it is 0 or less (relay.Config, worker.Config), and
+// BELLHOP_DB_MAX_CONNS, which pgxpool refuses: set to such a value, one is
+// a mistake that would otherwise pass unnoticed.
+var mustBePositive = map[string]bool{
+	"BELLHOP_DB_MAX_CONNS": true, "BELLHOP_HEARTBEAT": true, "BELLHOP_RETRY_HINT": true,
+	"BELLHOP_STREAM_BUFFER": true, "BELLHOP_WRITE_TIMEOUT": true, "BELLHOP_UNREAD_COUNT_CAP": true,
+	"BELLHOP_REQUEST_TIMEOUT": true, "BELLHOP_POLL_INTERVAL": true, "BELLHOP_BUSY_POLL": true,
+	"BELLHOP_SWEEP_INTERVAL": true, "BELLHOP_RETENTION": true, "BELLHOP_REPLAY_WINDOW": true,
+	"BELLHOP_PRUNE_INTERVAL": true, "BELLHOP_WEBHOOK_TIMEOUT": true, "BELLHOP_WEBHOOK_MAX_ATTEMPTS": true,
+	"BELLHOP_WEBHOOK_WORKERS": true, "BELLHOP_RESCUE_AFTER": true,
+}
+
+// checkPositive refuses a variable of mustBePositive set to 0 or less,
+// naming its default.
+func checkPositive(cfg envConfig) error {
+	v := reflect.ValueOf(cfg)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		name := envName(f)
+		if !mustBePositive[name] {
+			continue
+		}
+		// Every such field is a time.Duration or an integer.
+		if n := v.Field(i).Int(); n <= 0 {
+			_, def, _ := strings.Cut(f.Tag.Get("env"), "default=")
+			return fmt.Errorf("%s=%v must be positive, e.g. %s (the default); unset it for the default", name, v.Field(i).Interface(), def)
+		}
+	}
+	return nil
+}
+
+// checkOrigin reports an entry of BELLHOP_ALLOWED_ORIGINS that no browser
+// would send as its Origin header, which the relay compares byte for byte:
+// such an entry silently never matches.
+func checkOrigin(o string) error {
+	if o == "" {
+		return errors.New("an empty entry: drop the stray comma")
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Opaque != "" || u.User != nil ||
+		u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(o, "#") {
+		return fmt.Errorf("%q is not an origin: write scheme://host[:port], as browsers send it, with no path and no trailing slash, e.g. https://app.example.com", o)
+	}
+	if strings.ToLower(o) != o {
+		return fmt.Errorf("%q has capitals: write %q, as browsers send it", o, strings.ToLower(o))
+	}
+	if (u.Scheme == "https" && u.Port() == "443") || (u.Scheme == "http" && u.Port() == "80") {
+		return fmt.Errorf("%q names the scheme's default port, which browsers leave out: write %s://%s", o, u.Scheme, strings.TrimSuffix(u.Host, ":"+u.Port()))
+	}
+	return nil
 }
 
 // readEnv is envconfig.Process with errors that name the variable, not the

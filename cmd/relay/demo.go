@@ -33,9 +33,8 @@ const (
 )
 
 // demoFlags are the demo's flags and their defaults.
-func demoFlags(stderr io.Writer) (fs *flag.FlagSet, addr, schema *string) {
+func demoFlags() (fs *flag.FlagSet, addr, schema *string) {
 	fs = flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	addr = fs.String("addr", demoAddr, "the address to serve the demo page and the relay on; the page signs anyone in, so keep it on loopback")
 	schema = fs.String("schema", demoSchema, "the schema of the demo's tables (BELLHOP_SCHEMA is ignored, so the demo never writes into your application's)")
 	return fs, addr, schema
@@ -47,17 +46,19 @@ func demoFlags(stderr io.Writer) (fs *flag.FlagSet, addr, schema *string) {
 // and the demo page, until ctx ends (SIGINT, SIGTERM).
 //
 // It is safe to run with an application's environment: it signs tokens with
-// a secret of its own (never BELLHOP_JWT_SECRET), writes only to its own
-// schema (--schema, never BELLHOP_SCHEMA) and listens on loopback unless
-// --addr says otherwise. It never drops data: started again against the same
-// database and schema, it continues where it stopped, with the same secret.
+// a secret of its own (never BELLHOP_JWT_SECRET), writes to its own schema
+// (--schema, never BELLHOP_SCHEMA) and listens on loopback unless --addr
+// says otherwise. Outside the schema, its migration makes the schema's
+// writer role (cluster-wide) and wake publication, as `relay migrate` does;
+// the banner says so, and how to drop them. It never drops data: started
+// again against the same database and schema, it continues where it
+// stopped, with the same secret.
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	fs, addr, schema := demoFlags(stderr)
-	if err := fs.Parse(args); err != nil {
+	fs, addr, schema := demoFlags()
+	if err := parseFlags(fs, args, stdout, "demo [--addr 127.0.0.1:8080] [--schema bellhop_demo]",
+		"run a demo: a PostgreSQL (DATABASE_URL, else TEST_DATABASE_URL, else local binaries), the\n"+
+			"relay and a page with a live bell, with a secret and a schema of its own."); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("demo: unexpected arguments %q (the flags are --addr and --schema)", fs.Args())
 	}
 	if err := sqlq.CheckSchema(*schema); err != nil {
 		return fmt.Errorf("demo: --schema: %w", err)
@@ -195,7 +196,7 @@ func demoSetup(ctx context.Context, dbURL, schema string) (string, error) {
 	}
 	defer pool.Close()
 	if err := migrations.Up(ctx, pool, schema); err != nil {
-		return "", fmt.Errorf("demo: migrate schema %q: %w", schema, err)
+		return "", fmt.Errorf("demo: migrate schema %q: %w", schema, dbError(err, schema))
 	}
 	return demopage.Secret(ctx, pool, schema)
 }
@@ -219,9 +220,15 @@ func demoBanner(w io.Writer, tcp *net.TCPAddr, dbURL, dbSource, schema string, i
 		shown, psqlURL = u.Redacted(), `"$`+env+`"`
 	}
 	fmt.Fprintf(w, "Bellhop demo: open http://%s/\n", net.JoinHostPort(host, strconv.Itoa(tcp.Port)))
-	fmt.Fprintf(w, "  database: %s (%s), schema %s: the demo writes nowhere else\n", shown, dbSource, schema)
+	// migrations.Up makes two things outside the schema, as for `relay
+	// migrate`: the writer role, cluster-wide, and the wake publication.
+	role, publication := migrations.WriterRole(schema), schema+"_wake"
+	fmt.Fprintf(w, "  database: %s (%s), schema %s\n", shown, dbSource, schema)
+	fmt.Fprintf(w, "  outside the schema, the demo makes only the writer role %s (NOLOGIN, cluster-wide) and the publication %s\n", role, publication)
 	fmt.Fprintf(w, "  send one from psql:\n    psql %s -c \"INSERT INTO %s.notifications (notifiable_id, type, data) VALUES ('%s', 'demo.psql', jsonb_build_object('title', 'Hello from psql'))\"\n",
 		psqlURL, schema, demopage.Recipient.ID)
+	fmt.Fprintf(w, "  to remove all of it, once the demo has stopped:\n    psql %s -c 'DROP SCHEMA %s CASCADE' -c 'DROP PUBLICATION IF EXISTS %s' -c 'DROP ROLE IF EXISTS %s'\n",
+		psqlURL, schema, publication, role)
 	fmt.Fprintf(w, "  tokens: the page signs in whoever opens it, with the demo's own secret (kept in %s.%s), never BELLHOP_JWT_SECRET\n", schema, demopage.SecretTable)
 	if len(ignored) > 0 {
 		fmt.Fprintf(w, "  ignored from the environment: %s\n", strings.Join(ignored, ", "))

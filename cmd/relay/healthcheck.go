@@ -37,14 +37,11 @@ type healthConfig struct {
 // unspecified host (":8080", "0.0.0.0:8080") asked on loopback.
 func healthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	rawURL := fs.String("url", "", "the URL to ask, e.g. http://127.0.0.1:9090/healthz (default: /healthz on BELLHOP_OPS_ADDR, else BELLHOP_LISTEN_ADDR)")
 	timeout := fs.Duration("timeout", healthcheckTimeout, "how long to wait for the answer")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, "healthcheck [--url URL] [--timeout 2s]",
+		"exit 0 when a running relay's /healthz answers 200 (the container image's health check)."); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("healthcheck: unexpected arguments %q (the flags are --url and --timeout)", fs.Args())
 	}
 	target, source, self, err := healthURL(ctx, *rawURL)
 	if err != nil {

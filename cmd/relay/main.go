@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sethvargo/go-envconfig"
 
@@ -33,6 +35,7 @@ import (
 	"github.com/bellhophq/bellhop/migrations"
 	"github.com/bellhophq/bellhop/outbox"
 	"github.com/bellhophq/bellhop/relay"
+	demopage "github.com/bellhophq/bellhop/relay/demo"
 	"github.com/bellhophq/bellhop/worker"
 )
 
@@ -54,6 +57,8 @@ commands:
             address is BELLHOP_OPS_ADDR, else BELLHOP_LISTEN_ADDR
   version   print the version
 
+relay <command> -h prints a command's usage and flags.
+
 Configuration is read from the environment (DATABASE_URL, BELLHOP_*, and
 OTEL_* for tracing); see the README.`
 
@@ -71,12 +76,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, usage)
 		return errors.New("no command given")
 	}
-	cmd, args := args[0], args[1:]
+	err := command(ctx, args[0], args[1:], stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h: the command printed its usage
+	}
+	return err
+}
+
+func command(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "serve":
-		return serve(ctx, stderr)
+		return serve(ctx, args, stdout, stderr)
 	case "migrate":
-		return migrate(ctx, stdout)
+		return migrate(ctx, args, stdout)
 	case "token":
 		return token(ctx, args, stdout)
 	case "send":
@@ -86,6 +98,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "healthcheck":
 		return healthcheck(ctx, args, stdout, stderr)
 	case "version":
+		fs := flag.NewFlagSet("version", flag.ContinueOnError)
+		if err := parseFlags(fs, args, stdout, "version", "print the version."); err != nil {
+			return err
+		}
 		fmt.Fprintln(stdout, "bellhop relay", version)
 		return nil
 	case "help", "-h", "--help":
@@ -94,6 +110,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// parseFlags parses a command's arguments. -h prints the command's usage
+// (synopsis, what it does, its flags) to stdout and returns flag.ErrHelp,
+// which run turns into success. An unknown flag or an argument beyond the
+// flags is an error that gives the usage: serve and migrate would
+// otherwise run whatever followed them, and token or send drop a value
+// whose flag was mistyped.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, synopsis, about string) error {
+	// The flag package prints its errors and the usage itself; the error
+	// returned says it all, once.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(stdout, "usage: relay %s\n\n%s\n", synopsis, about)
+		if hasFlags(fs) {
+			fmt.Fprintln(stdout, "\nflags:")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+		}
+		return err
+	case err != nil:
+		return fmt.Errorf("%s: %w (usage: relay %s; relay %s -h for more)", fs.Name(), err, synopsis, fs.Name())
+	case fs.NArg() > 0:
+		return fmt.Errorf("%s: unexpected arguments %q (usage: relay %s; relay %s -h for more)", fs.Name(), fs.Args(), synopsis, fs.Name())
+	}
+	return nil
+}
+
+func hasFlags(fs *flag.FlagSet) (has bool) {
+	fs.VisitAll(func(*flag.Flag) { has = true })
+	return has
 }
 
 func newLogger(w io.Writer) *slog.Logger {
@@ -112,10 +162,28 @@ func newLogger(w io.Writer) *slog.Logger {
 // serve assembles the relay by hand, as an application embedding it
 // would: one pool, the relay's hub and API on it, and the worker that
 // stamps committed rows, handing them to the relay's hub (worker.Pusher).
-func serve(ctx context.Context, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	if err := parseFlags(fs, args, stdout, "serve",
+		"run the relay: the SSE hub, the inbox API and the River workers. It takes no flags: its\n"+
+			"configuration is read from the environment (DATABASE_URL, BELLHOP_*, OTEL_*; see the README)."); err != nil {
+		return err
+	}
 	env, err := loadConfig(ctx)
 	if err != nil {
 		return err
+	}
+	// The addresses before the database: a taken or mistyped one fails at
+	// once, naming its variable and the fix. (Should another process take
+	// one in the moment between, relay.ListenAndServe, which binds before
+	// it starts anything, fails naming it too.)
+	if err := checkListen(env.ListenAddr, "BELLHOP_LISTEN_ADDR"); err != nil {
+		return err
+	}
+	if env.OpsAddr != "" {
+		if err := checkListen(env.OpsAddr, "BELLHOP_OPS_ADDR"); err != nil {
+			return err
+		}
 	}
 	log := newLogger(stderr)
 	pcfg, err := pgxpool.ParseConfig(env.DatabaseURL)
@@ -145,6 +213,9 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		prefix := env.FanoutPrefix
 		if prefix == "" {
 			if prefix, err = fanoutPrefix(ctx, pool, env.Schema); err != nil {
+				if isConnectError(err) {
+					return dbError(err, env.Schema)
+				}
 				return fmt.Errorf("BELLHOP_FANOUT: name this deployment's subjects with BELLHOP_FANOUT_PREFIX: %w", err)
 			}
 		}
@@ -160,7 +231,7 @@ func serve(ctx context.Context, stderr io.Writer) error {
 	}
 	r, err := relay.New(ctx, cfg, log)
 	if err != nil {
-		return envError(err)
+		return envError(dbError(err, env.Schema))
 	}
 	wcfg := cfg.Worker
 	wcfg.Logger, wcfg.Pusher, wcfg.Registerer, wcfg.TracerProvider = log, r, r.Registry(), tp
@@ -180,7 +251,39 @@ func serve(ctx context.Context, stderr io.Writer) error {
 		}()
 		defer srv.Close()
 	}
-	return envError(r.ListenAndServe(ctx))
+	return envError(dbError(r.ListenAndServe(ctx), env.Schema))
+}
+
+// checkListen listens on addr and closes at once: it reports, naming the
+// variable and the fix, an address the relay could not listen on.
+func checkListen(addr, variable string) error {
+	ln, err := demopage.Listen(addr, variable)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+// dbError names the fix for the database errors an operator meets first: a
+// database the relay cannot reach, and a schema `relay migrate` has not
+// made or brought up to date (no such table, or no such schema). Other
+// errors pass as they are.
+func dbError(err error, schema string) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil
+	case isConnectError(err):
+		return fmt.Errorf("cannot connect to DATABASE_URL's database; check the URL, and that PostgreSQL runs there and lets its user in: %w", err)
+	case errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000"): // undefined_table, invalid_schema_name
+		return fmt.Errorf("schema %q is not migrated, or not up to date: run `relay migrate` with the same DATABASE_URL and BELLHOP_SCHEMA=%s: %w", schema, schema, err)
+	}
+	return err
+}
+
+func isConnectError(err error) bool {
+	var connErr *pgconn.ConnectError
+	return errors.As(err, &connErr)
 }
 
 // fanoutPrefix is BELLHOP_FANOUT_PREFIX's default: "bellhop", the
@@ -218,7 +321,14 @@ type migrateConfig struct {
 	WriterRole string `env:"BELLHOP_WRITER_ROLE"`
 }
 
-func migrate(ctx context.Context, stdout io.Writer) error {
+func migrate(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	if err := parseFlags(fs, args, stdout, "migrate",
+		"apply Bellhop's schema and River's to DATABASE_URL's database, in BELLHOP_SCHEMA, and create\n"+
+			"the writer role (BELLHOP_WRITER_ROLE) if it is missing; running it again is a no-op. It takes\n"+
+			"no flags: its configuration is read from the environment (see the README)."); err != nil {
+		return err
+	}
 	var mc migrateConfig
 	if err := envconfig.Process(ctx, &mc); err != nil {
 		return fmt.Errorf("configuration: %w", err)
@@ -237,7 +347,7 @@ func migrate(ctx context.Context, stdout io.Writer) error {
 		mc.WriterRole = migrations.WriterRole(cfg.Schema)
 	}
 	if err := migrations.UpWithOptions(ctx, pool, migrations.Options{Schema: cfg.Schema, WriterRole: mc.WriterRole}); err != nil {
-		return err
+		return dbError(err, cfg.Schema)
 	}
 	fmt.Fprintf(stdout, "schema %q is up to date; writers need: GRANT %s TO your_app_role;\n", cfg.Schema, mc.WriterRole)
 	return nil
@@ -253,7 +363,8 @@ func token(ctx context.Context, args []string, stdout io.Writer) error {
 	// --notifiable-type, and its --type is the notification's type.
 	fs.StringVar(to, "sub", "", "deprecated: use --to")
 	fs.StringVar(typ, "type", "User", "deprecated: use --notifiable-type")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, "token --to ID [--tenant T] [--notifiable-type User] [--ttl 1h]",
+		"print a JWT for the recipient, signed with BELLHOP_JWT_SECRET, for local testing."); err != nil {
 		return err
 	}
 	if *to == "" {
@@ -292,11 +403,21 @@ func send(ctx context.Context, args []string, stdout io.Writer) error {
 	data := fs.String("data", "{}", "the inbox payload, a JSON object")
 	sse := fs.String("sse", "", "the live payload, a JSON object (optional)")
 	key := fs.String("key", "", "a database key: update the recipient's row with this key in place")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, "send --to ID --type TYPE [--data JSON] [--sse JSON] [--key KEY] [--tenant T] [--notifiable-type User]",
+		"write one notification in its own transaction, to DATABASE_URL's database and BELLHOP_SCHEMA,\n"+
+			"and print its id."); err != nil {
 		return err
 	}
 	if *to == "" || *kind == "" {
 		return errors.New("send: --to and --type are required, e.g. relay send --to 42 --type invoice.paid --data '{\"amount\":12}'")
+	}
+	if err := checkJSON("--data", *data); err != nil {
+		return err
+	}
+	if *sse != "" {
+		if err := checkJSON("--sse", *sse); err != nil {
+			return err
+		}
 	}
 	msg := outbox.Message{Kind: *kind, Data: rawJSON(*data), Key: *key}
 	if *sse != "" {
@@ -313,14 +434,27 @@ func send(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	id, err := ob.Send(ctx, pool, outbox.Recipient{Tenant: *tenant, Type: *typ, ID: *to}, msg)
 	if err != nil {
-		return err
+		return dbError(err, cfg.Schema)
 	}
 	fmt.Fprintln(stdout, id)
 	return nil
 }
 
-// rawJSON passes a flag's JSON through as is; invalid JSON is reported by
-// the outbox's validation, naming the field.
+// checkJSON reports a flag's value that is not JSON. The outbox would too,
+// but through encoding/json's "error calling MarshalJSON for type
+// main.rawJSON", which names neither the flag nor the fix.
+func checkJSON(name, value string) error {
+	if json.Valid([]byte(value)) {
+		return nil
+	}
+	var v any
+	err := json.Unmarshal([]byte(value), &v)
+	return fmt.Errorf("send: %s is not valid JSON: %q (%v); write a JSON object in single quotes, e.g. %s '{\"amount\":12}'", name, value, err, name)
+}
+
+// rawJSON passes a flag's JSON through as is: send has checked it is JSON
+// (checkJSON), and the outbox's validation says, naming the field, when it
+// is not an object.
 type rawJSON string
 
 func (r rawJSON) MarshalJSON() ([]byte, error) {

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -201,6 +202,79 @@ func TestConfigIsCheckedAtStart(t *testing.T) {
 			[]string{"data", "JSON"}},
 		{"send sse not an object", []string{"send", "--to", "42", "--type", "t", "--sse", "7"}, nil,
 			[]string{"sse", "JSON object"}},
+		{"send data not JSON at all", []string{"send", "--to", "42", "--type", "t", "--data", "notjson"}, nil,
+			[]string{`--data is not valid JSON: "notjson"`, `--data '{"amount":12}'`}},
+		{"send sse not JSON", []string{"send", "--to", "42", "--type", "t", "--sse", "{a:1}"}, nil,
+			[]string{`--sse is not valid JSON: "{a:1}"`}},
+
+		// Every command refuses what it does not take, giving its usage:
+		// serve and migrate used to run whatever followed them.
+		{"serve with an unknown flag", []string{"serve", "--bogus"}, nil,
+			[]string{"serve: flag provided but not defined: -bogus", "usage: relay serve"}},
+		{"serve with an argument", []string{"serve", "now"}, nil,
+			[]string{`serve: unexpected arguments ["now"]`, "usage: relay serve"}},
+		{"migrate with an unknown flag", []string{"migrate", "--schema", "x"}, nil,
+			[]string{"migrate: flag provided but not defined: -schema", "usage: relay migrate"}},
+		{"migrate with an argument", []string{"migrate", "up"}, nil,
+			[]string{`migrate: unexpected arguments ["up"]`, "usage: relay migrate"}},
+		{"token with an argument", []string{"token", "--to", "42", "acme"}, nil,
+			[]string{`token: unexpected arguments ["acme"]`, "usage: relay token --to ID"}},
+		{"send with an argument", []string{"send", "--to", "42", "--type", "t", "{}"}, nil,
+			[]string{`send: unexpected arguments ["{}"]`, "usage: relay send --to ID --type TYPE"}},
+		{"send with an unknown flag", []string{"send", "--to", "42", "--type", "t", "--payload", "{}"}, nil,
+			[]string{"send: flag provided but not defined: -payload", "usage: relay send"}},
+		{"version with a flag", []string{"version", "--short"}, nil,
+			[]string{"version: flag provided but not defined: -short", "usage: relay version"}},
+		{"healthcheck with an argument", []string{"healthcheck", "now"}, nil,
+			[]string{`healthcheck: unexpected arguments ["now"]`, "usage: relay healthcheck"}},
+
+		// The relay takes 0 or less for its default; set, it is a mistake.
+		{"heartbeat negative", []string{"serve"}, map[string]string{"BELLHOP_HEARTBEAT": "-1s"},
+			[]string{"BELLHOP_HEARTBEAT=-1s must be positive, e.g. 25s (the default)", "unset it for the default"}},
+		{"write timeout zero", []string{"serve"}, map[string]string{"BELLHOP_WRITE_TIMEOUT": "0s"},
+			[]string{"BELLHOP_WRITE_TIMEOUT=0s must be positive"}},
+		{"retry hint zero", []string{"serve"}, map[string]string{"BELLHOP_RETRY_HINT": "0"},
+			[]string{"BELLHOP_RETRY_HINT=0s must be positive"}},
+		{"request timeout negative", []string{"serve"}, map[string]string{"BELLHOP_REQUEST_TIMEOUT": "-5s"},
+			[]string{"BELLHOP_REQUEST_TIMEOUT=-5s must be positive"}},
+		{"stream buffer zero", []string{"serve"}, map[string]string{"BELLHOP_STREAM_BUFFER": "0"},
+			[]string{"BELLHOP_STREAM_BUFFER=0 must be positive, e.g. 32 (the default)"}},
+		{"unread count cap negative", []string{"serve"}, map[string]string{"BELLHOP_UNREAD_COUNT_CAP": "-1"},
+			[]string{"BELLHOP_UNREAD_COUNT_CAP=-1 must be positive"}},
+		{"sweep interval zero", []string{"serve"}, map[string]string{"BELLHOP_SWEEP_INTERVAL": "0s"},
+			[]string{"BELLHOP_SWEEP_INTERVAL=0s must be positive, e.g. 1s (the default)"}},
+		{"no webhook workers", []string{"serve"}, map[string]string{"BELLHOP_WEBHOOK_WORKERS": "0"},
+			[]string{"BELLHOP_WEBHOOK_WORKERS=0 must be positive, e.g. 10 (the default)"}},
+		{"pool of no connections", []string{"serve"}, map[string]string{"BELLHOP_DB_MAX_CONNS": "0"},
+			[]string{"BELLHOP_DB_MAX_CONNS=0 must be positive"}},
+
+		// An origin the browser never sends would silently never match.
+		{"origin with a trailing slash", []string{"serve"}, map[string]string{"BELLHOP_ALLOWED_ORIGINS": "https://a.example.com/"},
+			[]string{"BELLHOP_ALLOWED_ORIGINS", `"https://a.example.com/" is not an origin`, "scheme://host[:port]", "no trailing slash"}},
+		{"origin with a path", []string{"serve"}, map[string]string{"BELLHOP_ALLOWED_ORIGINS": "https://ok.example.com, https://a.example.com/app"},
+			[]string{"BELLHOP_ALLOWED_ORIGINS", `"https://a.example.com/app" is not an origin`}},
+		{"origin without a scheme", []string{"serve"}, map[string]string{"BELLHOP_ALLOWED_ORIGINS": "a.example.com"},
+			[]string{"BELLHOP_ALLOWED_ORIGINS", `"a.example.com" is not an origin`}},
+		{"origin a wildcard", []string{"serve"}, map[string]string{"BELLHOP_ALLOWED_ORIGINS": "*"},
+			[]string{"BELLHOP_ALLOWED_ORIGINS", `"*" is not an origin`}},
+		{"origin with capitals", []string{"serve"}, map[string]string{"BELLHOP_ALLOWED_ORIGINS": "https://App.example.com"},
+			[]string{"BELLHOP_ALLOWED_ORIGINS", `write "https://app.example.com"`}},
+		{"origin with the default port", []string{"serve"}, map[string]string{"BELLHOP_ALLOWED_ORIGINS": "https://a.example.com:443"},
+			[]string{"BELLHOP_ALLOWED_ORIGINS", "write https://a.example.com"}},
+		{"origins with a stray comma", []string{"serve"}, map[string]string{"BELLHOP_ALLOWED_ORIGINS": "https://a.example.com,"},
+			[]string{"BELLHOP_ALLOWED_ORIGINS", "stray comma"}},
+
+		// The database's errors that have a known fix name it.
+		{"schema not migrated", []string{"serve"}, nil,
+			[]string{`schema "bellhop_never_created" is not migrated`, "run `relay migrate`", "BELLHOP_SCHEMA=bellhop_never_created", "42P01"}},
+		{"schema not migrated, send", []string{"send", "--to", "42", "--type", "t"}, nil,
+			[]string{`schema "bellhop_never_created" is not migrated`, "run `relay migrate`", "BELLHOP_SCHEMA=bellhop_never_created"}},
+		{"database not there", []string{"serve"}, map[string]string{"DATABASE_URL": "postgres://postgres@" + closedAddr(t) + "/none"},
+			[]string{"cannot connect to DATABASE_URL's database", "connection refused"}},
+		{"database not there, migrate", []string{"migrate"}, map[string]string{"DATABASE_URL": "postgres://postgres@" + closedAddr(t) + "/none"},
+			[]string{"cannot connect to DATABASE_URL's database", "connection refused"}},
+		{"database not there, send", []string{"send", "--to", "42", "--type", "t"}, map[string]string{"DATABASE_URL": "postgres://postgres@" + closedAddr(t) + "/none"},
+			[]string{"cannot connect to DATABASE_URL's database", "connection refused"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -219,6 +293,7 @@ func TestConfigIsCheckedAtStart(t *testing.T) {
 			for _, w := range c.want {
 				require.Contains(t, err.Error(), w)
 			}
+			require.NotContains(t, err.Error(), "MarshalJSON", "encoding/json's words, not the flag's")
 			require.NotContains(t, err.Error(), testSecret, "the secret leaked into the message")
 			require.Empty(t, stdout, "nothing is printed to stdout on failure")
 		})
@@ -373,7 +448,7 @@ func TestMainCommandsWorkAgainstTheDatabase(t *testing.T) {
 func TestDemoIsSafeWithAnApplicationsEnvironment(t *testing.T) {
 	dbURL := cleanEnv(t)
 
-	fs, addr, schema := demoFlags(io.Discard)
+	fs, addr, schema := demoFlags()
 	require.NoError(t, fs.Parse(nil))
 	host, _, err := net.SplitHostPort(*addr)
 	require.NoError(t, err)
@@ -455,6 +530,13 @@ func TestDemoIsSafeWithAnApplicationsEnvironment(t *testing.T) {
 	require.Contains(t, banner, "ignored from the environment: BELLHOP_JWT_SECRET, BELLHOP_SCHEMA")
 	require.Contains(t, banner, dbURL)
 	require.NotContains(t, banner, testSecret)
+	// What the migration makes outside the schema, and how to drop it.
+	require.Contains(t, banner, "writer role "+demoSchema+"_writer")
+	require.Contains(t, banner, "publication "+demoSchema+"_wake")
+	require.Contains(t, banner, "-c 'DROP SCHEMA "+demoSchema+" CASCADE' -c 'DROP PUBLICATION IF EXISTS "+demoSchema+"_wake' -c 'DROP ROLE IF EXISTS "+demoSchema+"_writer'")
+	var roles int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", demoSchema+"_writer").Scan(&roles))
+	require.Equal(t, 1, roles, "the banner names a role the demo did not make")
 	require.NotContains(t, banner, "WARNING")
 
 	// The page's cookie is not signed with the application's secret, and the
@@ -598,6 +680,87 @@ func TestParkRateZeroTurnsParkingOff(t *testing.T) {
 	cfg, err = loadConfig(context.Background())
 	require.NoError(t, err)
 	require.Negative(t, cfg.relayConfig().Worker.ParkRate)
+}
+
+// Every variable checkPositive names is one envConfig reads, as a duration
+// or an integer: a misspelt name would check nothing.
+func TestMustBePositiveNamesVariables(t *testing.T) {
+	typ := reflect.TypeOf(envConfig{})
+	kinds := map[string]reflect.Kind{}
+	for i := range typ.NumField() {
+		kinds[envName(typ.Field(i))] = typ.Field(i).Type.Kind()
+	}
+	for name := range mustBePositive {
+		require.Contains(t, []reflect.Kind{reflect.Int, reflect.Int32, reflect.Int64}, kinds[name], "%s is not an integer or duration variable of envConfig", name)
+	}
+}
+
+// Every origin a browser sends is accepted in BELLHOP_ALLOWED_ORIGINS.
+func TestAllowedOriginsTakeWhatBrowsersSend(t *testing.T) {
+	cleanEnv(t)
+	t.Setenv("DATABASE_URL", "postgres://127.0.0.1:1/none")
+	t.Setenv("BELLHOP_ALLOWED_ORIGINS", "https://app.example.com, http://localhost:3000,http://[::1]:8080,https://xn--bcher-kva.example,capacitor://localhost")
+	cfg, err := loadConfig(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, []string{"https://app.example.com", "http://localhost:3000", "http://[::1]:8080", "https://xn--bcher-kva.example", "capacitor://localhost"}, cfg.AllowedOrigins)
+}
+
+// -h prints a command's usage and succeeds, doing nothing else: migrate
+// migrates nothing, serve serves nothing.
+func TestHelpDoesNothingElse(t *testing.T) {
+	dbURL := cleanEnv(t)
+	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("BELLHOP_SCHEMA", "bellhop_never_created")
+	t.Setenv("BELLHOP_JWT_SECRET", testSecret)
+	t.Setenv("BELLHOP_LISTEN_ADDR", "127.0.0.1:0")
+	for _, cmd := range []string{"serve", "migrate", "token", "send", "demo", "healthcheck", "version"} {
+		for _, h := range []string{"-h", "--help"} {
+			stdout, stderr, err := runCmd(t, cmd, h)
+			require.NoError(t, err, "relay %s %s", cmd, h)
+			require.True(t, strings.HasPrefix(stdout, "usage: relay "+cmd), "relay %s %s printed %q", cmd, h, stdout)
+			require.Empty(t, stderr)
+		}
+	}
+	stdout, _, err := runCmd(t, "send", "-h")
+	require.NoError(t, err)
+	require.Contains(t, stdout, "-data string", "the flags are listed")
+
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var n int
+	require.NoError(t, conn.QueryRow(context.Background(),
+		"SELECT count(*) FROM pg_namespace WHERE nspname = 'bellhop_never_created'").Scan(&n))
+	require.Zero(t, n, "migrate -h migrated")
+}
+
+// serve listens before it connects, as the demo does: a taken or malformed
+// address fails at once, naming its variable, before "relay serving".
+func TestServeChecksItsAddressesFirst(t *testing.T) {
+	cleanEnv(t)
+	t.Setenv("DATABASE_URL", "postgres://postgres@"+closedAddr(t)+"/none?connect_timeout=5")
+	t.Setenv("BELLHOP_JWT_SECRET", testSecret)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+
+	t.Setenv("BELLHOP_LISTEN_ADDR", taken.Addr().String())
+	_, stderr, err := runCmd(t, "serve")
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "cannot listen on "+taken.Addr().String()+": it is taken")
+	require.Contains(t, err.Error(), "set BELLHOP_LISTEN_ADDR to another address")
+	require.NotContains(t, err.Error(), "DATABASE_URL")
+	require.NotContains(t, stderr, "relay serving")
+
+	t.Setenv("BELLHOP_LISTEN_ADDR", "8080")
+	_, _, err = runCmd(t, "serve")
+	require.ErrorContains(t, err, `cannot listen on "8080"`)
+	require.ErrorContains(t, err, "set BELLHOP_LISTEN_ADDR to a host:port")
+
+	t.Setenv("BELLHOP_LISTEN_ADDR", "127.0.0.1:0")
+	t.Setenv("BELLHOP_OPS_ADDR", taken.Addr().String())
+	_, _, err = runCmd(t, "serve")
+	require.ErrorContains(t, err, "set BELLHOP_OPS_ADDR to another address")
 }
 
 // closedAddr is a loopback address nothing listens on.
