@@ -197,13 +197,39 @@ describe('optimistic mutations', () => {
 describe('invalidateOnEvent', () => {
   const ev = (op: string, extra: Record<string, unknown> = {}) => ({ seq: 1, op, id: 'a', ...extra });
 
-  it('patches the matching row for updated + sse without refetching the lists', async () => {
+  it('updated + sse merges the payload into the cached row at once, then refetches the count and every list', async () => {
     seed();
-    await invalidateOnEvent(qc, ev('updated', { sse: { progress: 40 }, database_key: 'export-1' }));
+    const unreadKey = bellhopKeys.list({ unread: true });
+    const archivedKey = bellhopKeys.list({ archived: 'only' });
+    qc.setQueryData(unreadKey, { pages: [{ notifications: [], next_cursor: null }], pageParams: [null] });
+    qc.setQueryData(archivedKey, {
+      pages: [{ notifications: [notification('a', { archived_at: '2024-01-01T00:00:00Z' })], next_cursor: null }],
+      pageParams: [null],
+    });
+    const done = invalidateOnEvent(qc, ev('updated', { sse: { progress: 40 }, database_key: 'export-1' }));
+    // Before any refetch: the progress bar moves at once.
     expect(row('a')?.data).toMatchObject({ progress: 40, title: 'Title a' });
     expect(row('a')?.database_key).toBe('export-1');
-    expect(qc.getQueryState(listKey)?.isInvalidated).toBe(false);
-    expect(qc.getQueryState(bellhopKeys.count())?.isInvalidated).toBe(false);
+    await done;
+    // A progress upsert makes the row unread, unseen and unarchived again, and
+    // replaces fields only the database copy carries: no list can be patched
+    // from the event alone.
+    expect(qc.getQueryState(bellhopKeys.count())?.isInvalidated).toBe(true);
+    expect(qc.getQueryState(listKey)?.isInvalidated).toBe(true);
+    expect(qc.getQueryState(unreadKey)?.isInvalidated).toBe(true);
+    expect(qc.getQueryState(archivedKey)?.isInvalidated).toBe(true);
+  });
+
+  it('updated of a cached, seen row refetches an active count (the unseen badge comes back)', async () => {
+    seed();
+    qc.setQueryData<UnreadCount>(bellhopKeys.count(), { count: 1, capped: false, unseen: 0, unseen_capped: false });
+    const f = fakeClient();
+    const obs = new QueryObserver(qc, { ...unreadCountQueryOptions(f.client), staleTime: Infinity });
+    const unsub = obs.subscribe(() => {});
+    await invalidateOnEvent(qc, ev('updated', { sse: { progress: 60 }, database_key: 'export-1' }));
+    await waitUntil(() => count() === 4, 1000, 'the count refetched');
+    expect(f.calls).toEqual(['count']);
+    unsub();
   });
 
   it('invalidates lists when an updated row is not cached', async () => {
@@ -231,11 +257,23 @@ describe('invalidateOnEvent', () => {
 
     await invalidateOnEvent(qc, ev('unread'));
     expect(row('a')?.read_at).toBeNull();
-    await invalidateOnEvent(qc, ev('read_all', { id: 'batch-1' }));
-    expect(rows().every((n) => n.read_at)).toBe(true);
     await invalidateOnEvent(qc, ev('deleted', { id: 'b' }));
     expect(rows().map((n) => n.id)).toEqual(['a']);
     expect(qc.getQueryState(listKey)?.isInvalidated).toBe(false);
+  });
+
+  it('read_all and seen mark the cached rows at once, then refetch the lists', async () => {
+    // A row whose transaction committed just after the marker's can come
+    // first on the stream: the server's list undoes the mark on it.
+    seed();
+    await invalidateOnEvent(qc, ev('read_all', { id: 'batch-1' }));
+    expect(rows().every((n) => n.read_at)).toBe(true);
+    expect(qc.getQueryState(listKey)?.isInvalidated).toBe(true);
+    expect(qc.getQueryState(bellhopKeys.count())?.isInvalidated).toBe(true);
+    seed();
+    await invalidateOnEvent(qc, { seq: 3, op: 'seen', id: '' });
+    expect(rows().every((n) => !!n.seen_at)).toBe(true);
+    expect(qc.getQueryState(listKey)?.isInvalidated).toBe(true);
   });
 
   it('refetch drops cached data and refetches active queries', async () => {
@@ -264,13 +302,17 @@ describe('invalidateOnReopen / invalidateOnReconnect', () => {
     expect(qc.getQueryState(unreadKey)?.isInvalidated).toBe(true);
   });
 
-  it('invalidates on every open after the first, and forwards each status', async () => {
+  it('invalidates on every open, the first included, and forwards each status', async () => {
     seed();
     const seen: string[] = [];
     const onStatus = invalidateOnReopen(qc, (s) => seen.push(s));
     onStatus('connecting');
+    expect(stale()).toEqual([false, false]);
     onStatus('open');
-    expect(stale()).toEqual([false, false]); // the first open: the queries fetch on their own
+    // A new stream starts at the relay's head: what was committed between
+    // the queries' fetch and the open is neither counted nor sent.
+    await waitUntil(() => stale().every(Boolean), 1000, 'invalidated at the first open');
+    seed(); // fresh again
     onStatus('closed');
     onStatus('connecting');
     onStatus('error', new Error('down'));
@@ -285,17 +327,36 @@ describe('invalidateOnReopen / invalidateOnReconnect', () => {
     expect(seen).toEqual(['connecting', 'open', 'closed', 'connecting', 'error', 'connecting', 'open', 'closed', 'open']);
   });
 
-  it('refetches an active count query on a reopen', async () => {
+  it('refetches a first fetch that was still in flight at the open', async () => {
+    const f = fakeClient();
+    const answers = [deferred<UnreadCount>(), deferred<UnreadCount>()];
+    let n = 0;
+    f.client.unreadCount = () => (f.calls.push('count'), answers[n++].promise);
+    const obs = new QueryObserver(qc, unreadCountQueryOptions(f.client));
+    const unsub = obs.subscribe(() => {});
+    await waitUntil(() => f.calls.length === 1, 1000, 'the first fetch');
+    invalidateOnReopen(qc)('open');
+    // The server answered the first fetch from before a change the new
+    // stream will never send.
+    answers[0].resolve({ count: 1, capped: false });
+    await waitUntil(() => f.calls.length === 2, 1000, 'a second fetch');
+    answers[1].resolve({ count: 2, capped: false });
+    await waitUntil(() => count() === 2, 1000, 'the second answer');
+    unsub();
+  });
+
+  it('refetches an active count query on the first open and on a reopen', async () => {
     const f = fakeClient();
     const obs = new QueryObserver(qc, unreadCountQueryOptions(f.client));
     const unsub = obs.subscribe(() => {});
     await waitUntil(() => count() === 4, 1000, 'the first fetch');
     const onStatus = invalidateOnReopen(qc);
     onStatus('open');
+    await waitUntil(() => f.calls.length === 2 && !qc.isFetching(), 1000, 'a refetch at the first open');
     onStatus('closed');
     onStatus('open');
-    await waitUntil(() => f.calls.length === 2, 1000, 'a refetch');
-    expect(f.calls).toEqual(['count', 'count']);
+    await waitUntil(() => f.calls.length === 3, 1000, 'a refetch at the reopen');
+    expect(f.calls).toEqual(['count', 'count', 'count']);
     unsub();
   });
 });

@@ -1,10 +1,17 @@
 // @vitest-environment jsdom
 import { QueryClient } from '@tanstack/react-query';
 import { act, cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
-import { StrictMode } from 'react';
-import { afterEach, describe, expect, it } from 'vitest';
+import { StrictMode, useState } from 'react';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createClient } from '../src';
-import { BellhopProvider, Inbox, NotificationBell, formatRelativeTime, useNotificationStream } from '../src/react';
+import {
+  BellhopProvider,
+  Inbox,
+  NotificationBell,
+  formatRelativeTime,
+  useNotificationStream,
+  useUnreadCount,
+} from '../src/react';
 import { startFakeRelay } from './helpers/relay';
 import { notification, waitUntil } from './helpers/server';
 
@@ -17,9 +24,8 @@ afterEach(async () => {
   relay = undefined;
 });
 
-function setup(ui: React.ReactNode, r: Relay) {
+function setup(ui: React.ReactNode, r: Relay, queryClient = new QueryClient({ defaultOptions: { queries: { retry: false } } })) {
   const client = createClient({ baseUrl: r.url, token: 'jwt' });
-  const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false } } });
   return render(
     <BellhopProvider client={client} queryClient={queryClient} debounceMs={0}>
       {ui}
@@ -63,15 +69,64 @@ describe('<NotificationBell/>', () => {
 
   it('shows the exact count and an empty badge for 0', async () => {
     relay = await startFakeRelay([], { countOverride: 7 });
-    setup(<NotificationBell />, relay);
+    setup(<NotificationBell live={false} />, relay);
     await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('7'));
     relay.state.countOverride = 0;
     cleanup();
-    setup(<NotificationBell />, relay);
+    setup(<NotificationBell live={false} />, relay);
     await waitUntil(() => relay!.requests.filter((r) => r.path === '/notifications/unread/count').length === 2);
     await act(() => new Promise((r) => setTimeout(r, 20)));
     expect(screen.getByTestId('bellhop-badge').textContent).toBe('');
     expect(screen.getByTestId('bellhop-bell').getAttribute('aria-label')).toBe('Notifications');
+  });
+
+  it('on its own, joins the live stream: the badge follows new notifications', async () => {
+    relay = await startFakeRelay([notification('n1')]);
+    setup(<NotificationBell count="unread" />, relay);
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('1'));
+    await waitUntil(() => relay!.streamCount() === 1, 3000, 'the stream');
+    relay.state.items.unshift(notification('n2'));
+    relay.push('created', { id: 'n2' });
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('2'));
+    expect(relay.requests.filter((r) => r.path === '/notifications/stream')).toHaveLength(1);
+  });
+
+  it('live={false} opens no stream', async () => {
+    relay = await startFakeRelay([notification('n1')]);
+    setup(<NotificationBell count="unread" live={false} />, relay);
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('1'));
+    await act(() => new Promise((r) => setTimeout(r, 50)));
+    expect(relay.requests.some((r) => r.path === '/notifications/stream')).toBe(false);
+    expect(screen.getByTestId('bellhop-bell').hasAttribute('live')).toBe(false);
+  });
+});
+
+describe('useUnreadCount()', () => {
+  it('is live by default and gives the unread count as count', async () => {
+    relay = await startFakeRelay([notification('n1')]);
+    function Badge() {
+      const { count, data } = useUnreadCount();
+      return <span data-testid="count">{data ? count : 'loading'}</span>;
+    }
+    setup(<Badge />, relay);
+    await waitFor(() => expect(screen.getByTestId('count').textContent).toBe('1'));
+    await waitUntil(() => relay!.streamCount() === 1, 3000, 'the stream');
+    relay.state.items.unshift(notification('n2'));
+    relay.push('created', { id: 'n2' });
+    await waitFor(() => expect(screen.getByTestId('count').textContent).toBe('2'));
+  });
+
+  it('opens no stream with live: false or enabled: false', async () => {
+    relay = await startFakeRelay([notification('n1')]);
+    function Counts() {
+      const still = useUnreadCount({ live: false });
+      useUnreadCount({ enabled: false });
+      return <span data-testid="count">{still.count}</span>;
+    }
+    setup(<Counts />, relay);
+    await waitFor(() => expect(screen.getByTestId('count').textContent).toBe('1'));
+    await act(() => new Promise((r) => setTimeout(r, 50)));
+    expect(relay.requests.some((r) => r.path === '/notifications/stream')).toBe(false);
   });
 });
 
@@ -106,6 +161,7 @@ describe('<Inbox/>', () => {
     expect(items[1].contains(progress[0])).toBe(true);
     expect(progress[0].getAttribute('aria-valuenow')).toBe('40');
     expect(within(items[0]).queryByTestId('bellhop-progress')).toBeNull();
+    expect(relay.requests.some((r) => r.path === '/notifications/stream')).toBe(false); // live={false}
   });
 
   it('shows the empty state', async () => {
@@ -171,22 +227,33 @@ describe('<Inbox/>', () => {
     expect(document.activeElement).toBe(bell);
   });
 
-  it('applies live events: progress moves without a refetch, created refreshes the count', async () => {
+  it('applies live events: progress moves, updated and created refresh the count and the list', async () => {
     relay = await startFakeRelay(sample());
     setup(<Inbox bellCount="unread" />, relay);
     const inbox = await openInbox();
     await waitUntil(() => relay!.streamCount() === 1, 3000, 'stream');
     expect(relay.requests.find((r) => r.path === '/notifications/stream')?.headers.authorization).toBe('Bearer jwt');
+    await act(() => new Promise((r) => setTimeout(r, 50))); // the refetch of the open
     const listFetches = () => relay!.requests.filter((r) => r.path === '/notifications').length;
-    const before = listFetches();
+    const countFetches = () => relay!.requests.filter((r) => r.path === '/notifications/unread/count').length;
+    const [l0, c0] = [listFetches(), countFetches()];
 
-    relay.push('updated', { id: 'n2', database_key: 'export-1', sse: { progress: 75 } });
-    await waitFor(() => expect(within(inbox).getByTestId('bellhop-progress').getAttribute('aria-valuenow')).toBe('75'));
-    expect(listFetches()).toBe(before);
+    // A progress upsert of a read row: the database copy changes with it,
+    // and the row is unread again.
+    const n3 = relay.state.items.find((n) => n.id === 'n3')!;
+    Object.assign(n3, { database_key: 'job-3', read_at: null, data: { title: 'Job', progress: 75 } });
+    relay.push('updated', { id: 'n3', database_key: 'job-3', sse: { progress: 75 } });
+    const item = (id: string) => within(inbox).getAllByTestId('bellhop-item').find((i) => i.dataset.id === id)!;
+    await waitFor(() => expect(within(item('n3')).getByTestId('bellhop-progress').getAttribute('aria-valuenow')).toBe('75'));
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('3'));
+    await waitFor(() => expect(item('n3').textContent).toContain('Job'));
+    expect(item('n3').dataset.unread).toBe('true');
+    expect(listFetches()).toBe(l0 + 1);
+    expect(countFetches()).toBe(c0 + 1);
 
     relay.state.items.unshift(notification('n0', { data: { title: 'Fresh' }, created_at: new Date().toISOString() }));
     relay.push('created', { id: 'n0' });
-    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('3'));
+    await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('4'));
     await waitFor(() => expect(within(inbox).getAllByTestId('bellhop-item')[0].dataset.id).toBe('n0'));
   });
 
@@ -211,7 +278,7 @@ describe('<Inbox/>', () => {
     const counts = () => relay!.requests.filter((r) => r.path === '/notifications/unread/count').length;
     const lists = () => relay!.requests.filter((r) => r.path === '/notifications').length;
     const [c0, l0] = [counts(), lists()];
-    expect(c0).toBe(1); // the first open does not refetch
+    expect(c0).toBe(2); // the first fetch, and the refetch at the first open
 
     // Committed while the stream is down, and never replayed to this client.
     relay.dropStreams();
@@ -223,6 +290,63 @@ describe('<Inbox/>', () => {
     expect(lists()).toBe(l0 + 1);
     expect(statuses).toContain('closed');
     expect(statuses.at(-1)).toBe('open');
+  });
+
+  it('a new stream after the last consumer left refetches what changed meanwhile, however fresh the cache', async () => {
+    relay = await startFakeRelay([notification('n1')]);
+    function Badge() {
+      useNotificationStream();
+      const { data } = useUnreadCount({ live: false });
+      return <span data-testid="count">{data?.count}</span>;
+    }
+    function Routes() {
+      const [shown, setShown] = useState(true);
+      return (
+        <>
+          <button type="button" data-testid="toggle" onClick={() => setShown(!shown)} />
+          {shown && <Badge />}
+        </>
+      );
+    }
+    setup(<Routes />, relay, new QueryClient({ defaultOptions: { queries: { retry: false, staleTime: 30_000 } } }));
+    await waitFor(() => expect(screen.getByTestId('count').textContent).toBe('1'));
+    await waitUntil(() => relay!.streamCount() === 1, 3000, 'the stream');
+
+    // A route change unmounts the badge: the provider closes the stream.
+    fireEvent.click(screen.getByTestId('toggle'));
+    await waitUntil(() => relay!.streamCount() === 0, 3000, 'the stream closed');
+    relay.state.items.unshift(notification('n2')); // never sent to this client
+    fireEvent.click(screen.getByTestId('toggle'));
+    await waitUntil(() => relay!.streamCount() === 1, 3000, 'a new stream');
+    await waitFor(() => expect(screen.getByTestId('count').textContent).toBe('2'));
+  });
+
+  it('a consumer whose callback throws does not cut off the others', async () => {
+    relay = await startFakeRelay(sample());
+    const logged = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const seen: string[] = [];
+    function Thrower() {
+      useNotificationStream(() => {
+        throw new Error('consumer bug');
+      });
+      return null;
+    }
+    function Listener() {
+      useNotificationStream((e) => seen.push(e.op));
+      return null;
+    }
+    setup(
+      <>
+        <Thrower />
+        <Listener />
+      </>,
+      relay,
+    );
+    await waitUntil(() => relay!.streamCount() === 1, 3000, 'the stream');
+    relay.push('read', { id: 'n1', read_at: new Date().toISOString() });
+    relay.push('created', { id: 'n9' });
+    await waitFor(() => expect(seen).toEqual(['read', 'created']));
+    expect(logged).toHaveBeenCalledWith(expect.stringContaining('[bellhop]'), expect.objectContaining({ message: 'consumer bug' }));
   });
 
   it('shares one stream per provider, even in StrictMode with several consumers', async () => {

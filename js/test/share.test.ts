@@ -159,12 +159,13 @@ function conn(url: string, fetchImpl: typeof fetch = fetch, token = ''): StreamC
 }
 
 /** One subscription in tab, recording what it delivers and reports. */
-function join(url: string, tab: ReturnType<typeof makeTab>, token = '') {
+function join(url: string, tab: ReturnType<typeof makeTab>, token = '', opts: { idleTimeoutMs?: number } = {}) {
   const calls: BellhopEvent[][] = [];
   const statuses: StreamStatus[] = [];
   const errors: unknown[] = [];
   const unsubscribe = subscribeShared(conn(url, tab.fetch, token), (events) => calls.push(events), {
     retryMs: 20,
+    ...opts,
     onStatus: (s, err) => {
       statuses.push(s);
       if (err) errors.push(err);
@@ -282,6 +283,19 @@ describe('shared stream (leader tab + BroadcastChannel)', () => {
     expect(b.errors[0]).toBeInstanceOf(BellhopError);
     expect(b.errors[0]).toMatchObject({ status: 500, code: 'boom', message: 'the relay broke' });
     expect(relay.streamRequests()).toHaveLength(2);
+  });
+
+  it('the leader drops a silent stream after its idleTimeoutMs; the followers see the drop', async () => {
+    const relay = await startLogRelay(); // no heartbeats: silent after its head
+    const locks = new FakeLocks();
+    const a = join(relay.url, makeTab(locks, 'a'), '', { idleTimeoutMs: 150 });
+    const b = join(relay.url, makeTab(locks, 'b'));
+    await waitUntil(() => relay.streamRequests().length === 2, 3000, 'a second stream');
+    await waitUntil(() => b.statuses.filter((s) => s === 'open').length === 2, 3000, 'open again');
+    expect(b.statuses.slice(0, 5)).toEqual(['connecting', 'open', 'error', 'connecting', 'open']);
+    expect(b.errors[0]).toMatchObject({ code: 'idle_timeout' });
+    expect(a.errors[0]).toMatchObject({ code: 'idle_timeout' });
+    expect(relay.streamRequests()[1].headers['last-event-id']).toBe('0');
   });
 
   it('subscriptions of one tab share too, and different recipients do not', async () => {

@@ -324,6 +324,53 @@ describe('subscribe (fetch + SSE against a real server)', () => {
     expect(s.statuses.at(-1)).toBe('closed');
   });
 
+  it('a stream silent for idleTimeoutMs (no byte, no ping) is dropped and resumed with Last-Event-ID', async () => {
+    let conn = 0;
+    server = await startServer((_req, res) => {
+      conn++;
+      sseHead(res);
+      if (conn === 1) res.write(sseEvent(1, 'created')); // then nothing: a half-open connection
+      else res.write(sseEvent(2, 'created'));
+    });
+    const errors: unknown[] = [];
+    const statuses: StreamStatus[] = [];
+    const seen: number[] = [];
+    const unsub = createClient({ baseUrl: server.url }).subscribe((ev) => seen.push(...ev.map((e) => e.seq)), {
+      retryMs: 10,
+      idleTimeoutMs: 150,
+      onStatus: (st, err) => {
+        statuses.push(st);
+        if (err) errors.push(err);
+      },
+    });
+    cleanups.push(unsub);
+    await waitUntil(() => seen.length === 2, 3000, 'the event after the reconnect');
+    expect(seen).toEqual([1, 2]);
+    expect(server.requests[1].headers['last-event-id']).toBe('1');
+    expect(statuses.slice(0, 5)).toEqual(['connecting', 'open', 'error', 'connecting', 'open']);
+    expect(errors[0]).toMatchObject({ status: 0, code: 'idle_timeout' });
+  });
+
+  it('heartbeats keep a stream with no events open; idleTimeoutMs: 0 never drops it', async () => {
+    server = await startServer((_req, res) => {
+      sseHead(res);
+      const timer = setInterval(() => res.write(': ping\n\n'), 40);
+      res.on('close', () => clearInterval(timer));
+    });
+    const pinged = collect(createClient({ baseUrl: server.url }), { idleTimeoutMs: 150 });
+    await sleep(500);
+    expect(server.requests).toHaveLength(1);
+    expect(pinged.statuses).toEqual(['connecting', 'open']);
+    pinged.unsubscribe();
+    await server.close();
+
+    server = await startServer((_req, res) => sseHead(res)); // silent after its first line
+    const silent = collect(createClient({ baseUrl: server.url }), { idleTimeoutMs: 0 });
+    await sleep(300);
+    expect(server.requests).toHaveLength(1);
+    expect(silent.statuses).toEqual(['connecting', 'open']);
+  });
+
   it('stops when the server answers 204', async () => {
     server = await startServer((_req, res) => {
       res.writeHead(204);

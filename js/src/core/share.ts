@@ -180,6 +180,7 @@ export function subscribeShared(
       {
         retryMs: opts.retryMs,
         maxRetryMs: opts.maxRetryMs,
+        idleTimeoutMs: opts.idleTimeoutMs,
         lastEventId: cursor.lastId,
         onStatus: (s, err) => {
           if (stopped) return;

@@ -12,6 +12,8 @@ export interface StreamConnection {
 
 const DEFAULT_RETRY_MS = 1000;
 const DEFAULT_MAX_RETRY_MS = 30000;
+/** Two heartbeats and a half at the relay's default `BELLHOP_HEARTBEAT` (25 s). */
+const DEFAULT_IDLE_TIMEOUT_MS = 60000;
 
 /** Exponential backoff with "equal jitter": a delay in [d/2, d], d = min(max, base * 2^attempt). */
 export function backoffDelay(baseMs: number, attempt: number, maxMs: number, random: () => number = Math.random): number {
@@ -165,7 +167,9 @@ export interface StreamTap {
  * `Last-Event-ID` resume, dedupe by event id, `refetch` handling and
  * optional debounced batching. A refusal (a `refused` event, or 429/503
  * with `Retry-After`) is reported as an `error` status and retried after
- * the delay the server asked for, with jitter, from the same position.
+ * the delay the server asked for, with jitter, from the same position. A
+ * stream silent for `idleTimeoutMs` is dropped as an `error`
+ * (`idle_timeout`) and resumed like any other.
  */
 export function subscribeStream(
   conn: StreamConnection,
@@ -174,6 +178,7 @@ export function subscribeStream(
   tap: StreamTap = {},
 ): Unsubscribe {
   const maxRetryMs = opts.maxRetryMs ?? DEFAULT_MAX_RETRY_MS;
+  const idleTimeoutMs = Math.max(0, opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
   let retryMs = opts.retryMs ?? DEFAULT_RETRY_MS;
   const cursor = new StreamCursor(opts.lastEventId);
   let attempt = 0;
@@ -226,7 +231,7 @@ export function subscribeStream(
     });
 
   const connectOnce = async (): Promise<'closed' | 'stop' | 'refused'> => {
-    controller = new AbortController();
+    const ctl = (controller = new AbortController());
     refusal = undefined;
     serverDelayMs = undefined;
     opened = false;
@@ -235,11 +240,43 @@ export function subscribeStream(
     if (stopped) return 'stop';
     if (token) headers.Authorization = `Bearer ${token}`;
     if (cursor.lastId !== '') headers['Last-Event-ID'] = cursor.lastId;
+    // A connection lost without a FIN or RST (a sleeping laptop, a NAT that
+    // forgot it) never ends its read: only the missing heartbeats tell.
+    // Armed before the request, so headers that never come count too.
+    let idleTimer: ReturnType<typeof setTimeout> | undefined;
+    let idle = false;
+    const armIdle = () => {
+      if (idleTimeoutMs === 0) return;
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => {
+        idle = true;
+        ctl.abort();
+      }, idleTimeoutMs);
+    };
+    armIdle();
+    try {
+      return await readStream(ctl, headers, armIdle);
+    } catch (err) {
+      if (idle && !stopped) {
+        throw new BellhopError(0, 'idle_timeout', `the stream sent nothing for ${idleTimeoutMs} ms`, { cause: err });
+      }
+      throw err;
+    } finally {
+      clearTimeout(idleTimer);
+    }
+  };
+
+  /** One request, read until it ends; received() is called at every chunk. */
+  const readStream = async (
+    ctl: AbortController,
+    headers: Record<string, string>,
+    received: () => void,
+  ): Promise<'closed' | 'stop' | 'refused'> => {
     const res = await conn.fetch(conn.url, {
       method: 'GET',
       headers,
       credentials: conn.credentials,
-      signal: controller.signal,
+      signal: ctl.signal,
       cache: 'no-store',
     });
     if (res.status === 204) {
@@ -278,6 +315,7 @@ export function subscribeStream(
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
+        received();
         parser.feed(decoder.decode(value, { stream: true }));
         if (stopped) return 'stop';
       }

@@ -38,7 +38,8 @@ export interface NotificationData {
    * Percent done: a finite number shows a progress bar, clamped to 0..100.
    * Meant for progress notifications (sent with a `database_key`, updated in
    * place). A live `updated` event merges its `sse` payload into `data`, so
-   * `sse: { progress: 60 }` moves the bar without a refetch.
+   * `sse: { progress: 60 }` moves the bar at once, before the refetch that
+   * follows every `updated` event.
    */
   progress?: number;
   [field: string]: any;
@@ -174,6 +175,15 @@ export interface SubscribeOptions {
   retryMs?: number;
   /** Upper bound for the exponential backoff (default 30000). */
   maxRetryMs?: number;
+  /**
+   * Drop a stream that has received nothing at all for this long (not an
+   * event, not a heartbeat, not a byte) and reconnect from its last event
+   * id, as after any other drop: a half-open connection would otherwise stay
+   * `open` and deliver nothing (default 60000; 0 never drops it). Must exceed
+   * the relay's `BELLHOP_HEARTBEAT` (25 s by default), the longest an open
+   * stream stays silent.
+   */
+  idleTimeoutMs?: number;
   /** Aborting this signal unsubscribes. */
   signal?: AbortSignal;
 }

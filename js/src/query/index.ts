@@ -353,11 +353,16 @@ export function setPreferencesMutationOptions(client: BellhopClient, queryClient
  * Bring the cache up to date for one or more live events:
  * - `refetch`: drop every bellhop query and refetch the active ones;
  * - `created`: invalidate count + lists;
- * - `updated` with `sse`: merge the payload into `data` of the cached row (no refetch), else invalidate;
+ * - `updated`: merge the `sse` payload into `data` of the cached row at
+ *   once (a progress bar moves), then invalidate count + lists: the event
+ *   carries only `sse`, `read_at` and `database_key`, and the change behind
+ *   it may be a progress upsert (which replaces `data` and makes the row
+ *   unread, unseen, unarchived and undeleted again) or a plain UPDATE of its
+ *   data, type or archive state;
  * - `read` / `unread`: patch `read_at` of the row, invalidate count and unread-only lists;
  * - `deleted`: remove the row, invalidate count;
- * - `read_all`: mark every cached row read, invalidate count and unread-only lists;
- * - `seen`: mark cached rows seen (all of them, or refetch when only up to an event), invalidate count;
+ * - `read_all`: mark every cached row read, invalidate count and lists;
+ * - `seen`: mark cached rows seen (all of them, or refetch when only up to an event), invalidate count and lists;
  * - `archived` / `unarchived`: move the row between the inbox's lists and the archived ones, invalidate count and lists;
  * - `expired`: remove the row, invalidate count.
  */
@@ -380,24 +385,16 @@ export async function invalidateOnEvent(queryClient: QueryClient, events: Bellho
       case 'updated': {
         if (e.sse && typeof e.sse === 'object') {
           const sse = e.sse;
-          let readChanged = false;
-          const found = patchCachedNotification(queryClient, e.id, (n) => {
-            const readAt = e.read_at !== undefined ? e.read_at : n.read_at;
-            if (!!readAt !== !!n.read_at) readChanged = true;
-            return {
-              ...n,
-              data: { ...n.data, ...sse },
-              read_at: readAt,
-              database_key: e.database_key !== undefined ? e.database_key : n.database_key,
-              updated_at: nowIso(),
-            };
-          });
-          if (!found) lists = true;
-          if (!found || readChanged) count = true;
-        } else {
-          count = true;
-          lists = true;
+          patchCachedNotification(queryClient, e.id, (n) => ({
+            ...n,
+            data: { ...n.data, ...sse },
+            read_at: e.read_at !== undefined ? e.read_at : n.read_at,
+            database_key: e.database_key !== undefined ? e.database_key : n.database_key,
+            updated_at: nowIso(),
+          }));
         }
+        count = true;
+        lists = true;
         break;
       }
       case 'read':
@@ -412,21 +409,26 @@ export async function invalidateOnEvent(queryClient: QueryClient, events: Bellho
         updateCachedNotifications(queryClient, (items) => items.filter((n) => n.id !== e.id));
         count = true;
         break;
+      // A marker covers the rows its transaction saw, and a row whose
+      // transaction committed just after the marker's, before the relay's
+      // next stamp, may come before it on the stream (a stamp orders what
+      // it logs by transaction id): the rows are marked at once, and the
+      // lists refetched to undo a mark on such a row.
       case 'read_all': {
         const at = e.read_at ?? nowIso();
         updateCachedNotifications(queryClient, (items) => items.map((n) => (n.read_at ? n : { ...n, read_at: at })));
         count = true;
-        unreadLists = true;
+        lists = true;
         break;
       }
       case 'seen': {
         // Up to an event, the server knows which rows that covered.
-        if (e.sse && typeof e.sse === 'object' && 'until' in e.sse) lists = true;
-        else {
+        if (!(e.sse && typeof e.sse === 'object' && 'until' in e.sse)) {
           const at = nowIso();
           updateCachedNotifications(queryClient, (items) => items.map((n) => (n.seen_at ? n : { ...n, seen_at: at })));
         }
         count = true;
+        lists = true;
         break;
       }
       case 'archived':
@@ -458,21 +460,35 @@ export async function invalidateOnEvent(queryClient: QueryClient, events: Bellho
 }
 
 /**
- * The stream re-opened after a drop: events may have been missed (the server
- * could not replay them, or the client had no resume point), so refetch the
- * unread count and every list. Inactive queries are only marked stale.
+ * The stream opened: events may have been missed (a new stream starts at the
+ * relay's head, and after a drop the relay may not have replayed them, or the
+ * client had no resume point), so refetch the unread count and every list.
+ * Inactive queries are only marked stale.
  */
 export async function invalidateOnReconnect(queryClient: QueryClient): Promise<void> {
+  // invalidateQueries restarts a fetch in flight only when the query has
+  // data (cancelRefetch); a first fetch in flight is reused, and its answer
+  // can predate a change the new stream will never send. Fetch those again
+  // once they are done.
+  const cache = queryClient.getQueryCache();
+  const firstFetches = [bellhopKeys.count(), bellhopKeys.lists()]
+    .flatMap((queryKey) => cache.findAll({ queryKey }))
+    .filter((q) => q.state.fetchStatus !== 'idle' && q.state.data === undefined);
   await Promise.all([
     queryClient.invalidateQueries({ queryKey: bellhopKeys.count() }),
     queryClient.invalidateQueries({ queryKey: bellhopKeys.lists() }),
   ]);
+  if (firstFetches.length > 0) {
+    await queryClient.refetchQueries({ type: 'active', predicate: (q) => firstFetches.includes(q) });
+  }
 }
 
 /**
  * An `onStatus` handler for `subscribe` that calls `invalidateOnReconnect`
- * each time the stream goes `open` again after its first open (every
- * reconnect), then forwards the status to `next`. One per subscription:
+ * each time the stream goes `open`, the first time included, then forwards
+ * the status to `next`. A new stream starts at the relay's head, with no
+ * replay: what was committed after the count and lists were fetched, and
+ * before the stream opened, is in neither. One per subscription:
  *
  *   client.subscribe((ev) => invalidateOnEvent(qc, ev), { onStatus: invalidateOnReopen(qc) })
  */
@@ -480,12 +496,8 @@ export function invalidateOnReopen(
   queryClient: QueryClient,
   next?: (status: StreamStatus, error?: unknown) => void,
 ): (status: StreamStatus, error?: unknown) => void {
-  let opened = false;
   return (status, error) => {
-    if (status === 'open') {
-      if (opened) void invalidateOnReconnect(queryClient);
-      opened = true;
-    }
+    if (status === 'open') void invalidateOnReconnect(queryClient);
     next?.(status, error);
   };
 }

@@ -23,7 +23,7 @@ import {
   notificationUrl,
 } from '../core/util';
 import type { NotificationFilters } from '../query';
-import { useMarkSeen, useNotificationStream, useNotifications, useUnreadCount } from './hooks';
+import { useMarkSeen, useNotifications, useUnreadCount } from './hooks';
 import { formatRelativeTime } from './time';
 
 const cx = (...c: Array<string | false | null | undefined>) => c.filter(Boolean).join(' ');
@@ -54,14 +54,16 @@ export interface NotificationBellProps extends ButtonHTMLAttributes<HTMLButtonEl
   badgeClassName?: string;
   /** Replaces the bell icon. */
   icon?: ReactNode;
+  /** Join the provider's live stream, so the badge follows every change (default true). */
+  live?: boolean;
 }
 
 /** A button with a count badge: unseen notifications by default, or unread ones. */
 export const NotificationBell = forwardRef<HTMLButtonElement, NotificationBellProps>(function NotificationBell(
-  { label = 'Notifications', count = 'unseen', max = 99, className, badgeClassName, icon, type, ...rest },
+  { label = 'Notifications', count = 'unseen', max = 99, className, badgeClassName, icon, type, live = true, ...rest },
   ref,
 ) {
-  const { data } = useUnreadCount();
+  const { data } = useUnreadCount({ live });
   // A relay without seen support answers no unseen: count unread then.
   const unseen = count === 'unseen' && data?.unseen !== undefined;
   const text = unseen ? formatCount(data?.unseen, data?.unseen_capped, max) : formatCount(data?.count, data?.capped, max);
@@ -369,8 +371,7 @@ export function Inbox({
   const titleId = useId();
   const now = useNow(open);
 
-  useNotificationStream(undefined, { enabled: live });
-  const count = useUnreadCount();
+  const count = useUnreadCount({ live });
   const showArchived = archive && tab === 'archived';
   const list = useNotifications(showArchived ? { ...filters, archived: 'only' } : { ...filters, archived: undefined }, { enabled: open });
   const seen = useMarkSeen();
@@ -502,6 +503,7 @@ export function Inbox({
         className={bellClassName}
         label={labels.bell}
         count={bellCount}
+        live={live}
         aria-expanded={open}
         aria-controls={open ? panelId : undefined}
         aria-haspopup="dialog"

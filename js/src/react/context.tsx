@@ -43,10 +43,18 @@ export function createStreamHub(client: BellhopClient, queryClient: QueryClient,
         unsubscribe = client.subscribe(
           (events) => {
             void invalidateOnEvent(queryClient, events);
-            listeners.forEach((l) => l(events));
+            // One consumer's bug must not cost the others their events.
+            listeners.forEach((l) => {
+              try {
+                l(events);
+              } catch (e) {
+                console.error('[bellhop] stream listener threw', e);
+              }
+            });
           },
-          // Each reopen after the first refetches the count and lists: what
-          // happened while the stream was down may not all be replayed.
+          // Every open refetches the count and lists: a new stream starts at
+          // the relay's head, and a reopened one may not have replayed all
+          // that happened while it was down.
           { debounceMs, onStatus: invalidateOnReopen(queryClient, setStatus) },
         );
       }

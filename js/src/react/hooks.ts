@@ -15,9 +15,19 @@ import {
 } from '../query';
 import { useBellhop } from './context';
 
-export function useUnreadCount(options: { enabled?: boolean } = {}) {
+/**
+ * The unread count query (`data`: `{ count, capped, unseen?, unseen_capped? }`),
+ * plus `count`: `data.count`, 0 until it has loaded. Live by default: it
+ * joins the provider's shared stream (`useNotificationStream`), which
+ * refetches the count on every change; `live: false` leaves it to you, and
+ * `enabled: false` neither fetches nor joins.
+ */
+export function useUnreadCount(options: { enabled?: boolean; live?: boolean } = {}) {
   const { client } = useBellhop();
-  return useQuery({ ...unreadCountQueryOptions(client), enabled: options.enabled ?? true });
+  const enabled = options.enabled ?? true;
+  useNotificationStream(undefined, { enabled: enabled && (options.live ?? true) });
+  const query = useQuery({ ...unreadCountQueryOptions(client), enabled });
+  return { ...query, count: query.data?.count ?? 0 };
 }
 
 export function useNotifications(filters: NotificationFilters = {}, options: { enabled?: boolean } = {}) {
@@ -59,9 +69,10 @@ export function useMarkSeen() {
 /**
  * Joins the provider's single live subscription (opened on first use, closed
  * when the last user unmounts). Every batch is applied to the query cache via
- * `invalidateOnEvent`, and each reconnect (open again after the first open)
- * refetches the count and lists via `invalidateOnReconnect`; `onEvent`
- * additionally receives each event.
+ * `invalidateOnEvent`, and each open of the stream (the first included: a new
+ * stream starts at the relay's head, with no replay) refetches the count and
+ * lists via `invalidateOnReconnect`; `onEvent` additionally receives each
+ * event.
  */
 export function useNotificationStream(
   onEvent?: (event: BellhopEvent) => void,
