@@ -17,7 +17,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -86,7 +90,14 @@ type server struct {
 	cookie string // the relay's Config.CookieName
 	log    *slog.Logger
 	sent   atomic.Int64 // numbers the demo's notifications
+	// exports counts the progress notifications still moving (see
+	// progress), at most maxExports.
+	exports atomic.Int64
 }
+
+// maxExports bounds the progress notifications moving at once: each is a
+// goroutine that writes for a few seconds.
+const maxExports = 16
 
 // Handler serves the demo page on GET /, the browser bundle under
 // /demo/static/, the POST /demo/* buttons, and everything else through
@@ -110,7 +121,46 @@ func Handler(ob *outbox.Outbox, pool *pgxpool.Pool, secret, cookieName string, r
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "message": "no such demo route"})
 	})
 	mux.Handle("/", relayHandler)
-	return mux
+	return guard(mux)
+}
+
+// guard keeps other sites out of a demo that listens on a developer's
+// machine. It answers only to localhost (or a name under .localhost) or an
+// IP address: another host name that resolves to the machine is how DNS
+// rebinding lets a site's scripts read what the page shows, its cookie
+// included. And its buttons refuse a POST another site's page sends: they
+// take no token, and a form posts across sites without a preflight.
+func guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		lower := strings.ToLower(host)
+		if lower != "localhost" && !strings.HasSuffix(lower, ".localhost") && net.ParseIP(host) == nil {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden_host",
+				"message": "the demo answers only to localhost or an IP address, not " + strconv.Quote(r.Host) + " (a name that resolves here is how DNS rebinding reaches it): open it at http://127.0.0.1 or http://localhost on its port"})
+			return
+		}
+		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/demo/") && crossSite(r) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "cross_site_request",
+				"message": "the demo's buttons take requests from its own page only"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// crossSite reports whether r comes from another origin's page: its Origin
+// names another host, or the browser says so (Sec-Fetch-Site).
+func crossSite(r *http.Request) bool {
+	if origin := r.Header.Get("Origin"); origin != "" {
+		u, err := url.Parse(origin)
+		return err != nil || !strings.EqualFold(u.Host, r.Host)
+	}
+	site := r.Header.Get("Sec-Fetch-Site")
+	return site == "cross-site" || site == "same-site"
 }
 
 func noCache(h http.Handler) http.Handler {
@@ -221,6 +271,12 @@ func (s *server) sendRollback(w http.ResponseWriter, r *http.Request) {
 // background, each step in its own committed transaction, all on one row
 // (one database key).
 func (s *server) progress(w http.ResponseWriter, r *http.Request) {
+	if s.exports.Add(1) > maxExports {
+		s.exports.Add(-1)
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too_many_exports",
+			"message": fmt.Sprintf("%d progress notifications are moving already; wait for one to finish", maxExports)})
+		return
+	}
 	n := s.sent.Add(1)
 	key := fmt.Sprintf("demo-export:%d:%d", time.Now().UnixNano(), n)
 	title := fmt.Sprintf("Export #%d", n)
@@ -241,11 +297,13 @@ func (s *server) progress(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := step(r.Context(), 0)
 	if err != nil {
+		s.exports.Add(-1)
 		s.fail(w, "progress", err)
 		return
 	}
 	ctx := context.WithoutCancel(r.Context())
 	go func() {
+		defer s.exports.Add(-1)
 		for pct := progressDelta; pct <= 100; pct += progressDelta {
 			time.Sleep(progressStep)
 			if _, err := step(ctx, pct); err != nil {
@@ -259,7 +317,7 @@ func (s *server) progress(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) fail(w http.ResponseWriter, what string, err error) {
 	s.log.Error("demo: "+what+" failed", "err", err)
-	writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal", "message": what + " failed: " + err.Error()})
+	writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal", "message": what + " failed; the demo's log says why"})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
