@@ -48,7 +48,11 @@ function loggedSeqs(ids) {
   return sql(`SELECT seq FROM ${env.schema}.relay_log WHERE id IN (${list}) ORDER BY seq`).split('\n').map(Number);
 }
 
-/** Unread-count fetches from every page at once, each bounded by timeoutMs. */
+/**
+ * Count fetches from every page at once, each bounded by timeoutMs: the
+ * unseen count, which the widget's bell shows (an earlier test's progress
+ * notification, updated while its inbox was open, is seen but unread).
+ */
 function countsFromEveryTab(pages, timeoutMs) {
   return Promise.all(
     pages.map((p) =>
@@ -56,7 +60,8 @@ function countsFromEveryTab(pages, timeoutMs) {
         const t0 = performance.now();
         try {
           const res = await fetch('/notifications/unread/count', { credentials: 'include', signal: AbortSignal.timeout(ms) });
-          return { count: (await res.json()).count, ms: Math.round(performance.now() - t0) };
+          const body = await res.json();
+          return { count: body.unseen ?? body.count, ms: Math.round(performance.now() - t0) };
         } catch (err) {
           return { error: String(err), ms: Math.round(performance.now() - t0) };
         }

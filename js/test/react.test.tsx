@@ -56,12 +56,20 @@ async function openInbox() {
 }
 
 describe('<NotificationBell/>', () => {
-  it('shows 99+ for counts above 99, with an accessible label and a live badge', async () => {
+  it('shows 99+ for counts above 99, with an accessible label and a live region saying the same', async () => {
     relay = await startFakeRelay([], { countOverride: 150 });
     setup(<NotificationBell />, relay);
     await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('99+'));
+    // The badge is for the eye: announced alone, it would be a bare number.
     const badge = screen.getByTestId('bellhop-badge');
-    expect(badge.getAttribute('aria-live')).toBe('polite');
+    expect(badge.getAttribute('aria-hidden')).toBe('true');
+    expect(badge.hasAttribute('aria-live')).toBe(false);
+    const status = screen.getByTestId('bellhop-bell-status');
+    expect(status.getAttribute('aria-live')).toBe('polite');
+    expect(status.getAttribute('aria-atomic')).toBe('true');
+    expect(status.className).toBe('bellhop-sr-only');
+    expect(status.textContent).toBe('99+ new');
+    expect(screen.getByTestId('bellhop-bell').contains(status)).toBe(false);
     expect(screen.getByTestId('bellhop-bell').getAttribute('aria-label')).toBe('Notifications, 99+ new');
     expect(screen.getByTestId('bellhop-bell').tagName).toBe('BUTTON');
     expect(relay.requests.find((r) => r.path === '/notifications/unread/count')?.headers.authorization).toBe('Bearer jwt');
@@ -78,6 +86,7 @@ describe('<NotificationBell/>', () => {
     await act(() => new Promise((r) => setTimeout(r, 20)));
     expect(screen.getByTestId('bellhop-badge').textContent).toBe('');
     expect(screen.getByTestId('bellhop-bell').getAttribute('aria-label')).toBe('Notifications');
+    expect(screen.getByTestId('bellhop-bell-status').textContent).toBe('');
   });
 
   it('on its own, joins the live stream: the badge follows new notifications', async () => {
@@ -88,6 +97,7 @@ describe('<NotificationBell/>', () => {
     relay.state.items.unshift(notification('n2'));
     relay.push('created', { id: 'n2' });
     await waitFor(() => expect(screen.getByTestId('bellhop-badge').textContent).toBe('2'));
+    expect(screen.getByTestId('bellhop-bell-status').textContent).toBe('2 unread');
     expect(relay.requests.filter((r) => r.path === '/notifications/stream')).toHaveLength(1);
   });
 
@@ -430,6 +440,88 @@ describe('<Inbox/> seen, archive, actions', () => {
     expect(within(inbox).getByTestId('bellhop-empty').textContent).toBe('Nothing archived.');
     fireEvent.click(within(inbox).getByTestId('bellhop-tab-inbox'));
     await waitFor(() => expect(within(inbox).getAllByTestId('bellhop-item').map((i) => i.dataset.id)).toEqual(['n1', 'n2', 'n3']));
+  });
+
+  it('the tabs follow the WAI-ARIA tabs pattern: ids, aria-controls, one tab stop, a labelled panel', async () => {
+    relay = await startFakeRelay(sample());
+    setup(<Inbox live={false} />, relay);
+    const inbox = await openInbox();
+    const tablist = within(inbox).getByRole('tablist');
+    const title = within(inbox).getByRole('heading');
+    expect(tablist.getAttribute('aria-labelledby')).toBe(title.id);
+    const tabs = within(tablist).getAllByRole('tab');
+    expect(tabs.map((t) => t.dataset.testid)).toEqual(['bellhop-tab-inbox', 'bellhop-tab-archived']);
+    const [inboxTab, archivedTab] = tabs;
+    const panel = within(inbox).getByRole('tabpanel');
+    expect(panel.dataset.testid).toBe('bellhop-tabpanel');
+    expect(inboxTab.id).not.toBe('');
+    expect(archivedTab.id).not.toBe(inboxTab.id);
+    expect(panel.id).not.toBe('');
+    for (const t of tabs) expect(t.getAttribute('aria-controls')).toBe(panel.id);
+    expect(panel.getAttribute('aria-labelledby')).toBe(inboxTab.id);
+    expect(panel.tabIndex).toBe(0);
+    expect(tabs.map((t) => [t.getAttribute('aria-selected'), t.tabIndex])).toEqual([
+      ['true', 0],
+      ['false', -1],
+    ]);
+    // The list and the paging are in the panel.
+    expect(within(panel).getAllByTestId('bellhop-item')).toHaveLength(3);
+
+    fireEvent.click(archivedTab);
+    await waitFor(() => expect(panel.getAttribute('aria-labelledby')).toBe(archivedTab.id));
+    expect(tabs.map((t) => [t.getAttribute('aria-selected'), t.tabIndex])).toEqual([
+      ['false', -1],
+      ['true', 0],
+    ]);
+  });
+
+  it('the arrows (wrapping), Home and End move selection and focus between the tabs', async () => {
+    relay = await startFakeRelay(sample());
+    setup(<Inbox live={false} />, relay);
+    const inbox = await openInbox();
+    const [inboxTab, archivedTab] = within(inbox).getAllByRole('tab');
+    const panel = within(inbox).getByRole('tabpanel');
+    const selected = () => within(inbox).getAllByRole('tab').filter((t) => t.getAttribute('aria-selected') === 'true');
+    const press = (key: string) => fireEvent.keyDown(document.activeElement!, { key });
+
+    inboxTab.focus();
+    press('ArrowRight');
+    expect(selected()).toEqual([archivedTab]);
+    expect(document.activeElement).toBe(archivedTab);
+    expect(panel.getAttribute('aria-labelledby')).toBe(archivedTab.id);
+    await waitFor(() => expect(relay!.requests.some((r) => r.path === '/notifications' && r.query.get('archived') === 'only')).toBe(true));
+
+    press('ArrowRight'); // wraps to the first
+    expect(selected()).toEqual([inboxTab]);
+    expect(document.activeElement).toBe(inboxTab);
+
+    press('ArrowLeft'); // wraps to the last
+    expect(selected()).toEqual([archivedTab]);
+    expect(document.activeElement).toBe(archivedTab);
+
+    press('Home');
+    expect(selected()).toEqual([inboxTab]);
+    expect(document.activeElement).toBe(inboxTab);
+
+    press('End');
+    expect(selected()).toEqual([archivedTab]);
+    expect(document.activeElement).toBe(archivedTab);
+
+    // Other keys are left alone; Escape still closes the inbox.
+    press('ArrowDown');
+    expect(selected()).toEqual([archivedTab]);
+    press('Escape');
+    expect(screen.queryByTestId('bellhop-inbox')).toBeNull();
+    expect(document.activeElement).toBe(screen.getByTestId('bellhop-bell'));
+  });
+
+  it('archive={false}: no tabs and no tab panel', async () => {
+    relay = await startFakeRelay(sample());
+    setup(<Inbox live={false} archive={false} />, relay);
+    const inbox = await openInbox();
+    expect(within(inbox).queryByRole('tablist')).toBeNull();
+    expect(within(inbox).queryByRole('tabpanel')).toBeNull();
+    expect(within(inbox).getAllByTestId('bellhop-item')).toHaveLength(3);
   });
 
   it('renders url, avatar and actions; refuses javascript: URLs; clicks mark read and call back', async () => {

@@ -118,10 +118,16 @@ function makeTab(locks: FakeLocks, name: string) {
   });
 }
 
-/** A relay with an event log: replays after Last-Event-ID (less `overlap`), then sends its head as `id:`. */
+/**
+ * A relay with an event log per token (the recipient, '' without one):
+ * replays after Last-Event-ID (less `overlap`), then sends its head as
+ * `id:`. An event's id names its recipient and seq (`alice-2`, `n-2`).
+ */
 async function startLogRelay(opts: { overlap?: number; failFirst?: number } = {}) {
-  const log: number[] = [];
-  const streams = new Set<http.ServerResponse>();
+  const logs = new Map<string, number[]>();
+  const logOf = (who: string) => logs.get(who) ?? (logs.set(who, []), logs.get(who)!);
+  const streams = new Map<http.ServerResponse, string>();
+  const event = (who: string, seq: number) => sseEvent(seq, 'created', { id: `${who || 'n'}-${seq}` });
   let failures = opts.failFirst ?? 0;
   server = await startServer((req, res, rec) => {
     if (rec.path !== '/notifications/stream') return json(res, 404, { error: 'not_found', message: 'no' });
@@ -129,37 +135,46 @@ async function startLogRelay(opts: { overlap?: number; failFirst?: number } = {}
       failures--;
       return json(res, 500, { error: 'boom', message: 'the relay broke' });
     }
+    const who = (rec.headers.authorization ?? '').replace(/^Bearer /, '');
+    const log = logOf(who);
     res.writeHead(200, { 'Content-Type': 'text/event-stream' });
     res.write('retry: 20\n: connected\n\n');
     const raw = rec.headers['last-event-id'];
     if (typeof raw === 'string') {
       const from = Number(raw) - (opts.overlap ?? 0);
-      for (const seq of log) if (seq > from) res.write(sseEvent(seq, 'created'));
+      for (const seq of log) if (seq > from) res.write(event(who, seq));
     }
     res.write(`id: ${log.length ? log[log.length - 1] : 0}\n\n`);
-    streams.add(res);
+    streams.set(res, who);
     req.on('close', () => streams.delete(res));
   });
   const s = server;
   return {
     url: s.url,
-    push() {
+    push(who = '') {
+      const log = logOf(who);
       const seq = log.length + 1;
       log.push(seq);
-      for (const r of streams) r.write(sseEvent(seq, 'created'));
+      for (const [r, w] of streams) if (w === who) r.write(event(who, seq));
       return seq;
     },
-    open: () => streams.size,
+    /** Open streams, of one recipient if given. */
+    open: (who?: string) => [...streams.values()].filter((w) => who === undefined || w === who).length,
+    /** Ends every open stream, as a relay restart does: each is reconnected. */
+    drop: () => streams.forEach((_, r) => r.end()),
     streamRequests: () => s.requests.filter((r) => r.path === '/notifications/stream'),
   };
 }
 
-function conn(url: string, fetchImpl: typeof fetch = fetch, token = ''): StreamConnection {
-  return { url: `${url}/notifications/stream`, fetch: fetchImpl, resolveToken: async () => token };
+/** A token, or what getToken returns at each call. */
+type Token = string | (() => string);
+
+function conn(url: string, fetchImpl: typeof fetch = fetch, token: Token = ''): StreamConnection {
+  return { url: `${url}/notifications/stream`, fetch: fetchImpl, resolveToken: async () => (typeof token === 'function' ? token() : token) };
 }
 
 /** One subscription in tab, recording what it delivers and reports. */
-function join(url: string, tab: ReturnType<typeof makeTab>, token = '', opts: { idleTimeoutMs?: number } = {}) {
+function join(url: string, tab: ReturnType<typeof makeTab>, token: Token = '', opts: { idleTimeoutMs?: number } = {}) {
   const calls: BellhopEvent[][] = [];
   const statuses: StreamStatus[] = [];
   const errors: unknown[] = [];
@@ -172,7 +187,15 @@ function join(url: string, tab: ReturnType<typeof makeTab>, token = '', opts: { 
     },
   }, tab.env);
   cleanups.push(unsubscribe);
-  return { tab, calls, statuses, errors, unsubscribe, seqs: () => calls.flat().map((e) => e.seq) };
+  return {
+    tab,
+    calls,
+    statuses,
+    errors,
+    unsubscribe,
+    seqs: () => calls.flat().map((e) => e.seq),
+    ids: () => calls.flat().map((e) => e.id),
+  };
 }
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -307,6 +330,57 @@ describe('shared stream (leader tab + BroadcastChannel)', () => {
     await waitUntil(() => subs.every((s) => s.statuses.includes('open')), 3000, 'all open');
     expect(relay.open()).toBe(2);
     expect(relay.streamRequests().map((r) => r.headers.authorization).sort()).toEqual(['Bearer alice', 'Bearer bob']);
+  });
+
+  it('a leader whose token is now another recipient\'s moves to that recipient\'s stream; the others keep theirs', async () => {
+    const relay = await startLogRelay();
+    const locks = new FakeLocks();
+    let aToken = 'alice';
+    const a = join(relay.url, makeTab(locks, 'a'), () => aToken);
+    const b = join(relay.url, makeTab(locks, 'b'), 'alice');
+    await waitUntil(() => a.statuses.includes('open') && b.statuses.includes('open'), 3000, 'both open');
+    relay.push('alice');
+    await waitUntil(() => a.ids().length === 1 && b.ids().length === 1, 3000, 'alice-1 in both');
+
+    // a signs in as bob in place: the leader's next connect has bob's token.
+    aToken = 'bob';
+    relay.drop();
+    await waitUntil(() => relay.open('bob') === 1, 3000, 'a stream for bob');
+    relay.push('bob');
+    relay.push('bob');
+    await waitUntil(() => a.ids().includes('bob-2'), 3000, 'bob-2 in a');
+    await sleep(50);
+    expect(b.ids()).toEqual(['alice-1']);
+
+    // b, still alice, leads alice's stream now.
+    await waitUntil(() => relay.open('alice') === 1, 3000, 'a stream for alice again');
+    relay.push('alice');
+    await waitUntil(() => b.ids().length === 2, 3000, 'alice-2 in b');
+    await sleep(50);
+    expect(b.ids()).toEqual(['alice-1', 'alice-2']);
+    expect(a.ids()).toEqual(['alice-1', 'bob-1', 'bob-2']);
+    expect(b.statuses.slice(-2)).toEqual(['connecting', 'open']);
+    expect(a.statuses.slice(-2)).toEqual(['connecting', 'open']);
+    // bob's stream starts from bob's head, not from alice's position.
+    const bob = relay.streamRequests().filter((r) => r.headers.authorization === 'Bearer bob');
+    expect(bob.map((r) => r.headers['last-event-id'])).toEqual([undefined]);
+    expect(relay.open()).toBe(2);
+  });
+
+  it('a token whose identity changes at every call gets a stream of its own, and no endless moves', async () => {
+    const relay = await startLogRelay();
+    const locks = new FakeLocks();
+    let calls = 0;
+    // Moving on and on never yields to a timer: a throw ends it, and the test fails.
+    const token = () => {
+      if (++calls > 20) throw new Error('getToken called 20 times');
+      return `opaque-${calls}`;
+    };
+    const a = join(relay.url, makeTab(locks, 'a'), token);
+    await waitUntil(() => a.statuses.includes('open'), 3000, 'open');
+    await sleep(50);
+    expect(relay.open()).toBe(1);
+    expect(calls).toBeLessThan(10);
   });
 
   it('a refused lock (an opaque origin) means a stream of its own', async () => {

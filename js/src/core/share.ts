@@ -10,6 +10,17 @@
  * the last id it saw (`Last-Event-ID`); every subscription dedupes by id,
  * so an event seen before the hand-over is not delivered twice.
  *
+ * The lock and the channel are named for the identity of the token a
+ * subscription joined with, and the leader checks the token of each
+ * (re)connect against it. A token of another recipient (the user switched
+ * account in place) must not bring that recipient's events to the tabs
+ * that joined as the first: the leader leaves the lock and the channel and
+ * joins the new identity's, without the old position (positions are per
+ * recipient). The old channel's next leader checks its own token the same
+ * way. A token whose identity changes again before a stream opens (an
+ * opaque token refreshed at every call: its identity is the token) gets a
+ * stream of its own instead of moving endlessly.
+ *
  * HTTP/1.1 allows six connections per origin for the whole browser: one
  * stream per tab starves the seventh tab's requests. See js/README.md
  * ("One stream per browser").
@@ -139,10 +150,17 @@ export function subscribeShared(
   let stopStream: Unsubscribe | undefined;
   let release: (() => void) | undefined;
   const lockAbort = new AbortController();
+  /** The identity the lock and the channel are named for. */
+  let joined = '';
+  /** Moved to another identity since a stream last opened. */
+  let moved = false;
+  /** Bumped when this subscription leaves a stream, whose callbacks then do nothing. */
+  let generation = 0;
 
   // Reports changes only: a status repeated to every follower when
   // another one joins must not look like a reconnect.
   const report = (s: StreamStatus, err?: unknown) => {
+    if (s === 'open') moved = false;
     if (stopped || s === status) return;
     status = s;
     lastError = err;
@@ -170,10 +188,21 @@ export function subscribeShared(
   const open = (as: 'leader' | 'alone') => {
     role = as;
     const relay = as === 'leader';
+    const g = generation;
+    const current = () => !stopped && g === generation;
+    const leaderConn: StreamConnection = {
+      ...conn,
+      resolveToken: async () => {
+        const token = await conn.resolveToken();
+        // Leaving stops this stream before it sends a request with token.
+        if (current() && identity(token) !== joined) leave();
+        return token;
+      },
+    };
     stopStream = subscribeStream(
-      conn,
+      relay ? leaderConn : conn,
       (events) => {
-        if (stopped) return;
+        if (!current()) return;
         if (relay) post({ t: 'events', events });
         events.forEach(accept);
       },
@@ -183,13 +212,14 @@ export function subscribeShared(
         idleTimeoutMs: opts.idleTimeoutMs,
         lastEventId: cursor.lastId,
         onStatus: (s, err) => {
-          if (stopped) return;
+          if (!current()) return;
           if (relay) post({ t: 'status', status: s, error: toWire(err), lastId: cursor.lastId });
           report(s, err);
         },
       },
       {
         onPosition: (id) => {
+          if (!current()) return;
           cursor.lastId = id;
           if (relay) post({ t: 'position', id });
         },
@@ -232,8 +262,10 @@ export function subscribeShared(
   const join = async () => {
     let name: string;
     try {
-      name = shareName(conn.url, await conn.resolveToken());
+      const token = await conn.resolveToken();
       if (stopped) return;
+      joined = identity(token);
+      name = shareName(conn.url, token);
       channel = new env.BroadcastChannel(name);
     } catch {
       alone();
@@ -253,6 +285,26 @@ export function subscribeShared(
       // Aborted by unsubscribe, or locks are refused here.
       alone();
     }
+  };
+
+  // The leader's token is another identity's now: gives up the lock and
+  // the channel, and joins the new identity's, whose positions are not the
+  // old one's. Its status stays `connecting` until that stream opens.
+  const leave = () => {
+    generation++;
+    stopStream?.();
+    release?.();
+    release = undefined;
+    channel?.close();
+    channel = undefined;
+    cursor = new StreamCursor();
+    role = 'follower';
+    if (moved) {
+      alone();
+      return;
+    }
+    moved = true;
+    void join();
   };
 
   const unsubscribe: Unsubscribe = () => {

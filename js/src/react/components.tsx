@@ -67,21 +67,31 @@ export const NotificationBell = forwardRef<HTMLButtonElement, NotificationBellPr
   // A relay without seen support answers no unseen: count unread then.
   const unseen = count === 'unseen' && data?.unseen !== undefined;
   const text = unseen ? formatCount(data?.unseen, data?.unseen_capped, max) : formatCount(data?.count, data?.capped, max);
+  const phrase = text ? `${text} ${unseen ? 'new' : 'unread'}` : '';
+  // The badge alone would be announced as a bare number ("3"): it is hidden
+  // from assistive technology, and a visually hidden live region says the
+  // label's phrase ("3 new"). The region is outside the button: ARIA makes
+  // a button's children presentational, so one inside may go unheard.
   return (
-    <button
-      ref={ref}
-      type={type ?? 'button'}
-      className={cx('bellhop-bell', className)}
-      data-testid="bellhop-bell"
-      data-count={count}
-      aria-label={text ? `${label}, ${text} ${unseen ? 'new' : 'unread'}` : label}
-      {...rest}
-    >
-      {icon ?? <BellIcon />}
-      <span className={cx('bellhop-badge', badgeClassName)} data-testid="bellhop-badge" aria-live="polite" aria-atomic="true">
-        {text}
+    <>
+      <button
+        ref={ref}
+        type={type ?? 'button'}
+        className={cx('bellhop-bell', className)}
+        data-testid="bellhop-bell"
+        data-count={count}
+        aria-label={phrase ? `${label}, ${phrase}` : label}
+        {...rest}
+      >
+        {icon ?? <BellIcon />}
+        <span className={cx('bellhop-badge', badgeClassName)} data-testid="bellhop-badge" aria-hidden="true">
+          {text}
+        </span>
+      </button>
+      <span className="bellhop-sr-only" data-testid="bellhop-bell-status" aria-live="polite" aria-atomic="true">
+        {phrase}
       </span>
-    </button>
+    </>
   );
 });
 
@@ -340,6 +350,9 @@ function InboxItem({ n, now, labels, className, locale, formatTime, archive, hel
   );
 }
 
+type InboxTab = 'inbox' | 'archived';
+const TABS: readonly InboxTab[] = ['inbox', 'archived'];
+
 /** Bell + dropdown inbox. Must be inside <BellhopProvider>. */
 export function Inbox({
   className,
@@ -363,12 +376,14 @@ export function Inbox({
 }: InboxProps) {
   const labels = { ...DEFAULT_LABELS, ...labelOverrides };
   const [open, setOpenState] = useState(defaultOpen);
-  const [tab, setTab] = useState<'inbox' | 'archived'>('inbox');
+  const [tab, setTab] = useState<InboxTab>('inbox');
   const rootRef = useRef<HTMLDivElement>(null);
   const bellRef = useRef<HTMLButtonElement>(null);
   const panelRef = useRef<HTMLDivElement>(null);
   const panelId = useId();
   const titleId = useId();
+  const tabsId = useId();
+  const tabRefs = useRef<Record<InboxTab, HTMLButtonElement | null>>({ inbox: null, archived: null });
   const now = useNow(open);
 
   const count = useUnreadCount({ live });
@@ -426,6 +441,22 @@ export function Inbox({
       e.stopPropagation();
       close(true);
     }
+  };
+
+  // The WAI-ARIA tabs pattern: the tab list is one stop of the Tab key (the
+  // selected tab), the panel the next; the arrows (wrapping), Home and End
+  // select a tab and focus it.
+  const tabId = (t: InboxTab) => `${tabsId}-${t}`;
+  const tabPanelId = `${tabsId}-panel`;
+  const onTabKeyDown = (e: ReactKeyboardEvent) => {
+    const i = TABS.indexOf(tab);
+    const to: Partial<Record<string, number>> = { ArrowLeft: i - 1, ArrowRight: i + 1, Home: 0, End: TABS.length - 1 };
+    const next = to[e.key];
+    if (next === undefined) return;
+    e.preventDefault();
+    const t = TABS[(next + TABS.length) % TABS.length];
+    setTab(t);
+    tabRefs.current[t]?.focus();
   };
 
   // A button that disappears with its row: keep focus inside the panel.
@@ -496,6 +527,19 @@ export function Inbox({
     );
   }
 
+  const body = (
+    <>
+      {content}
+      {list.hasNextPage && (
+        <div className="bellhop-footer">
+          <button type="button" className="bellhop-link" disabled={list.isFetchingNextPage} onClick={() => void list.fetchNextPage()}>
+            {list.isFetchingNextPage ? labels.loading : labels.loadMore}
+          </button>
+        </div>
+      )}
+    </>
+  );
+
   return (
     <div ref={rootRef} className={cx('bellhop-inbox', className)} onKeyDown={onKeyDown}>
       <NotificationBell
@@ -534,15 +578,21 @@ export function Inbox({
             </button>
           </div>
           {archive && (
-            <div className="bellhop-tabs" role="tablist">
-              {(['inbox', 'archived'] as const).map((t) => (
+            <div className="bellhop-tabs" role="tablist" aria-labelledby={titleId} onKeyDown={onTabKeyDown}>
+              {TABS.map((t) => (
                 <button
                   key={t}
+                  ref={(el) => {
+                    tabRefs.current[t] = el;
+                  }}
+                  id={tabId(t)}
                   type="button"
                   role="tab"
                   className="bellhop-tab"
                   data-testid={`bellhop-tab-${t}`}
                   aria-selected={tab === t}
+                  aria-controls={tabPanelId}
+                  tabIndex={tab === t ? 0 : -1}
                   onClick={() => setTab(t)}
                 >
                   {t === 'inbox' ? labels.inboxTab : labels.archivedTab}
@@ -550,13 +600,12 @@ export function Inbox({
               ))}
             </div>
           )}
-          {content}
-          {list.hasNextPage && (
-            <div className="bellhop-footer">
-              <button type="button" className="bellhop-link" disabled={list.isFetchingNextPage} onClick={() => void list.fetchNextPage()}>
-                {list.isFetchingNextPage ? labels.loading : labels.loadMore}
-              </button>
+          {archive ? (
+            <div className="bellhop-tabpanel" role="tabpanel" id={tabPanelId} aria-labelledby={tabId(tab)} tabIndex={0} data-testid="bellhop-tabpanel">
+              {body}
             </div>
+          ) : (
+            body
           )}
         </div>
       )}

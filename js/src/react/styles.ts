@@ -158,6 +158,7 @@ export const defaultStyles = `
   cursor: pointer;
 }
 .bellhop-tab[aria-selected="true"] { color: var(--bellhop-fg); border-bottom-color: var(--bellhop-accent); font-weight: 600; }
+.bellhop-tabpanel:focus-visible { outline: 2px solid var(--bellhop-accent); outline-offset: -2px; }
 .bellhop-state { margin: 0; padding: 24px 12px; text-align: center; color: var(--bellhop-muted); font-size: 14px; }
 .bellhop-error { color: var(--bellhop-danger); }
 .bellhop-footer { padding: 8px 12px; text-align: center; border-top: 1px solid var(--bellhop-border); }
