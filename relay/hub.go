@@ -785,7 +785,6 @@ func (h *hub) unsubscribe(s *subscriber) {
 	}
 }
 
-// streams returns the number of open streams, and those of to.
 // close ends every stream; their clients reconnect (to another replica).
 func (h *hub) close() {
 	h.once.Do(func() {
