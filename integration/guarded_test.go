@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -121,6 +122,10 @@ func TestEscalateAfterIsBounded(t *testing.T) {
 	send := pgx.Identifier{b.db.Schema, "send"}.Sanitize()
 	_, err := app.Exec(ctx, "SELECT "+send+"('alice', 'x', escalate_after => '300000 years')")
 	require.ErrorContains(t, err, "notifications_escalate_after_max_366_days")
+	// 432 years long, and under '366 days' to PostgreSQL's interval
+	// comparison, which counts a year as 360 days.
+	_, err = app.Exec(ctx, "SELECT "+send+"('alice', 'x', escalate_after => '30000 years -10799700 days')")
+	require.ErrorContains(t, err, "notifications_escalate_after_max_366_days")
 	_, err = app.Exec(ctx, "SELECT "+send+"('alice', 'x', escalate_after => '366 days')")
 	require.NoError(t, err, "366 days are allowed")
 	require.Equal(t, "x", s.next(t, 5*time.Second).Data.Type)
@@ -153,9 +158,24 @@ func TestOtherRolesCannotHoldStampsBack(t *testing.T) {
 	defer func() { _, _ = conn.Exec(context.Background(), "SELECT pg_advisory_unlock_all()") }()
 	tx, err := app.Begin(ctx)
 	require.NoError(t, err)
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	_, err = tx.Exec(ctx, "LOCK TABLE "+b.db.Table("stamp_lock")+" IN EXCLUSIVE MODE")
+	_, err = tx.Exec(ctx, "LOCK TABLE "+b.db.Table("stamp_lock")+" IN SHARE UPDATE EXCLUSIVE MODE")
 	requirePermissionDenied(t, err, "lock stamp_lock")
+	require.NoError(t, tx.Rollback(ctx)) // the pool has two connections
+	// A statement's tables are locked when it is parsed and its privileges
+	// checked when it runs: a PREPARE holds the locks of statements the
+	// role may not run, until its transaction ends. None of them conflicts
+	// with the stamps' lock.
+	held, err := app.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = held.Rollback(context.Background()) }()
+	for _, q := range []string{"DELETE FROM %s", "SELECT * FROM %s FOR UPDATE", "SELECT * FROM %s"} {
+		_, err = held.Exec(ctx, "PREPARE p"+strconv.Itoa(len(q))+" AS "+fmt.Sprintf(q, b.db.Table("stamp_lock")))
+		require.NoError(t, err, q)
+	}
+	var locks int
+	require.NoError(t, held.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE relation = $1::regclass AND pid = pg_backend_pid()",
+		b.db.Table("stamp_lock")).Scan(&locks))
+	require.Positive(t, locks, "the prepared statements hold their locks")
 
 	id := b.send(t, alice, "not.held.back")
 	require.Equal(t, id, s.next(t, 5*time.Second).Data.ID)

@@ -668,3 +668,44 @@ func TestUpgradeToInboxStates(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+send+"(notifiable_id => '42', type => 'down')::text").Scan(&id), "00008's send is back")
 	require.NoError(t, migrations.Up(ctx, db.Pool, schema), "and up again")
 }
+
+// A schema at 00010 upgrades to 00011's bound on escalate_after: a row
+// longer than 366 days is clamped to it, one whose length is not positive
+// (a mixed-sign interval PostgreSQL's comparison finds positive) loses its
+// escalation, neither is pushed again (its xid stays), and every row can
+// still be updated: the check is validated, not NOT VALID, which would
+// refuse any later UPDATE of such a row.
+func TestUpgradeBoundsEscalateAfter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	schema := db.Schema + "_e"
+	upTo(t, db, schema, 10)
+	table := pgx.Identifier{schema, "notifications"}.Sanitize()
+	insert := func(escalate string) (id, xid string) {
+		require.NoError(t, db.Pool.QueryRow(ctx, "INSERT INTO "+table+" (notifiable_id, type, escalate_after) VALUES ('u', 'old', $1::interval) RETURNING id::text, xid::text",
+			escalate).Scan(&id, &xid))
+		return id, xid
+	}
+	longID, longXid := insert("2 years")
+	negativeID, _ := insert("-1 year 361 days") // > 0 as PostgreSQL compares, -4.25 days long
+	dayID, _ := insert("1 day")
+
+	require.NoError(t, migrations.Up(ctx, db.Pool, schema))
+
+	escalate := func(id string) *time.Duration {
+		var d *time.Duration
+		require.NoError(t, db.Pool.QueryRow(ctx, "SELECT escalate_after FROM "+table+" WHERE id = $1", id).Scan(&d))
+		return d
+	}
+	require.Equal(t, 366*24*time.Hour, *escalate(longID))
+	require.Nil(t, escalate(negativeID))
+	require.Equal(t, 24*time.Hour, *escalate(dayID))
+	var xid string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT xid::text FROM "+table+" WHERE id = $1", longID).Scan(&xid))
+	require.Equal(t, longXid, xid, "clamped quietly: not a change to push")
+	_, err := db.Pool.Exec(ctx, "UPDATE "+table+" SET read_at = now()")
+	require.NoError(t, err, "every row can still be updated")
+	_, err = db.Pool.Exec(ctx, "INSERT INTO "+table+" (notifiable_id, type, escalate_after) VALUES ('u', 'new', '30000 years -10799700 days')")
+	require.ErrorContains(t, err, "notifications_escalate_after_max_366_days")
+}

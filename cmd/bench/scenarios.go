@@ -820,7 +820,7 @@ func (b *bench) drainBacklog(ctx context.Context, s, schema string, ob *outbox.O
 		return 0, err
 	}
 	defer func() { _ = lock.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := lock.Exec(ctx, "LOCK TABLE "+pgx.Identifier{schema, "stamp_lock"}.Sanitize()+" IN EXCLUSIVE MODE"); err != nil {
+	if _, err := lock.Exec(ctx, "LOCK TABLE "+pgx.Identifier{schema, "stamp_lock"}.Sanitize()+" IN SHARE UPDATE EXCLUSIVE MODE"); err != nil {
 		return 0, err
 	}
 	l := newLedger()

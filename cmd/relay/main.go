@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -266,8 +267,8 @@ func checkListen(addr, variable string) error {
 
 // dbError names the fix for the database errors an operator meets first: a
 // database the relay cannot reach, and a schema `relay migrate` has not
-// made or brought up to date (no such table, or no such schema). Other
-// errors pass as they are.
+// made or brought up to date (no such schema, table, column or function).
+// Other errors pass as they are.
 func dbError(err error, schema string) error {
 	var pgErr *pgconn.PgError
 	switch {
@@ -275,7 +276,9 @@ func dbError(err error, schema string) error {
 		return nil
 	case isConnectError(err):
 		return fmt.Errorf("cannot connect to DATABASE_URL's database; check the URL, and that PostgreSQL runs there and lets its user in: %w", err)
-	case errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000"): // undefined_table, invalid_schema_name
+	case errors.As(err, &pgErr) && slices.Contains([]string{"42P01", "3F000", "42703", "42883"}, pgErr.Code):
+		// undefined_table, invalid_schema_name, undefined_column,
+		// undefined_function: a schema from before this binary's migrations.
 		return fmt.Errorf("schema %q is not migrated, or not up to date: run `relay migrate` with the same DATABASE_URL and BELLHOP_SCHEMA=%s: %w", schema, schema, err)
 	}
 	return err

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/bellhophq/bellhop/integration/pgtest"
@@ -883,4 +885,15 @@ func TestDemoChecksItsAddressFirst(t *testing.T) {
 	_, _, err = runCmd(t, "demo", "--addr", "8080")
 	require.ErrorContains(t, err, `cannot listen on "8080"`)
 	require.ErrorContains(t, err, "set --addr to a host:port, such as 127.0.0.1:8090")
+}
+
+// A schema from before this binary's migrations fails on a missing
+// column or function as often as on a missing table: each names the fix.
+func TestDBErrorNamesMigrate(t *testing.T) {
+	for _, code := range []string{"42P01", "3F000", "42703", "42883"} {
+		err := dbError(fmt.Errorf("read relay head: %w", &pgconn.PgError{Code: code, Message: "x does not exist"}), "app")
+		require.ErrorContains(t, err, "run `relay migrate` with the same DATABASE_URL and BELLHOP_SCHEMA=app", code)
+	}
+	other := &pgconn.PgError{Code: "23505", Message: "duplicate key"}
+	require.Equal(t, other, dbError(other, "app"), "other errors pass as they are")
 }

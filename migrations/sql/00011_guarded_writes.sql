@@ -14,8 +14,20 @@
 -- 2. escalate_after is at most 366 days. The stamp turns it into
 --    microseconds for the webhook jobs; a writer's '300000 years'
 --    overflowed bigint and stopped every stamp, for every tenant, and
---    '1000 years' overflowed Go's time.Duration. NOT VALID: rows written
---    before are not checked (the stamp bounds what it reads as well).
+--    '1000 years' overflowed Go's time.Duration. The checks bound the
+--    interval's length in seconds (extract(epoch): a year is 365.25 days
+--    there), not the interval itself, which PostgreSQL compares counting a
+--    year as 360 days: '30000 years -10799700 days' is under '366 days' to
+--    the comparison and 432 years long, and '-1 year 361 days' is positive
+--    to it and -4.25 days long (the second check is named to come after
+--    00008's notifications_escalate_after_positive, which PostgreSQL
+--    checks first, so a plain negative value keeps its message). Rows
+--    written before that break them are set first: clamped to 366 days, or
+--    with no escalation when their length is not positive. escalate_after
+--    is no column the triggers watch, so that is no change to push. The
+--    checks are then validated, every row read once, as in 00005: a NOT
+--    VALID check would refuse every later UPDATE of such a row (a mark
+--    read, the sweep's expiry of a batch it is in).
 --
 -- 3. bellhop.quiet, which lets mark-all-read and mark-seen change many rows
 --    with one marker row instead of an event each, is honoured only for a
@@ -33,27 +45,36 @@
 --    an advisory lock, and any role may take any advisory lock (pg_locks
 --    shows which): one that held it held every stamp back, for every
 --    tenant, for as long as it liked. They now lock stamp_lock, a table of
---    no rows that nothing else touches, in EXCLUSIVE mode (lock_stamps:
---    LOCK TABLE is refused outside a transaction block, and the stamp's
---    statements run in the implicit transaction of one round trip). Taking
---    it takes UPDATE, DELETE or TRUNCATE on the table, which no role but
---    its owner has; a SELECT's ACCESS SHARE does not conflict with it.
+--    no rows that nothing else touches, in SHARE UPDATE EXCLUSIVE mode
+--    (lock_stamps: LOCK TABLE is refused outside a transaction block, and
+--    the stamp's statements run in the implicit transaction of one round
+--    trip). Taking it takes UPDATE, DELETE or TRUNCATE on the table, which
+--    only its owner has. A role with USAGE on the schema (the writer role)
+--    can still take the weaker locks of a query without any privilege on
+--    the table, and hold them: PostgreSQL locks a statement's tables when
+--    it parses it and checks privileges when it runs it, and a PREPARE only
+--    parses (BEGIN; PREPARE p AS DELETE FROM stamp_lock holds ROW
+--    EXCLUSIVE until the transaction ends). SHARE UPDATE EXCLUSIVE
+--    conflicts with itself and with none of those (ACCESS SHARE, ROW SHARE,
+--    ROW EXCLUSIVE); the statements that take it (VACUUM, ANALYZE, some
+--    ALTER TABLE) check ownership first, or release it at once. A relay
+--    that runs as another role than the one that migrated needs UPDATE on
+--    stamp_lock.
 
 -- +goose Up
 -- +goose StatementBegin
 CREATE TABLE stamp_lock ();
-COMMENT ON TABLE stamp_lock IS 'Locked by every stamp, EXCLUSIVE, until it commits (lock_stamps, 00011): stamps hand out seqs one at a time, in commit order.';
+COMMENT ON TABLE stamp_lock IS 'Locked by every stamp, SHARE UPDATE EXCLUSIVE, until it commits (lock_stamps, 00011): stamps hand out seqs one at a time, in commit order.';
 DO $$
 BEGIN
     EXECUTE format($f$
         CREATE FUNCTION lock_stamps() RETURNS void LANGUAGE plpgsql AS $b$
         BEGIN
-            LOCK TABLE %I.stamp_lock IN EXCLUSIVE MODE;
+            LOCK TABLE %I.stamp_lock IN SHARE UPDATE EXCLUSIVE MODE;
         END
         $b$ $f$, current_schema());
 END
 $$;
-REVOKE EXECUTE ON FUNCTION lock_stamps() FROM PUBLIC;
 
 ALTER TABLE relay_state
     ADD COLUMN notify_key bytea NOT NULL
@@ -62,8 +83,12 @@ ALTER TABLE relay_state ALTER COLUMN notify_key DROP DEFAULT;
 COMMENT ON COLUMN relay_state.notify_key IS
     'The key of the MAC on the relayed NOTIFY''s payload (see 00011): random, 256 bits; readable only by the relay''s role.';
 
+UPDATE notifications
+SET escalate_after = CASE WHEN extract(epoch FROM escalate_after) > 0 THEN interval '366 days' END
+WHERE extract(epoch FROM escalate_after) > 31622400 OR extract(epoch FROM escalate_after) <= 0;
 ALTER TABLE notifications
-    ADD CONSTRAINT notifications_escalate_after_max_366_days CHECK (escalate_after <= interval '366 days') NOT VALID;
+    ADD CONSTRAINT notifications_escalate_after_max_366_days CHECK (extract(epoch FROM escalate_after) <= 31622400),
+    ADD CONSTRAINT notifications_escalate_after_seconds_positive CHECK (extract(epoch FROM escalate_after) > 0);
 
 CREATE OR REPLACE FUNCTION notifications_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -177,7 +202,8 @@ CREATE TRIGGER notifications_changed
        OR OLD.expires_at IS DISTINCT FROM NEW.expires_at)
     EXECUTE FUNCTION notifications_changed();
 
-ALTER TABLE notifications DROP CONSTRAINT notifications_escalate_after_max_366_days;
+ALTER TABLE notifications DROP CONSTRAINT notifications_escalate_after_max_366_days,
+    DROP CONSTRAINT notifications_escalate_after_seconds_positive;
 ALTER TABLE relay_state DROP COLUMN notify_key;
 DROP FUNCTION lock_stamps();
 DROP TABLE stamp_lock;

@@ -208,11 +208,11 @@ SELECT (SELECT base FROM counted) + b.k AS seq, true AS current, b.id::text AS i
        -- worker looks at these only when it has a webhook URL.
        b.xid::text AS xid, b.created_at, 'database' = ANY (b.channels) AS listed,
        'webhook' = ANY (b.channels) AS via_webhook, b.hook_data,
-       -- At most 366 days (00011's check; older rows may hold more, and
-       -- must not overflow bigint here, which would stop every stamp). NULL
-       -- stays NULL: least() would skip it.
-       (extract(epoch FROM CASE WHEN b.escalate_after > interval '366 days' THEN interval '366 days'
-                                ELSE b.escalate_after END) * 1000000)::bigint AS escalate_us,
+       -- 366 days at most, 00011's check; bounded here too, should the
+       -- check be gone: a value that overflowed bigint stopped every stamp.
+       -- NULL stays NULL (least() would skip it).
+       CASE WHEN b.escalate_after IS NOT NULL
+            THEN (greatest(least(extract(epoch FROM b.escalate_after), 31622400), 0) * 1000000)::bigint END AS escalate_us,
        -- Whether this is the row's first entry: a row created and changed
        -- again before a stamp (in one transaction, or read at once) is
        -- logged once, with its latest op, and must still count as new.
